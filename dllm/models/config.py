@@ -1,0 +1,223 @@
+"""Per-architecture configuration: read a checkpoint's native ``config.json`` into one
+``ModelConfig``, and write a ``ModelConfig`` back in the native schema.
+
+LLaDA checkpoints use OLMo field names (``d_model``, ``n_layers``, ...); Dream checkpoints use
+Qwen2 names (``hidden_size``, ``num_hidden_layers``, ...). The rest of the framework only sees
+``ModelConfig``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ARCHITECTURES = ("llada", "dream")
+
+
+@dataclass
+class ModelConfig:
+    arch: str
+    d_model: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    mlp_hidden: int
+    vocab_size: int
+    rope_theta: float
+    rms_eps: float
+    qkv_bias: bool
+    shift_logits: bool          # Dream: logits at column j-1 predict the token at column j
+    rope_fp32: bool             # LLaDA applies RoPE in fp32; Dream in the activation dtype
+    tie_embeddings: bool = False
+    max_seq_len: int = 4096
+    mask_token_id: int | None = None
+    eos_token_ids: list[int] = field(default_factory=list)
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    block_size: int | None = None   # block-diffusion models: block-causal attention
+    torch_dtype: str | None = None
+
+    def __post_init__(self):
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch {self.arch!r} is not supported; supported: {ARCHITECTURES}")
+        if self.n_heads % self.n_kv_heads != 0:
+            raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _as_id_list(value) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [int(v) for v in value]
+    return [int(value)]
+
+
+def detect_arch(raw: dict[str, Any]) -> str:
+    """Architecture name from a native config dict, or a ValueError naming what was found."""
+    model_type = str(raw.get("model_type", "")).lower()
+    archs = [str(a).lower() for a in raw.get("architectures", []) or []]
+    if model_type == "llada" or any(a.startswith("llada") for a in archs):
+        return "llada"
+    if model_type == "dream" or any(a.startswith("dream") for a in archs):
+        return "dream"
+    raise ValueError(
+        f"unsupported architecture: model_type={raw.get('model_type')!r}, architectures={raw.get('architectures')!r};"
+        f" dllm loads {ARCHITECTURES} checkpoints"
+    )
+
+
+def from_native(raw: dict[str, Any]) -> ModelConfig:
+    arch = detect_arch(raw)
+    if arch == "llada":
+        return _from_llada(raw)
+    return _from_dream(raw)
+
+
+def _from_llada(raw: dict[str, Any]) -> ModelConfig:
+    if raw.get("block_type", "llama") != "llama":
+        raise ValueError(f"LLaDA block_type {raw.get('block_type')!r} is not supported (only 'llama')")
+    if raw.get("alibi") or raw.get("scale_logits") or raw.get("input_emb_norm") or raw.get("attention_layer_norm"):
+        raise ValueError("LLaDA configs with alibi, scale_logits, input_emb_norm or attention_layer_norm are not supported")
+    d_model, n_heads = int(raw["d_model"]), int(raw["n_heads"])
+    mlp_hidden = raw.get("mlp_hidden_size") or int(raw.get("mlp_ratio", 4)) * d_model
+    return ModelConfig(
+        arch="llada",
+        d_model=d_model,
+        n_layers=int(raw["n_layers"]),
+        n_heads=n_heads,
+        n_kv_heads=int(raw.get("n_kv_heads") or n_heads),
+        head_dim=d_model // n_heads,
+        mlp_hidden=int(mlp_hidden),
+        vocab_size=int(raw.get("embedding_size") or raw["vocab_size"]),
+        rope_theta=float(raw.get("rope_theta", 10000.0)),
+        rms_eps=float(raw.get("rms_norm_eps", 1e-5)),
+        qkv_bias=bool(raw.get("include_bias") or raw.get("include_qkv_bias")),
+        shift_logits=False,
+        rope_fp32=bool(raw.get("rope_full_precision", True)),
+        tie_embeddings=bool(raw.get("weight_tying", False)),
+        max_seq_len=int(raw.get("max_sequence_length", 4096)),
+        mask_token_id=raw.get("mask_token_id"),
+        eos_token_ids=_as_id_list(raw.get("eos_token_id")),
+        pad_token_id=raw.get("pad_token_id"),
+        bos_token_id=raw.get("bos_token_id"),
+        torch_dtype=raw.get("torch_dtype"),
+    )
+
+
+def _from_dream(raw: dict[str, Any]) -> ModelConfig:
+    d_model, n_heads = int(raw["hidden_size"]), int(raw["num_attention_heads"])
+    return ModelConfig(
+        arch="dream",
+        d_model=d_model,
+        n_layers=int(raw["num_hidden_layers"]),
+        n_heads=n_heads,
+        n_kv_heads=int(raw.get("num_key_value_heads") or n_heads),
+        head_dim=int(raw.get("head_dim") or d_model // n_heads),
+        mlp_hidden=int(raw["intermediate_size"]),
+        vocab_size=int(raw["vocab_size"]),
+        rope_theta=float(raw.get("rope_theta", 10000.0)),
+        rms_eps=float(raw.get("rms_norm_eps", 1e-6)),
+        qkv_bias=True,
+        shift_logits=True,
+        rope_fp32=False,
+        tie_embeddings=bool(raw.get("tie_word_embeddings", False)),
+        max_seq_len=int(raw.get("max_position_embeddings", 2048)),
+        mask_token_id=raw.get("mask_token_id"),
+        eos_token_ids=_as_id_list(raw.get("eos_token_id")),
+        pad_token_id=raw.get("pad_token_id"),
+        bos_token_id=raw.get("bos_token_id"),
+        torch_dtype=raw.get("torch_dtype"),
+    )
+
+
+def to_native(cfg: ModelConfig) -> dict[str, Any]:
+    """The config.json a published checkpoint of this architecture would carry."""
+    eos = cfg.eos_token_ids[0] if len(cfg.eos_token_ids) == 1 else (cfg.eos_token_ids or None)
+    if cfg.arch == "llada":
+        return {
+            "architectures": ["LLaDAModelLM"],
+            "model_type": "llada",
+            "auto_map": {
+                "AutoConfig": "configuration_llada.LLaDAConfig",
+                "AutoModel": "modeling_llada.LLaDAModelLM",
+                "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM",
+            },
+            "activation_type": "silu",
+            "alibi": False,
+            "alibi_bias_max": 8.0,
+            "attention_dropout": 0.0,
+            "attention_layer_norm": False,
+            "attention_layer_norm_with_affine": True,
+            "bias_for_layer_norm": False,
+            "block_group_size": 1,
+            "block_type": "llama",
+            "d_model": cfg.d_model,
+            "embedding_dropout": 0.0,
+            "embedding_size": cfg.vocab_size,
+            "eos_token_id": eos,
+            "flash_attention": False,
+            "include_bias": False,
+            "include_qkv_bias": cfg.qkv_bias,
+            "init_cutoff_factor": None,
+            "init_device": "meta",
+            "init_fn": "mitchell",
+            "init_std": 0.02,
+            "input_emb_norm": False,
+            "layer_norm_type": "rms",
+            "layer_norm_with_affine": True,
+            "mask_token_id": cfg.mask_token_id,
+            "max_sequence_length": cfg.max_seq_len,
+            "mlp_hidden_size": cfg.mlp_hidden,
+            "mlp_ratio": max(1, cfg.mlp_hidden // cfg.d_model),
+            "multi_query_attention": None,
+            "n_heads": cfg.n_heads,
+            "n_kv_heads": cfg.n_kv_heads,
+            "n_layers": cfg.n_layers,
+            "pad_token_id": cfg.pad_token_id,
+            "precision": "amp_bf16",
+            "residual_dropout": 0.0,
+            "rms_norm_eps": cfg.rms_eps,
+            "rope": True,
+            "rope_full_precision": cfg.rope_fp32,
+            "rope_theta": cfg.rope_theta,
+            "scale_logits": False,
+            "torch_dtype": cfg.torch_dtype or "float32",
+            "use_cache": False,
+            "vocab_size": cfg.vocab_size,
+            "weight_tying": cfg.tie_embeddings,
+        }
+    return {
+        "architectures": ["DreamModel"],
+        "model_type": "Dream",
+        "auto_map": {
+            "AutoConfig": "configuration_dream.DreamConfig",
+            "AutoModel": "modeling_dream.DreamModel",
+        },
+        "attention_dropout": 0.0,
+        "bos_token_id": cfg.bos_token_id,
+        "eos_token_id": eos,
+        "hidden_act": "silu",
+        "hidden_size": cfg.d_model,
+        "initializer_range": 0.02,
+        "intermediate_size": cfg.mlp_hidden,
+        "mask_token_id": cfg.mask_token_id,
+        "max_position_embeddings": cfg.max_seq_len,
+        "max_window_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads,
+        "num_hidden_layers": cfg.n_layers,
+        "num_key_value_heads": cfg.n_kv_heads,
+        "pad_token_id": cfg.pad_token_id,
+        "rms_norm_eps": cfg.rms_eps,
+        "rope_scaling": None,
+        "rope_theta": cfg.rope_theta,
+        "sliding_window": None,
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "torch_dtype": cfg.torch_dtype or "float32",
+        "use_cache": False,
+        "use_sliding_window": False,
+        "vocab_size": cfg.vocab_size,
+    }

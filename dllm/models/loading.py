@@ -1,0 +1,241 @@
+"""Load and save Hugging Face checkpoint folders of supported dLLMs.
+
+``load(path_or_name)`` accepts a shipped model name (``tiny-llada``...), a local folder, or a
+hub id (downloaded through ``huggingface_hub`` when the machine is online). It reads the
+native config, the safetensors weights (single file or sharded with an index), and the
+tokenizer, and returns a ``DiffusionModel`` that knows its mask id, EOS ids and logit shift.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import config as config_mod
+from . import weights as weights_mod
+from .config import ModelConfig
+from .transformer import Transformer
+
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+_EOT_TOKENS = ("<|eot_id|>", "<|im_end|>")
+
+
+@dataclass
+class DiffusionModel:
+    """A loaded dLLM: the network plus the token facts every sampler needs."""
+
+    net: Transformer
+    config: ModelConfig
+    tokenizer: Any
+    mask_id: int
+    eos_ids: list[int]
+    pad_id: int
+    bos_id: int | None
+    name: str
+    path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def shift(self) -> int:
+        return 1 if self.config.shift_logits else 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.net.embed.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.net.embed.weight.dtype
+
+    @property
+    def max_length(self) -> int:
+        return self.config.max_seq_len
+
+    def encode(self, text: str, add_bos: bool = True) -> list[int]:
+        if self.tokenizer is None:
+            raise ValueError(f"model {self.name!r} was loaded without a tokenizer; pass token ids instead of text")
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        if add_bos and self.bos_id is not None and (not ids or ids[0] != self.bos_id):
+            ids = [self.bos_id] + ids
+        return ids
+
+    def decode(self, ids) -> str:
+        if self.tokenizer is None:
+            return " ".join(str(i) for i in ids)
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def resolve_tokens(self, strings) -> list[int]:
+        """Token ids for strings that must each be a single token (delimiters, stop words)."""
+        ids = []
+        for text in strings:
+            encoded = self.tokenizer.encode(text, add_special_tokens=False)
+            if len(encoded) != 1:
+                raise ValueError(f"{text!r} is not a single token for {self.name} (it encodes as {encoded})")
+            ids.append(encoded[0])
+        return ids
+
+
+def _shipped_models() -> dict[str, Path]:
+    from dllm.zoo import shipped_models
+
+    return shipped_models()
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    shipped = _shipped_models()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path} is a file; expected a checkpoint folder with config.json and *.safetensors")
+        return path
+    if "/" in str(name_or_path) and not str(name_or_path).startswith((".", "/")):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(str(name_or_path), allow_patterns=["*.json", "*.safetensors", "*.model",
+                                                                             "*.txt", "*.py", "*.tiktoken"]))
+        except Exception as exc:  # network errors, unknown repos, gated repos
+            raise FileNotFoundError(
+                f"{name_or_path!r} is not a local folder and could not be fetched from the Hugging Face hub ({exc})"
+            ) from exc
+    raise FileNotFoundError(
+        f"model {str(name_or_path)!r} not found: not a shipped model ({', '.join(sorted(shipped))}),"
+        " not a local folder, not a hub id"
+    )
+
+
+def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        state = {}
+        for shard in sorted(set(weight_map.values())):
+            shard_path = folder / shard
+            if not shard_path.exists():
+                raise FileNotFoundError(f"shard {shard} listed in {index.name} is missing from {folder}")
+            state.update(load_file(str(shard_path)))
+        return state
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no weights in {folder}: expected model.safetensors or a sharded index")
+    state = {}
+    for file in files:
+        state.update(load_file(str(file)))
+    return state
+
+
+def _build_net(cfg: ModelConfig, state: dict, folder: Path, dtype: torch.dtype) -> Transformer:
+    state = {k: v for k, v in state.items() if not k.endswith(_IGNORED_SUFFIXES)}
+    internal, unknown = weights_mod.to_internal(cfg.arch, state)
+    if cfg.tie_embeddings:
+        internal.pop("lm_head.weight", None)
+    with torch.device("meta"):
+        net = Transformer(cfg)
+    expected = set(net.state_dict())
+    missing = sorted(expected - set(internal))
+    if unknown or missing:
+        raise ValueError(
+            f"checkpoint {folder} does not match the {cfg.arch} layout: "
+            f"missing {missing[:6]}{'...' if len(missing) > 6 else ''}, unexpected {unknown[:6]}"
+        )
+    for name, tensor in internal.items():
+        if tensor.shape != net.state_dict()[name].shape:
+            raise ValueError(f"tensor {name} has shape {tuple(tensor.shape)}, config implies {tuple(net.state_dict()[name].shape)}")
+    net = net.to_empty(device="cpu")
+    net.load_state_dict({k: v.to(dtype) for k, v in internal.items()}, strict=True)
+    return net.eval()
+
+
+def _load_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    if not any((folder / name).exists() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
+        raise FileNotFoundError(f"no tokenizer files in {folder} (tokenizer.json / tokenizer_config.json)")
+    return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+
+
+def _eos_ids(cfg: ModelConfig, folder: Path, tokenizer) -> list[int]:
+    ids = list(cfg.eos_token_ids)
+    gen = folder / "generation_config.json"
+    if gen.exists():
+        ids += config_mod._as_id_list(json.loads(gen.read_text()).get("eos_token_id"))
+    if tokenizer is not None:
+        if tokenizer.eos_token_id is not None:
+            ids.append(tokenizer.eos_token_id)
+        vocab = tokenizer.get_vocab()
+        ids += [vocab[t] for t in _EOT_TOKENS if t in vocab]
+    return sorted(set(int(i) for i in ids))
+
+
+def load(
+    name_or_path: str | Path,
+    *,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    tokenizer: bool = True,
+) -> DiffusionModel:
+    """Load a dLLM checkpoint folder, shipped model name or hub id."""
+    folder = resolve_path(name_or_path)
+    config_file = folder / "config.json"
+    if not config_file.exists():
+        raise FileNotFoundError(f"no config.json in {folder}")
+    raw = json.loads(config_file.read_text())
+    cfg = config_mod.from_native(raw)
+    device = torch.device(device)
+    if dtype is None:
+        dtype = _DTYPES.get(str(cfg.torch_dtype), torch.float32) if device.type == "cuda" else torch.float32
+    elif isinstance(dtype, str):
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype {dtype!r} is not supported; choose one of {sorted(_DTYPES)}")
+        dtype = _DTYPES[dtype]
+    net = _build_net(cfg, read_state_dict(folder), folder, dtype).to(device)
+    tok = _load_tokenizer(folder) if tokenizer else None
+    mask_id = cfg.mask_token_id
+    if mask_id is None and tok is not None:
+        mask_id = tok.mask_token_id
+    if mask_id is None:
+        raise ValueError(
+            f"{folder}: neither config.json (mask_token_id) nor the tokenizer defines a mask token;"
+            " a masked diffusion model needs one"
+        )
+    if tok is not None and tok.mask_token_id is not None and tok.mask_token_id != mask_id:
+        raise ValueError(f"{folder}: config mask_token_id={mask_id} but the tokenizer's mask token is {tok.mask_token_id}")
+    if not 0 <= mask_id < cfg.vocab_size:
+        raise ValueError(f"mask token id {mask_id} is outside the vocabulary of size {cfg.vocab_size}")
+    eos_ids = _eos_ids(cfg, folder, tok)
+    if not eos_ids:
+        raise ValueError(f"{folder}: no EOS token id in config.json, generation_config.json or the tokenizer")
+    pad_id = cfg.pad_token_id
+    if pad_id is None and tok is not None:
+        pad_id = tok.pad_token_id
+    if pad_id is None or pad_id == mask_id:
+        pad_id = eos_ids[0]
+    bos_id = cfg.bos_token_id if cfg.bos_token_id is not None else (tok.bos_token_id if tok is not None else None)
+    return DiffusionModel(
+        net=net, config=cfg, tokenizer=tok, mask_id=int(mask_id), eos_ids=eos_ids, pad_id=int(pad_id),
+        bos_id=None if bos_id is None else int(bos_id), name=str(name_or_path), path=folder,
+    )
+
+
+def save_pretrained(net: Transformer, folder: str | Path, tokenizer=None, dtype: torch.dtype = torch.float32) -> Path:
+    """Write ``net`` as a native checkpoint folder (config.json + model.safetensors [+ tokenizer])."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    native = weights_mod.to_native(net.cfg.arch, {k: v.detach().to(dtype).contiguous() for k, v in net.state_dict().items()})
+    save_file(native, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(config_mod.to_native(net.cfg), indent=2) + "\n")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(folder))
+    return folder

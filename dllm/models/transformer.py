@@ -1,0 +1,191 @@
+"""One transformer for every supported dLLM checkpoint (LLaDA, Dream).
+
+The forward computes only the canvas columns a plan asks for (``query``), writes their K/V
+(post-RoPE) into full-length, position-indexed per-layer buffers when a ``KVStore`` is given,
+attends over those buffers through ``dllm.caches.attention.attend``, and projects to the
+vocabulary only the columns whose logits are needed. Dream's one-position logit shift is
+applied here: ``logits_for`` names *target* columns and the model reads the hidden state of
+the column that predicts each of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dllm.caches.attention import attend
+
+from .config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in fp32, cast back, then scale: the order both reference implementations use.
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin ``[B, 1, Lq, D]`` in fp32 for integer positions ``[B, Lq]`` (rotate-half layout)."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    freqs = positions.float()[..., None] * inv_freq
+    emb = torch.cat([freqs, freqs], dim=-1)[:, None]
+    return emb.cos(), emb.sin()
+
+
+def _rotate_half(t: torch.Tensor) -> torch.Tensor:
+    first, second = t.chunk(2, dim=-1)
+    return torch.cat([-second, first], dim=-1)
+
+
+def apply_rope(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, fp32: bool) -> torch.Tensor:
+    if fp32:
+        tf = t.float()
+        return (tf * cos + _rotate_half(tf) * sin).to(t.dtype)
+    cos, sin = cos.to(t.dtype), sin.to(t.dtype)
+    return t * cos + _rotate_half(t) * sin
+
+
+@dataclass
+class KVStore:
+    """Per-layer K/V buffers ``[B, Hkv, L, D]``, K stored after RoPE, indexed by canvas column."""
+
+    k: list[torch.Tensor]
+    v: list[torch.Tensor]
+
+    @classmethod
+    def empty(cls, cfg: ModelConfig, batch: int, length: int, dtype, device) -> "KVStore":
+        shape = (batch, cfg.n_kv_heads, length, cfg.head_dim)
+        return cls(
+            k=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layers)],
+            v=[torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layers)],
+        )
+
+    @property
+    def length(self) -> int:
+        return self.k[0].shape[2]
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, hd = cfg.d_model, cfg.head_dim
+        self.attn_norm = RMSNorm(d, cfg.rms_eps)
+        self.q = nn.Linear(d, cfg.n_heads * hd, bias=cfg.qkv_bias)
+        self.k = nn.Linear(d, cfg.n_kv_heads * hd, bias=cfg.qkv_bias)
+        self.v = nn.Linear(d, cfg.n_kv_heads * hd, bias=cfg.qkv_bias)
+        self.o = nn.Linear(cfg.n_heads * hd, d, bias=False)
+        self.mlp_norm = RMSNorm(d, cfg.rms_eps)
+        self.gate = nn.Linear(d, cfg.mlp_hidden, bias=False)
+        self.up = nn.Linear(d, cfg.mlp_hidden, bias=False)
+        self.down = nn.Linear(cfg.mlp_hidden, d, bias=False)
+
+    def forward(self, x, cos, sin, *, layer, query, positions, q_positions, key_valid, kv, attention_backend):
+        cfg = self.cfg
+        batch, n_q, _ = x.shape
+        h = self.attn_norm(x)
+        q = self.q(h).view(batch, n_q, cfg.n_heads, cfg.head_dim).transpose(1, 2)
+        k = self.k(h).view(batch, n_q, cfg.n_kv_heads, cfg.head_dim).transpose(1, 2)
+        v = self.v(h).view(batch, n_q, cfg.n_kv_heads, cfg.head_dim).transpose(1, 2)
+        q = apply_rope(q, cos, sin, cfg.rope_fp32)
+        k = apply_rope(k, cos, sin, cfg.rope_fp32)
+        if kv is not None:
+            if query is None:
+                kv.k[layer].copy_(k)
+                kv.v[layer].copy_(v)
+            else:
+                index = query[:, None, :, None].expand(-1, cfg.n_kv_heads, -1, cfg.head_dim)
+                kv.k[layer].scatter_(2, index, k.to(kv.k[layer].dtype))
+                kv.v[layer].scatter_(2, index, v.to(kv.v[layer].dtype))
+            k, v = kv.k[layer], kv.v[layer]
+        out = attend(
+            q, k, v, q_pos=q_positions, k_pos=positions, k_valid=key_valid,
+            block_size=cfg.block_size, backend=attention_backend,
+        )
+        x = x + self.o(out.transpose(1, 2).reshape(batch, n_q, cfg.n_heads * cfg.head_dim))
+        m = self.mlp_norm(x)
+        return x + self.down(F.silu(self.gate(m)) * self.up(m))
+
+
+class Transformer(nn.Module):
+    """Bidirectional (or block-causal) transformer with LLaDA / Dream numerics."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.layers = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
+        self.norm = RMSNorm(cfg.d_model, cfg.rms_eps)
+        self.lm_head = None if cfg.tie_embeddings else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        key_valid: torch.Tensor | None = None,
+        *,
+        query: torch.Tensor | None = None,
+        kv: KVStore | None = None,
+        logits_for: torch.Tensor | None = None,
+        attention_backend: str | None = None,
+    ) -> torch.Tensor:
+        """Logits for the target columns ``logits_for [B, Lg]`` (the queried columns when None).
+
+        ``tokens``, ``positions`` (RoPE position ids) and ``key_valid`` are ``[B, L]`` over the
+        whole canvas; ``query [B, Lq]`` lists the columns to recompute (None = all). A partial
+        query needs ``kv``: the other columns' K/V are read from it. Padding entries of ``query``
+        must repeat a real column of the same row (they then write identical K/V).
+        """
+        batch, length = tokens.shape
+        if positions is None:
+            positions = torch.arange(length, device=tokens.device).expand(batch, -1)
+        if query is not None and kv is None:
+            raise ValueError("a forward over a subset of columns needs a KVStore for the other columns")
+        if kv is not None and kv.length != length:
+            raise ValueError(f"KV store holds {kv.length} columns but the canvas has {length}")
+        q_positions = positions if query is None else positions.gather(1, query)
+        x = self.embed(tokens if query is None else tokens.gather(1, query))
+        cos, sin = rope_tables(q_positions, self.cfg.head_dim, self.cfg.rope_theta)
+        for layer, block in enumerate(self.layers):
+            x = block(
+                x, cos, sin, layer=layer, query=query, positions=positions, q_positions=q_positions,
+                key_valid=key_valid, kv=kv, attention_backend=attention_backend,
+            )
+        rows = self._source_rows(logits_for, query, batch, length)
+        if rows is not None:
+            x = x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1]))
+        x = self.norm(x)
+        weight = self.embed.weight if self.lm_head is None else self.lm_head.weight
+        return F.linear(x, weight)
+
+    def _source_rows(self, logits_for, query, batch, length):
+        """Rows of the computed hidden states that predict each target column (None = all, unshifted)."""
+        shift = 1 if self.cfg.shift_logits else 0
+        if logits_for is None:
+            if shift == 0:
+                return None
+            all_columns = torch.arange(length, device=self.embed.weight.device).expand(batch, -1)
+            logits_for = query if query is not None else all_columns
+        source = (logits_for - shift).clamp(min=0)
+        if query is None:
+            return source
+        lookup = torch.full((query.shape[0], length), -1, dtype=torch.long, device=query.device)
+        lookup.scatter_(1, query, torch.arange(query.shape[1], device=query.device).expand_as(query))
+        rows = lookup.gather(1, source)
+        if (rows < 0).any():
+            missing = source[rows < 0][:4].tolist()
+            raise ValueError(
+                f"the plan did not compute columns {missing} whose hidden states are needed for logits"
+                + (" (shifted-logit model: column j needs j-1)" if shift else "")
+            )
+        return rows
