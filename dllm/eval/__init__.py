@@ -1,0 +1,1 @@
+"""Evaluation: self-contained ParallelBench-style tasks (``dllm.eval.tasks``), metrics and runners."""
