@@ -1,0 +1,17 @@
+"""Cache policies (what each forward recomputes) and the attention backends behind ``attend()``.
+
+``dllm.caches.get("none")`` builds a policy by name; ``names()`` lists them.
+"""
+
+from dllm.registry import Registry
+
+_registry = Registry("cache")
+register = _registry.register
+get = _registry.get
+names = _registry.names
+describe = _registry.describe
+
+from .base import Cache, StepPlan  # noqa: E402
+from .none import NoCache  # noqa: E402
+
+__all__ = ["Cache", "NoCache", "StepPlan", "describe", "get", "names", "register"]

@@ -1,0 +1,19 @@
+"""dllm: fast decoding for diffusion language models.
+
+    import dllm
+    model = dllm.load("tiny-llada")
+    [result] = dllm.generate(model, "reverse: Emma, Liam, Noah\n", sampler="fast-dllm", gen_length=32)
+    print(result.text, result.nfe, result.tokens_per_forward)
+"""
+
+from dllm.config import GenerationConfig
+from dllm.generate import StepEvent, generate
+from dllm.metrics import GenerationResult, StepRecord
+from dllm.models import DiffusionModel, load
+
+from dllm import caches, samplers  # noqa: E402  (registries; import after the core)
+
+__version__ = "0.1.0"
+
+__all__ = ["DiffusionModel", "GenerationConfig", "GenerationResult", "StepEvent", "StepRecord", "caches",
+           "generate", "load", "samplers"]
