@@ -125,13 +125,12 @@ def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
                 raise FileNotFoundError(f"shard {shard} listed in {index.name} is missing from {folder}")
             state.update(load_file(str(shard_path)))
         return state
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no weights in {folder}: expected model.safetensors or a sharded index")
-    state = {}
-    for file in files:
-        state.update(load_file(str(file)))
-    return state
+    single = folder / "model.safetensors"
+    if not single.exists():
+        raise FileNotFoundError(
+            f"no weights in {folder}: expected model.safetensors or model.safetensors.index.json with its shards"
+        )
+    return load_file(str(single))
 
 
 def _build_net(cfg: ModelConfig, state: dict, folder: Path, dtype: torch.dtype) -> Transformer:
