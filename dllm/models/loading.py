@@ -81,6 +81,37 @@ class DiffusionModel:
         return ids
 
 
+@dataclass
+class CausalLM:
+    """An autoregressive Hugging Face causal LM (the verifier side of draft-and-verify)."""
+
+    net: Any
+    tokenizer: Any
+    eos_ids: list[int]
+    name: str
+    path: Path | None = None
+
+    def encode(self, text: str, add_bos: bool = True) -> list[int]:
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        bos = self.tokenizer.bos_token_id
+        return [bos] + ids if add_bos and bos is not None and (not ids or ids[0] != bos) else ids
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=False)
+
+
+_CAUSAL_LM_TYPES = ("qwen2", "llama", "mistral", "qwen3", "gpt2")
+
+
+def _load_causal_lm(folder: Path, name: str, dtype, device) -> CausalLM:
+    from transformers import AutoModelForCausalLM
+
+    net = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32).to(device).eval()
+    tok = _load_tokenizer(folder)
+    eos = config_mod._as_id_list(net.config.eos_token_id) or [tok.eos_token_id]
+    return CausalLM(net=net, tokenizer=tok, eos_ids=sorted(set(eos)), name=name, path=folder)
+
+
 def _shipped_models() -> dict[str, Path]:
     from dllm.zoo import shipped_models
 
@@ -149,7 +180,11 @@ def _build_net(cfg: ModelConfig, state: dict, folder: Path, dtype: torch.dtype) 
         )
     for name, tensor in internal.items():
         if tensor.shape != net.state_dict()[name].shape:
-            raise ValueError(f"tensor {name} has shape {tuple(tensor.shape)}, config implies {tuple(net.state_dict()[name].shape)}")
+            [native] = weights_mod.to_native(cfg.arch, {name: tensor})
+            raise ValueError(
+                f"checkpoint tensor {native} has shape {tuple(tensor.shape)},"
+                f" config.json implies {tuple(net.state_dict()[name].shape)}"
+            )
     net = net.to_empty(device="cpu")
     net.load_state_dict({k: v.to(dtype) for k, v in internal.items()}, strict=True)
     return net.eval()
@@ -182,15 +217,20 @@ def load(
     dtype: str | torch.dtype | None = None,
     device: str | torch.device = "cpu",
     tokenizer: bool = True,
-) -> DiffusionModel:
-    """Load a dLLM checkpoint folder, shipped model name or hub id."""
+) -> DiffusionModel | CausalLM:
+    """Load a dLLM checkpoint folder, shipped model name or hub id.
+
+    Autoregressive checkpoints (Qwen2, Llama, ...) load as a ``CausalLM`` through transformers.
+    """
     folder = resolve_path(name_or_path)
     config_file = folder / "config.json"
     if not config_file.exists():
         raise FileNotFoundError(f"no config.json in {folder}")
     raw = json.loads(config_file.read_text())
-    cfg = config_mod.from_native(raw)
     device = torch.device(device)
+    if str(raw.get("model_type", "")).lower() in _CAUSAL_LM_TYPES:
+        return _load_causal_lm(folder, str(name_or_path), _DTYPES.get(dtype) if isinstance(dtype, str) else dtype, device)
+    cfg = config_mod.from_native(raw)
     if dtype is None:
         dtype = _DTYPES.get(str(cfg.torch_dtype), torch.float32) if device.type == "cuda" else torch.float32
     elif isinstance(dtype, str):

@@ -1,0 +1,170 @@
+"""Command line: ``dllm generate``, ``dllm samplers``, ``dllm caches``, ``dllm models``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+SAMPLER_SHORTCUTS = ("threshold", "factor", "remasking")
+
+
+def _literal(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _key_values(pairs: list[str] | None, flag: str) -> dict:
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise SystemExit(f"error: {flag} expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.replace("-", "_")] = _literal(value)
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dllm", description="Fast decoding for diffusion language models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate text with a dLLM")
+    gen.add_argument("model", help="shipped model name (tiny-llada, tiny-dream), local folder or hub id")
+    gen.add_argument("prompt", nargs="+", help="one or more prompts (a batch); use \\n for newlines")
+    gen.add_argument("--sampler", default="llada", help="sampler name (see `dllm samplers`)")
+    gen.add_argument("--cache", default="none", help="cache policy name (see `dllm caches`)")
+    gen.add_argument("--threshold", type=float, help="sampler confidence threshold (fast-dllm, ...)")
+    gen.add_argument("--factor", type=float, help="fast-dllm factor rule")
+    gen.add_argument("--remasking", help="llada: low_confidence or random")
+    gen.add_argument("-p", "--sampler-arg", action="append", metavar="KEY=VALUE", help="any other sampler parameter")
+    gen.add_argument("-c", "--cache-arg", action="append", metavar="KEY=VALUE", help="cache parameter")
+    gen.add_argument("--gen-length", type=int, default=64)
+    gen.add_argument("--block-length", type=int, default=32)
+    gen.add_argument("--steps", type=int, help="denoising steps (default: gen length, one token per step)")
+    gen.add_argument("--temperature", type=float, default=0.0)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--cfg-scale", type=float, default=0.0)
+    gen.add_argument("--logits-eos-inf", action="store_true")
+    gen.add_argument("--confidence-eos-eot-inf", action="store_true")
+    gen.add_argument("--stop-at-eos", action="store_true")
+    gen.add_argument("--dtype", help="float32 / bfloat16 / float16 (default: float32 on CPU)")
+    gen.add_argument("--device", default="cpu")
+    gen.add_argument("--show-steps", action="store_true", help="render the unmasking order")
+    gen.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("samplers", help="list sampler plugins and their parameters")
+    sub.add_parser("caches", help="list cache policies and their parameters")
+    sub.add_parser("models", help="list the shipped models")
+    return parser
+
+
+def _list_plugins(registry, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("name", "parameters (defaults)", "summary"):
+        table.add_column(column)
+    for row in registry.describe():
+        params = ", ".join(f"{k}={v!r}" for k, v in row["params"].items()) or "-"
+        table.add_row(row["name"], params, row["summary"])
+    Console().print(table)
+
+
+def _render_steps(console, model, result) -> None:
+    """Colour each generated token by the step that committed it; list the steps."""
+    from rich.table import Table
+    from rich.text import Text
+
+    step_of = {}
+    for record in result.trace:
+        for pos, tok in zip(record.positions, record.tokens):
+            step_of[pos] = (record.step, tok)
+    last = max((s for s, _ in step_of.values()), default=1)
+    palette = ["bright_red", "red", "dark_orange", "yellow", "green", "cyan", "blue", "magenta"]
+    text = Text()
+    for pos, tok in enumerate(result.canvas):
+        step = step_of.get(pos, (0, tok))[0]
+        colour = palette[min(len(palette) - 1, (step - 1) * len(palette) // max(1, last))] if step else "dim"
+        text.append(model.decode([tok]).replace("\n", "⏎"), style=colour)
+        text.append("·", style="dim")
+    console.print(text)
+    table = Table(title="unmasking order (position: token, confidence)")
+    table.add_column("step", justify="right")
+    table.add_column("NFE", justify="right")
+    table.add_column("committed")
+    for record in result.trace:
+        cells = ", ".join(
+            f"{p}:{model.decode([t])!r} {c:.2f}" for p, t, c in zip(record.positions, record.tokens, record.confidences)
+        )
+        table.add_row(str(record.step), str(record.nfe), cells)
+    console.print(table)
+
+
+def _generate(args) -> int:
+    import dllm
+
+    params = {k: getattr(args, k) for k in SAMPLER_SHORTCUTS if getattr(args, k) is not None}
+    params.update(_key_values(args.sampler_arg, "--sampler-arg"))
+    sampler = dllm.samplers.get(args.sampler, **params)
+    cache = dllm.caches.get(args.cache, **_key_values(args.cache_arg, "--cache-arg"))
+    model = dllm.load(args.model, dtype=args.dtype, device=args.device)
+    if not isinstance(model, dllm.DiffusionModel):
+        raise ValueError(f"{args.model!r} is an autoregressive model; `dllm generate` needs a diffusion LM")
+    config = dllm.GenerationConfig(
+        gen_length=args.gen_length, block_length=args.block_length, steps=args.steps, temperature=args.temperature,
+        seed=args.seed, cfg_scale=args.cfg_scale, logits_eos_inf=args.logits_eos_inf,
+        confidence_eos_eot_inf=args.confidence_eos_eot_inf, stop_at_eos=args.stop_at_eos,
+        trace=args.show_steps or args.json,
+    )
+    prompts = [p.replace("\\n", "\n") for p in args.prompt]
+    results = dllm.generate(model, prompts, sampler=sampler, cache=cache, config=config)
+    if args.json:
+        payload = [{"prompt": p, **r.to_dict(with_trace=args.show_steps)} for p, r in zip(prompts, results)]
+        print(json.dumps(payload if len(payload) > 1 else payload[0], indent=2))
+        return 0
+    from rich.console import Console
+
+    console = Console()
+    for prompt, result in zip(prompts, results):
+        console.print(f"[bold]prompt[/bold] {prompt!r}")
+        console.print(f"[bold]output[/bold] {result.text}")
+        stats = result.stats()
+        console.print(
+            f"[dim]sampler={sampler.name} cache={cache.name} steps={stats['steps']} NFE={stats['nfe']}"
+            f" tokens={stats['gen_tokens']} tokens/forward={stats['tokens_per_forward']:.2f}"
+            f" {stats['tokens_per_second']:.1f} tok/s[/dim]"
+        )
+        if args.show_steps:
+            _render_steps(console, model, result)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            return _generate(args)
+        if args.command == "samplers":
+            import dllm.samplers
+
+            _list_plugins(dllm.samplers, "samplers")
+        elif args.command == "caches":
+            import dllm.caches
+
+            _list_plugins(dllm.caches, "caches")
+        elif args.command == "models":
+            from dllm.zoo import shipped_models
+
+            for name, path in shipped_models().items():
+                print(f"{name}\t{path}")
+        return 0
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,460 @@
+"""Training recipes of the shipped tiny models: ``python -m dllm.zoo.train NAME [--steps N] [--seed S] [--out DIR]``.
+
+Every shipped model is trained from scratch (or, for ``tiny-dream``, from ``tiny-ar``'s weights, the
+way Dream-7B started from Qwen2.5-7B) on the project's own task generators (``dllm.eval.tasks``,
+train split only), on a CPU, for a fixed number of optimizer steps, so that the same command and
+seed rebuild the shipped weights.
+
+Data. One example is ``[BOS] + tokenize(prompt) + tokenize(target) + [EOS] * k``: the answer is
+followed by EOS padding up to a *generation canvas* whose length is what a decoder would use:
+mostly the task's ``max_new_tokens`` (at least twice the answer), sometimes a shorter canvas, and
+sometimes 64 or 128 positions (decoding with ``gen_length=128, block_length=32``). A batch is laid
+out exactly like ``dllm.generate`` lays out a canvas: prompts left-padded with the pad token to a
+common width, canvases after them (right-padded inside a batch when their lengths differ),
+``key_valid`` hiding every padding column and ``positions = cumsum(valid) - 1``.
+
+Objectives.
+
+* ``tiny-llada`` / ``tiny-dream`` (masked diffusion, LLaDA SFT): the prompt is never masked; every
+  canvas position (answer and EOS padding) is replaced by the mask token independently with
+  probability ``t``, one ``t ~ U(t_min, 1)`` per example; the loss is the cross-entropy on masked
+  positions weighted ``1/t``, summed and divided by the number of canvas tokens in the batch (an
+  unbiased, bounded-variance estimate of LLaDA's per-token ELBO; the raw ``1/t`` weight with
+  ``t -> 0`` reaches 1000 and stalls training at small batch sizes). Dream's one-position logit
+  shift lives inside ``Transformer``: its logits at canvas column ``j`` already predict token
+  ``j``, so both layouts share this loss.
+* ``tiny-ar``: ``transformers.Qwen2ForCausalLM``, next-token cross-entropy on ``answer + EOS``
+  (prompt tokens are context only).
+
+Optimizer: AdamW (betas 0.9/0.98, weight decay 0.01), linear warmup then cosine decay to 10 % of
+the peak rate, gradient clipping at 1.0, ``torch.set_num_threads(2)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dllm.eval import tasks as task_lib
+from dllm.models.config import ModelConfig
+from dllm.models.transformer import Transformer
+
+PAD_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3
+TOKENIZER_DIR = Path(__file__).parent / "tokenizer"
+MODELS_DIR = Path(__file__).parent / "models"
+
+# Training mix: sampling weight per task (default 1.0). Arithmetic, puzzles and sorting are the
+# hardest for a tiny model, the "*_random" / shuffle tasks the easiest (any valid answer scores).
+TASK_WEIGHTS = {
+    "math_op": 3.0, "cumsum": 2.0, "sudoku": 2.0,
+    "sort": 1.5, "letters_sort": 1.5, "words_sort": 1.5,
+    "insert_index": 1.5, "remove_index": 1.5, "replace_index": 1.5,
+    "shuffle": 0.6, "insert_random": 0.6, "remove_random": 0.6, "replace_random": 0.6, "latin_square": 0.6,
+}
+# Canvas length modes, chosen once per batch: the task's own budget (most), a random shorter one,
+# or a fixed 64 / 128 canvas.
+CANVAS_MODES = (("native", 0.65), ("short", 0.1), (64, 0.13), (128, 0.12))
+QUICK_EVAL_TASKS = ("copy", "reverse", "insert_index", "remove_index", "replace_index", "sort", "sudoku",
+                    "cumsum", "math_op")
+
+
+@dataclass
+class Recipe:
+    name: str
+    kind: str                     # "llada" | "dream" | "ar"
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 8
+    n_kv_heads: int = 8
+    mlp_hidden: int = 704
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 200
+    weight_decay: float = 0.01
+    t_min: float = 0.1            # lower clip of the masking rate (diffusion only)
+    seed: int = 0
+    init_from: str | None = None  # a checkpoint folder / shipped name whose weights start training
+    eval_every: int = 500
+    log_every: int = 50
+    task_weights: dict = field(default_factory=lambda: dict(TASK_WEIGHTS))
+
+    def model_config(self) -> ModelConfig:
+        if self.kind not in ("llada", "dream"):
+            raise ValueError(f"recipe {self.name} ({self.kind}) does not build a dllm Transformer")
+        dream = self.kind == "dream"
+        return ModelConfig(
+            arch=self.kind, d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
+            n_kv_heads=self.n_kv_heads, head_dim=self.d_model // self.n_heads, mlp_hidden=self.mlp_hidden,
+            vocab_size=936, rope_theta=10000.0, rms_eps=1e-6 if dream else 1e-5, qkv_bias=dream,
+            shift_logits=dream, rope_fp32=not dream, tie_embeddings=False, max_seq_len=512,
+            mask_token_id=MASK_ID, eos_token_ids=[EOS_ID], pad_token_id=PAD_ID, bos_token_id=BOS_ID,
+            torch_dtype="float32",
+        )
+
+
+RECIPES = {
+    "tiny-llada": Recipe("tiny-llada", "llada", steps=3000),
+    "tiny-dream": Recipe("tiny-dream", "dream", n_kv_heads=4, steps=3000, init_from="tiny-ar"),
+    "tiny-ar": Recipe("tiny-ar", "ar", n_kv_heads=4, steps=2000),
+}
+
+
+def load_tokenizer():
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
+    ids = (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, tok.mask_token_id)
+    if ids != (PAD_ID, BOS_ID, EOS_ID, MASK_ID):
+        raise ValueError(f"shipped tokenizer special ids (pad, bos, eos, mask) = {ids}, expected (0, 1, 2, 3)")
+    return tok
+
+
+# ----------------------------------------------------------------------------------- data
+class TaskStream:
+    """Seeded stream of train-split examples drawn from the weighted task mix."""
+
+    def __init__(self, seed: int, weights: dict[str, float] | None = None, tasks=None):
+        self.rng = random.Random(seed)
+        self.tasks = [task_lib.get(n) for n in (tasks or task_lib.names())]
+        weights = weights or {}
+        self.weights = [float(weights.get(t.name, 1.0)) for t in self.tasks]
+
+    def draw(self, n: int):
+        picked = self.rng.choices(self.tasks, weights=self.weights, k=n)
+        return [task.sample_split(self.rng, "train") for task in picked]
+
+
+def canvas_lengths(examples, targets, mode, rng: random.Random) -> list[int]:
+    """Canvas length per example for a batch mode; always leaves room for answer + one EOS."""
+    out = []
+    for ex, tgt in zip(examples, targets):
+        need = len(tgt) + 1
+        budget = task_lib.get(ex.task).max_new_tokens
+        if mode == "native":
+            n = budget
+        elif mode == "short":
+            n = rng.randint(need, max(need, budget))
+        else:
+            n = int(mode)
+        out.append(max(n, need))
+    return out
+
+
+def encode_batch(tokenizer, examples, canvas: list[int] | None = None):
+    """``(prompt ids with BOS, target ids)`` per example, tokenized the way decoding sees them."""
+    prompts = tokenizer([e.prompt for e in examples], add_special_tokens=False)["input_ids"]
+    targets = tokenizer([e.target for e in examples], add_special_tokens=False)["input_ids"]
+    return [[BOS_ID] + p for p in prompts], targets
+
+
+def layout_diffusion(prompts, targets, canvas):
+    """Left-padded prompts + EOS-padded canvases -> (tokens, positions, valid, canvas_mask) ``[B, L]``."""
+    batch = len(prompts)
+    width_p = max(len(p) for p in prompts)
+    width_c = max(canvas)
+    tokens = torch.full((batch, width_p + width_c), PAD_ID, dtype=torch.long)
+    valid = torch.zeros_like(tokens, dtype=torch.bool)
+    in_canvas = torch.zeros_like(valid)
+    for row, (p, t, c) in enumerate(zip(prompts, targets, canvas)):
+        tokens[row, width_p - len(p): width_p] = torch.tensor(p)
+        answer = t + [EOS_ID] * (c - len(t))
+        tokens[row, width_p: width_p + c] = torch.tensor(answer)
+        valid[row, width_p - len(p): width_p + c] = True
+        in_canvas[row, width_p: width_p + c] = True
+    positions = (valid.long().cumsum(1) - 1).clamp(min=0)
+    return tokens, positions, valid, in_canvas
+
+
+def layout_ar(prompts, targets):
+    """Right-padded ``[BOS] prompt answer EOS`` -> (input_ids, attention_mask, labels) for a causal LM."""
+    rows = [p + t + [EOS_ID] for p, t in zip(prompts, targets)]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for row, (r, p) in enumerate(zip(rows, prompts)):
+        ids[row, : len(r)] = torch.tensor(r)
+        attn[row, : len(r)] = 1
+        labels[row, len(p): len(r)] = ids[row, len(p): len(r)]
+    return ids, attn, labels
+
+
+# ----------------------------------------------------------------------------------- losses
+def diffusion_loss(net, tokens, positions, valid, in_canvas, generator: torch.Generator, t_min: float = 0.1):
+    """LLaDA SFT loss with ``t`` clipped to ``[t_min, 1]`` and normalised by the canvas token count."""
+    batch = tokens.shape[0]
+    t = t_min + (1.0 - t_min) * torch.rand(batch, 1, generator=generator)
+    masked = (torch.rand(tokens.shape, generator=generator) < t) & in_canvas
+    noisy = torch.where(masked, torch.full_like(tokens, MASK_ID), tokens)
+    logits = net(noisy, positions, valid)
+    weights = (1.0 / t).expand_as(tokens)[masked]
+    ce = F.cross_entropy(logits[masked].float(), tokens[masked], reduction="none")
+    loss = (ce * weights).sum() / in_canvas.sum().clamp(min=1)
+    return loss, {"masked_ce": float(ce.mean()) if ce.numel() else 0.0}
+
+
+def ar_loss(model, ids, attn, labels):
+    logits = model(input_ids=ids, attention_mask=attn).logits
+    loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
+                           ignore_index=-100)
+    return loss, {}
+
+
+# ----------------------------------------------------------------------------------- models
+def build_ar(recipe: Recipe):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = Qwen2Config(
+        vocab_size=936, hidden_size=recipe.d_model, intermediate_size=recipe.mlp_hidden,
+        num_hidden_layers=recipe.n_layers, num_attention_heads=recipe.n_heads,
+        num_key_value_heads=recipe.n_kv_heads, max_position_embeddings=512, rope_theta=10000.0,
+        rms_norm_eps=1e-6, tie_word_embeddings=False, bos_token_id=BOS_ID, eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID, use_cache=True,
+    )
+    return Qwen2ForCausalLM(cfg)
+
+
+def _init_weights(net: Transformer, std: float = 0.02) -> None:
+    for name, p in net.named_parameters():
+        if name.endswith("norm.weight"):
+            torch.nn.init.ones_(p)
+        elif name.endswith(".bias"):
+            torch.nn.init.zeros_(p)
+        else:
+            torch.nn.init.normal_(p, std=std)
+    # Scale the residual-branch outputs by depth (GPT-2 style) for a stable start.
+    for layer in net.layers:
+        torch.nn.init.normal_(layer.o.weight, std=std / math.sqrt(2 * net.cfg.n_layers))
+        torch.nn.init.normal_(layer.down.weight, std=std / math.sqrt(2 * net.cfg.n_layers))
+
+
+def build_diffusion(recipe: Recipe) -> Transformer:
+    cfg = recipe.model_config()
+    net = Transformer(cfg)
+    _init_weights(net)
+    if recipe.init_from:
+        init_from_checkpoint(net, recipe.init_from)
+    return net
+
+
+def init_from_checkpoint(net: Transformer, source: str) -> None:
+    """Copy weights from a Qwen2/Dream-named checkpoint folder (e.g. tiny-ar) into a Dream net."""
+    from dllm.models import weights as weights_mod
+    from dllm.models.loading import read_state_dict
+
+    folder = MODELS_DIR / source if (MODELS_DIR / source).is_dir() else Path(source)
+    if not (folder / "config.json").exists():
+        raise FileNotFoundError(f"init_from={source!r}: no checkpoint folder at {folder} (train it first)")
+    internal, unknown = weights_mod.to_internal(net.cfg.arch, read_state_dict(folder))
+    own = net.state_dict()
+    bad = [k for k, v in internal.items() if k not in own or own[k].shape != v.shape]
+    missing = sorted(set(own) - set(internal))
+    if unknown or bad or missing:
+        raise ValueError(f"cannot initialise from {folder}: unknown {unknown[:4]}, mismatched {bad[:4]}, "
+                         f"missing {missing[:4]} (dimensions must match the recipe)")
+    net.load_state_dict(internal)
+
+
+def as_diffusion_model(net: Transformer, tokenizer, name: str):
+    from dllm.models.loading import DiffusionModel
+
+    return DiffusionModel(net=net, config=net.cfg, tokenizer=tokenizer, mask_id=MASK_ID, eos_ids=[EOS_ID],
+                          pad_id=PAD_ID, bos_id=BOS_ID, name=name)
+
+
+# ----------------------------------------------------------------------------------- evaluation
+def quick_eval(model, kind: str, tokenizer, n: int = 16, tasks=QUICK_EVAL_TASKS) -> dict[str, float]:
+    """Held-out (eval split) accuracy, greedy, one token per step, on a few tasks."""
+    from dllm.generate import generate
+
+    scores = {}
+    for name in tasks:
+        task = task_lib.get(name)
+        examples = task.examples("eval", n, seed=0)
+        if kind == "ar":
+            texts = ar_generate(model, tokenizer, [e.prompt for e in examples], task.max_new_tokens)
+        else:
+            gen = task.max_new_tokens
+            results = generate(model, [e.prompt for e in examples], sampler="llada", gen_length=gen,
+                               block_length=gen, steps=gen)
+            texts = [r.text for r in results]
+        scores[name] = sum(task.score(t, e) for t, e in zip(texts, examples)) / len(examples)
+    return scores
+
+
+@torch.no_grad()
+def ar_generate(model, tokenizer, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """Greedy batched decoding with ``transformers`` ``generate`` (left-padded prompts)."""
+    rows = [[BOS_ID] + tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r)
+        attn[i, width - len(r):] = 1
+    was_training = model.training
+    model.eval()
+    out = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens, do_sample=False,
+                         eos_token_id=EOS_ID, pad_token_id=PAD_ID)
+    model.train(was_training)
+    texts = []
+    for row in out[:, width:].tolist():
+        if EOS_ID in row:
+            row = row[: row.index(EOS_ID)]
+        texts.append(tokenizer.decode(row, skip_special_tokens=True))
+    return texts
+
+
+# ----------------------------------------------------------------------------------- training
+def lr_at(step: int, recipe: Recipe) -> float:
+    if step < recipe.warmup:
+        return recipe.lr * (step + 1) / recipe.warmup
+    progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return recipe.lr * (recipe.min_lr_ratio + (1 - recipe.min_lr_ratio) * cosine)
+
+
+def make_optimizer(params, recipe: Recipe):
+    params = [p for p in params if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=(0.9, 0.98))
+
+
+class Trainer:
+    """One recipe's model, optimizer and data stream; ``step()`` runs one optimizer step."""
+
+    def __init__(self, recipe: Recipe, tokenizer=None):
+        self.recipe = recipe
+        torch.manual_seed(recipe.seed)
+        self.tokenizer = tokenizer or load_tokenizer()
+        self.stream = TaskStream(recipe.seed, recipe.task_weights)
+        self.mode_rng = random.Random(recipe.seed + 1)
+        self.generator = torch.Generator().manual_seed(recipe.seed + 2)
+        self.model = build_ar(recipe) if recipe.kind == "ar" else build_diffusion(recipe)
+        self.model.train()
+        self.optimizer = make_optimizer(self.model.parameters(), recipe)
+        self.step_index = 0
+
+    def batch(self):
+        examples = self.stream.draw(self.recipe.batch_size)
+        prompts, targets = encode_batch(self.tokenizer, examples)
+        if self.recipe.kind == "ar":
+            return layout_ar(prompts, targets)
+        modes, probs = zip(*CANVAS_MODES)
+        mode = self.mode_rng.choices(modes, weights=probs, k=1)[0]
+        canvas = canvas_lengths(examples, targets, mode, self.mode_rng)
+        return layout_diffusion(prompts, targets, canvas)
+
+    def loss(self, batch):
+        if self.recipe.kind == "ar":
+            return ar_loss(self.model, *batch)
+        return diffusion_loss(self.model, *batch, generator=self.generator, t_min=self.recipe.t_min)
+
+    def step(self) -> float:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step_index, self.recipe)
+        loss, _ = self.loss(self.batch())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.step_index += 1
+        return float(loss)
+
+    def evaluate(self, n: int = 16) -> dict[str, float]:
+        self.model.eval()
+        try:
+            if self.recipe.kind == "ar":
+                return quick_eval(self.model, "ar", self.tokenizer, n)
+            return quick_eval(as_diffusion_model(self.model, self.tokenizer, self.recipe.name), "diffusion",
+                              self.tokenizer, n)
+        finally:
+            self.model.train()
+
+    def save(self, folder: Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.recipe.kind == "ar":
+            self.model.generation_config.bos_token_id = BOS_ID
+            self.model.generation_config.eos_token_id = EOS_ID
+            self.model.generation_config.pad_token_id = PAD_ID
+            self.model.save_pretrained(str(folder), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(folder))
+        else:
+            from dllm.models.loading import save_pretrained
+
+            save_pretrained(self.model, folder, self.tokenizer)
+            gen = {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "pad_token_id": PAD_ID,
+                   "mask_token_id": MASK_ID}
+            (folder / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+        return folder
+
+
+def train(recipe: Recipe, out: Path | None, log=print) -> dict:
+    torch.set_num_threads(2)
+    start = time.time()
+    trainer = Trainer(recipe)
+    n_params = sum(p.numel() for p in trainer.model.parameters())
+    log(f"[{recipe.name}] {n_params:,} parameters; recipe {json.dumps({k: v for k, v in vars(recipe).items() if k != 'task_weights'})}")
+    history, running = [], []
+    for step in range(recipe.steps):
+        running.append(trainer.step())
+        done = step + 1
+        if done % recipe.log_every == 0 or done == recipe.steps:
+            mean = sum(running) / len(running)
+            running = []
+            log(f"[{recipe.name}] step {done}/{recipe.steps} loss {mean:.4f} lr {lr_at(step, recipe):.2e} "
+                f"elapsed {time.time() - start:.0f}s")
+            history.append({"step": done, "loss": round(mean, 5)})
+        if recipe.eval_every and (done % recipe.eval_every == 0 or done == recipe.steps):
+            scores = trainer.evaluate()
+            mean_acc = sum(scores.values()) / len(scores)
+            log(f"[{recipe.name}] step {done} held-out acc {mean_acc:.3f} "
+                + " ".join(f"{k}={v:.2f}" for k, v in scores.items()))
+            history[-1]["eval"] = scores
+    seconds = time.time() - start
+    log(f"[{recipe.name}] done in {seconds / 60:.1f} min")
+    if out is not None:
+        trainer.save(out)
+        log(f"[{recipe.name}] saved to {out}")
+    return {"params": n_params, "seconds": seconds, "history": history, "trainer": trainer}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("name", choices=sorted(RECIPES))
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: the recipe's, 0)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: dllm/zoo/models/NAME)")
+    parser.add_argument("--init-from", default=None, help="checkpoint to start from ('none' = scratch)")
+    parser.add_argument("--eval-every", type=int, default=None)
+    args = parser.parse_args(argv)
+    recipe = RECIPES[args.name]
+    changes = {}
+    if args.steps is not None:
+        changes["steps"] = args.steps
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if args.eval_every is not None:
+        changes["eval_every"] = args.eval_every
+    if args.init_from is not None:
+        changes["init_from"] = None if args.init_from == "none" else args.init_from
+    recipe = replace(recipe, **changes)
+    out = args.out if args.out is not None else MODELS_DIR / recipe.name
+    train(recipe, out, log=lambda msg: print(msg, flush=True))
+
+
+if __name__ == "__main__":
+    main()
