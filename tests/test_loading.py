@@ -1,0 +1,76 @@
+"""Saving and loading native checkpoint folders, and the CLI on a real folder with a tokenizer."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoTokenizer
+
+import dllm
+from dllm.cli import main as cli_main
+from dllm.models import save_pretrained
+from dllm.zoo import MODELS_DIR
+
+from _models import random_model
+
+TOKENIZER_DIR = MODELS_DIR.parent / "tokenizer"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
+
+
+@pytest.fixture(params=["llada", "dream"])
+def folder(request, tmp_path, tokenizer):
+    special = dict(mask_token_id=tokenizer.mask_token_id, eos_token_ids=[tokenizer.eos_token_id],
+                   pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id)
+    model = random_model(request.param, vocab=len(tokenizer), **special)
+    save_pretrained(model.net, tmp_path, tokenizer=tokenizer)
+    return tmp_path, model
+
+
+def test_round_trip_keeps_logits_and_token_facts(folder, tokenizer):
+    path, original = folder
+    loaded = dllm.load(path)
+    ids = torch.tensor([loaded.encode("copy: Emma Stone, Liam Park\n")])
+    with torch.no_grad():
+        assert torch.equal(loaded.net(ids), original.net(ids))
+    assert loaded.mask_id == tokenizer.mask_token_id
+    assert tokenizer.eos_token_id in loaded.eos_ids
+    assert loaded.bos_id == tokenizer.bos_token_id and loaded.encode("x")[0] == loaded.bos_id
+
+
+def test_saved_folder_uses_native_names(folder):
+    path, original = folder
+    config = json.loads((path / "config.json").read_text())
+    with safe_open(str(path / "model.safetensors"), "pt") as f:
+        names = set(f.keys())
+    if original.config.arch == "llada":
+        assert {"d_model", "n_layers", "n_heads", "mlp_hidden_size", "rope_theta", "mask_token_id"} <= set(config)
+        assert "model.transformer.blocks.0.q_proj.weight" in names and "model.transformer.ff_out.weight" in names
+    else:
+        assert {"hidden_size", "num_hidden_layers", "num_key_value_heads", "mask_token_id"} <= set(config)
+        assert "model.layers.0.self_attn.q_proj.bias" in names and "lm_head.weight" in names
+
+
+def test_text_generation_and_batch_of_strings(folder):
+    path, _ = folder
+    model = dllm.load(path)
+    results = dllm.generate(model, ["copy: Emma Stone\n", "reverse: Ava Cole, Max Hill\n"], sampler="fast-dllm",
+                            gen_length=16, block_length=8)
+    assert len(results) == 2 and all(isinstance(r.text, str) and len(r.canvas) == 16 for r in results)
+
+
+def test_cli_generate_json_and_steps(folder, capsys):
+    path, _ = folder
+    assert cli_main(["generate", str(path), "copy: Emma Stone\\n", "--sampler", "fast-dllm", "--threshold", "0.5",
+                     "--gen-length", "16", "--block-length", "8", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["prompt"] == "copy: Emma Stone\n" and payload["nfe"] >= 2
+    assert payload["tokens_per_forward"] == pytest.approx(payload["gen_tokens"] / payload["nfe"], abs=1e-3)
+    assert cli_main(["generate", str(path), "copy: Emma Stone\\n", "--sampler", "llada", "--gen-length", "8",
+                     "--block-length", "8", "--show-steps"]) == 0
+    out = capsys.readouterr().out
+    assert "unmasking order" in out and "NFE=8" in out
