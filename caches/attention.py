@@ -68,7 +68,8 @@ def sdpa_attend(q, k, v, *, q_pos=None, k_pos=None, k_valid=None, block_size=Non
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     lse = torch.logsumexp(scores, dim=-1)
-    out = torch.matmul(torch.exp(scores - lse[..., None]), v.float()).to(q.dtype)
+    probs = torch.exp(scores - lse[..., None]).nan_to_num(0.0)  # a query with no visible key -> zeros
+    out = torch.matmul(probs, v.float()).to(q.dtype)
     return out, lse
 
 
