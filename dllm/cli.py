@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--stop-at-eos", action="store_true")
     gen.add_argument("--dtype", help="float32 / bfloat16 / float16 (default: float32 on CPU)")
     gen.add_argument("--device", default="cpu")
+    gen.add_argument("--chat", action="store_true", help="wrap prompts in the tokenizer's chat template")
     gen.add_argument("--show-steps", action="store_true", help="render the unmasking order")
     gen.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -120,7 +121,7 @@ def _generate(args) -> int:
         trace=args.show_steps or args.json,
     )
     prompts = [p.replace("\\n", "\n") for p in args.prompt]
-    results = dllm.generate(model, prompts, sampler=sampler, cache=cache, config=config)
+    results = dllm.generate(model, prompts, sampler=sampler, cache=cache, config=config, chat=args.chat)
     if args.json:
         payload = [{"prompt": p, **r.to_dict(with_trace=args.show_steps)} for p, r in zip(prompts, results)]
         print(json.dumps(payload if len(payload) > 1 else payload[0], indent=2))

@@ -32,7 +32,7 @@ class StepEvent:
     committed: torch.Tensor  # [B, L] columns committed at this step
 
 
-def _encode_prompts(model, prompts) -> list[list[int]]:
+def _encode_prompts(model, prompts, chat: bool = False) -> list[list[int]]:
     if isinstance(prompts, str) or (isinstance(prompts, Sequence) and prompts and isinstance(prompts[0], int)):
         prompts = [prompts]
     if torch.is_tensor(prompts):
@@ -41,7 +41,7 @@ def _encode_prompts(model, prompts) -> list[list[int]]:
         raise ValueError("no prompts given")
     encoded = []
     for prompt in prompts:
-        ids = model.encode(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
+        ids = model.encode(prompt, chat=chat) if isinstance(prompt, str) else [int(t) for t in prompt]
         if not ids:
             raise ValueError("empty prompt: a prompt needs at least one token")
         bad = [t for t in ids if not 0 <= t < model.config.vocab_size]
@@ -342,13 +342,14 @@ def generate(
     *,
     callback: Callable[[StepEvent], None] | None = None,
     attention_backend: str | None = None,
+    chat: bool = False,
     **settings,
 ) -> list[GenerationResult]:
     """Generate for one prompt or a batch (text or token ids); one result per prompt.
 
     ``sampler`` / ``cache``: a registered name, a plugin class or an instance. ``settings`` are
     ``GenerationConfig`` fields (``gen_length=64, block_length=32, ...``) applied on top of
-    ``config``.
+    ``config``. ``chat=True`` wraps text prompts in the tokenizer's chat template (instruct models).
     """
     if config is None:
         config = GenerationConfig(**settings)
@@ -359,4 +360,4 @@ def generate(
     sampler = sampler_registry.get(sampler)
     cache = cache_registry.get(cache)
     loop = _Loop(model, sampler, cache, config, callback, attention_backend)
-    return loop.run(_encode_prompts(model, prompts))
+    return loop.run(_encode_prompts(model, prompts, chat))

@@ -74,3 +74,12 @@ def test_cli_generate_json_and_steps(folder, capsys):
                      "--block-length", "8", "--show-steps"]) == 0
     out = capsys.readouterr().out
     assert "unmasking order" in out and "NFE=8" in out
+
+
+def test_chat_needs_a_chat_template(folder):
+    path, _ = folder
+    model = dllm.load(path)
+    with pytest.raises(ValueError, match="has no chat template"):
+        dllm.generate(model, "copy: Emma Stone\n", chat=True, gen_length=8, block_length=8)
+    model.tokenizer.chat_template = "{% for m in messages %}<|startoftext|>{{ m['content'] }}{% endfor %}"
+    assert model.encode("hi", chat=True) == model.encode("hi")

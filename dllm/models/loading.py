@@ -57,9 +57,15 @@ class DiffusionModel:
     def max_length(self) -> int:
         return self.config.max_seq_len
 
-    def encode(self, text: str, add_bos: bool = True) -> list[int]:
+    def encode(self, text: str, add_bos: bool = True, chat: bool = False) -> list[int]:
+        """Token ids of a prompt; ``chat=True`` wraps it as one user turn of the tokenizer's chat template."""
         if self.tokenizer is None:
             raise ValueError(f"model {self.name!r} was loaded without a tokenizer; pass token ids instead of text")
+        if chat:
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise ValueError(f"the tokenizer of {self.name!r} has no chat template; drop the chat option")
+            text = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         if add_bos and self.bos_id is not None and (not ids or ids[0] != self.bos_id):
             ids = [self.bos_id] + ids

@@ -200,7 +200,7 @@ def diffusion_loss(net, tokens, positions, valid, in_canvas, generator: torch.Ge
     weights = (1.0 / t).expand_as(tokens)[masked]
     ce = F.cross_entropy(logits[masked].float(), tokens[masked], reduction="none")
     loss = (ce * weights).sum() / in_canvas.sum().clamp(min=1)
-    return loss, {"masked_ce": float(ce.mean()) if ce.numel() else 0.0}
+    return loss, {"masked_ce": float(ce.detach().mean()) if ce.numel() else 0.0}
 
 
 def ar_loss(model, ids, attn, labels):
