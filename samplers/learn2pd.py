@@ -1,0 +1,140 @@
+"""Learn2PD: a learned filter decides which predictions are already final (+ End-of-Text Prediction).
+
+Idea: instead of a hand-set confidence threshold, a tiny model reads the confidences of every
+position of the current block (decoded ones included) and predicts, per position, whether the
+current prediction already equals the token the slow one-token-per-step decoder would end up
+with. Masked positions it accepts (sigmoid > ``threshold``) are committed together with the most
+confident one (progress). With ``end_of_text`` the EoTP rule (``samplers/eotp.py``) truncates the
+EOS padding. Filters are trained per model (``python -m dllm.zoo.learn2pd_train MODEL``) and
+shipped in ``dllm/zoo/filters/<model>/``; ``dllm.samplers.get("learn2pd", model="tiny-llada")``
+loads one, and without ``model`` / ``filter_path`` the filter of the generating model is used.
+
+Source: Bao et al., "Learning to Parallel Decode: Accelerating Diffusion LLMs with Learned
+Parallel Decoding" (arXiv:2509.25188), ims-kdks/Learning-to-Parallel-Decoding
+(``llada/generate.py``, ``generate_training_data.py``, ``train.ipynb``). Defaults: threshold
+0.96 for LLaDA, 0.9 for Dream (``eval_llada.sh`` / ``dream/eval.sh``), block 32, EoTP on.
+
+Differences from the reference code: the filter's exact architecture was not published (only its
+shape 32 -> 32 and the checkpoint name ``layer_2``); ours is Linear(32, 64)-ReLU-Linear(64, 32).
+The reference commits the schedule's top-k (k = 1 at its setting steps = gen_length); we always
+commit the single most confident candidate. Positions past a short last block read confidence 1.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dllm.config import check_range
+from dllm.state import Decision, StepView
+
+from . import register
+from .base import Sampler, best_candidate, block_window, model_is_shifted, whole_generation
+from .eotp import end_of_text_edits
+
+FILTERS_DIR = Path(__file__).resolve().parent.parent / "dllm" / "zoo" / "filters"
+DEFAULT_THRESHOLD = {False: 0.96, True: 0.9}  # LLaDA / Dream (shifted logits)
+_LOADED: dict[str, "ConfidenceFilter"] = {}
+
+
+class ConfidenceFilter(nn.Module):
+    """Block confidences [B, K] -> per-position logits [B, K] ("is this prediction final?")."""
+
+    def __init__(self, block_length: int = 32, hidden: int = 64):
+        super().__init__()
+        self.block_length, self.hidden = block_length, hidden
+        self.net = nn.Sequential(nn.Linear(block_length, hidden), nn.ReLU(), nn.Linear(hidden, block_length))
+
+    def forward(self, conf: torch.Tensor) -> torch.Tensor:
+        return self.net(conf)
+
+    def save(self, folder: Path, **meta) -> Path:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "filter.safetensors"))
+        info = {"block_length": self.block_length, "hidden": self.hidden, **meta}
+        (folder / "filter.json").write_text(json.dumps(info, indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> "ConfidenceFilter":
+        from safetensors.torch import load_file
+
+        info = json.loads((Path(folder) / "filter.json").read_text())
+        module = cls(info["block_length"], info["hidden"])
+        module.load_state_dict(load_file(str(Path(folder) / "filter.safetensors")))
+        return module.eval()
+
+
+def find_filter(model: str | None = None, path: str | Path | None = None) -> ConfidenceFilter:
+    """The filter at ``path``, or the shipped one of ``model``; a clear error when there is none."""
+    folder = Path(path) if path is not None else FILTERS_DIR / str(model)
+    key = str(folder.resolve())
+    if key not in _LOADED:
+        if not (folder / "filter.json").exists():
+            shipped = sorted(p.name for p in FILTERS_DIR.glob("*") if (p / "filter.json").exists()) if FILTERS_DIR.is_dir() else []
+            who = f"model {model!r}" if path is None else f"path {str(path)!r}"
+            raise FileNotFoundError(
+                f"no Learn2PD filter for {who} (looked in {folder}); shipped filters: {', '.join(shipped) or 'none'}."
+                f" Train one with `python -m dllm.zoo.learn2pd_train {model or 'MODEL'}` (writes dllm/zoo/filters/"
+                f"{model or 'MODEL'}/) or pass filter_path=FOLDER")
+        _LOADED[key] = ConfidenceFilter.load(folder)
+    return _LOADED[key]
+
+
+def block_confidences(view: StepView, size: int):
+    """``(features [B, size], index, inside)``: confidences of the block's columns (1 past its end)."""
+    index, inside = block_window(view, size)
+    return torch.where(inside, view.conf.gather(1, index), 1.0).float(), index, inside
+
+
+@register("learn2pd")
+@dataclass
+class Learn2PDSampler(Sampler):
+    """Learn2PD: a learned filter over the block's confidences picks the tokens to commit; EoTP on top."""
+
+    threshold: float | None = None
+    model: str | None = None
+    filter_path: str | None = None
+    end_of_text: bool = True
+    eot_min_confidence: float = 0.0
+
+    def __post_init__(self):
+        if self.threshold is not None:
+            check_range("learn2pd", "threshold", self.threshold, 0.0, 1.0)
+        check_range("learn2pd", "eot_min_confidence", self.eot_min_confidence, 0.0, 1.0)
+        self._filter = None
+        if self.model is not None or self.filter_path is not None:
+            self._filter = find_filter(self.model, self.filter_path)
+
+    def init_state(self, state):
+        module = self._filter
+        if module is None:
+            model = state.model
+            names = [getattr(model, "name", None), getattr(getattr(model, "path", None), "name", None)]
+            found = [n for n in names if n and (FILTERS_DIR / str(n) / "filter.json").exists()]
+            module = find_filter(found[0] if found else names[0])
+        if state.config.block_length != module.block_length:
+            raise ValueError(f"learn2pd: the filter was trained for block_length={module.block_length},"
+                             f" the generation uses block_length={state.config.block_length}")
+        threshold = self.threshold if self.threshold is not None else DEFAULT_THRESHOLD[model_is_shifted(state)]
+        return {"filter": module.to(state.tokens.device), "threshold": threshold}
+
+    def logit_region(self, state):
+        return whole_generation(state) if self.end_of_text else (state.block_start, state.block_end)
+
+    def select(self, view: StepView) -> Decision:
+        own = view.state.sampler_state
+        features, index, inside = block_confidences(view, own["filter"].block_length)
+        with torch.no_grad():
+            keep = (torch.sigmoid(own["filter"](features)) > own["threshold"]) & inside
+        accept = (torch.zeros_like(view.cols).scatter_add_(1, index, keep.long()) > 0) & view.cand
+        commit = accept | best_candidate(view.score, view.cand)
+        edits = end_of_text_edits(view, commit, self.eot_min_confidence) if self.end_of_text else []
+        return Decision(commit=commit, edits=edits)
