@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("samplers", help="list sampler plugins and their parameters")
     sub.add_parser("caches", help="list cache policies and their parameters")
     sub.add_parser("models", help="list the shipped models")
+
+    from dllm.eval.cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
     return parser
 
 
@@ -148,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return _generate(args)
+        if args.command == "eval":
+            from dllm.eval.cli import run as run_eval
+
+            return run_eval(args)
         if args.command == "samplers":
             import dllm.samplers
 

@@ -1,0 +1,7 @@
+"""``python -m dllm.eval ...``: the ``dllm eval`` commands (usable with ``accelerate launch -m`` / ``torchrun -m``)."""
+
+import sys
+
+from dllm.eval.cli import main
+
+sys.exit(main())

@@ -1,0 +1,361 @@
+"""Sweep specifications: a YAML (or dict) grid expanded into run configs with stable ids.
+
+A spec names models x tasks x samplers (with parameter grids) x caches x generation settings::
+
+    name: small
+    output_dir: results/small          # the CLI's --out overrides it
+    models: [tiny-llada, {name: tiny-dream, dtype: float32}]
+    tasks: [copy, {name: reverse, num_samples: 8}]
+    num_samples: 16                    # per task (a task entry may override it, and seed / split)
+    split: eval
+    data_seed: 0
+    samplers:
+      - {name: llada, family: llada top-k, k: [1, 2, 4, 8]}       # k = tokens per step -> steps
+      - {name: fast-dllm, family: fast-dllm threshold, grid: {threshold: [0.5, 0.7, 0.9]}}
+    caches: [none]                     # or {name: ..., params: {...}, grid: {...}}
+    generation:                        # GenerationConfig fields; a list is a grid axis
+      gen_length: task                 # "task" = the task's max_new_tokens
+      block_length: [null]             # null = the whole canvas (one block)
+      temperature: 0.0
+    batch_size: 8
+    warmup: 1                          # untimed generate calls per model before the first run
+    reference: true                    # add llada k=1 / no cache per (model, task, block): speedup baseline
+    exclude: [{sampler: fast-dllm, cache: dual, reason: "not supported together"}]
+
+``expand(spec)`` returns the run configs to execute and the skipped combinations, each with the
+reason it was skipped: a ``GenerationConfig`` / sampler / cache constructor rejected the values
+(e.g. steps not a multiple of the number of blocks, ``k`` larger than the block), or an
+``exclude`` rule matched. Plugins are looked up by name in ``dllm.samplers`` / ``dllm.caches``,
+so new plugins are available to sweeps as soon as they are registered.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dllm import caches as cache_registry
+from dllm import samplers as sampler_registry
+from dllm.config import GenerationConfig
+
+TOP_KEYS = {
+    "name", "output_dir", "models", "tasks", "num_samples", "split", "data_seed", "samplers", "caches",
+    "generation", "batch_size", "warmup", "reference", "exclude", "task_sets", "description",
+}
+SAMPLER_KEYS = {"name", "family", "params", "grid", "k"}
+CACHE_KEYS = {"name", "params", "grid"}
+TASK_KEYS = {"name", "num_samples", "seed", "split", "gen_length"}
+MODEL_KEYS = {"name", "path", "dtype", "device", "label"}
+_GEN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GenerationConfig)}
+REFERENCE_SAMPLER, REFERENCE_FAMILY = "llada", "reference (1 token/step)"
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def stable_id(obj: Any, length: int = 12) -> str:
+    """A short content hash of ``obj``'s canonical JSON (same config -> same id, in any process)."""
+    return hashlib.sha1(canonical_json(obj).encode()).hexdigest()[:length]
+
+
+@dataclass
+class RunConfig:
+    """One point of the sweep: a model, a task, a sampler setting, a cache setting, a generation config."""
+
+    model: str                       # label of the model entry
+    task: str
+    split: str
+    num_samples: int
+    data_seed: int
+    sampler: str
+    sampler_params: dict
+    family: str                      # sampler family label (one colour in the plots)
+    knob: str | None                 # the family's varying parameter ("k", "threshold", ...)
+    k: int | None                    # tokens per step for schedule samplers (steps = ceil(L / k))
+    cache: str
+    cache_params: dict
+    generation: dict                 # GenerationConfig fields that differ from the defaults
+    reference: bool = False          # the 1-token/step no-cache baseline added for speedups
+    model_fingerprint: str = ""
+    run_id: str = field(default="", compare=False)
+
+    def identity(self) -> dict:
+        """Everything that changes the outputs; hashed into ``run_id``. Batch size is not part of it."""
+        return {
+            "model": self.model, "model_fingerprint": self.model_fingerprint, "task": self.task,
+            "split": self.split, "num_samples": self.num_samples, "data_seed": self.data_seed,
+            "sampler": self.sampler, "sampler_params": self.sampler_params, "cache": self.cache,
+            "cache_params": self.cache_params, "generation": self.generation,
+        }
+
+    def finalize(self) -> RunConfig:
+        self.run_id = stable_id(self.identity())
+        return self
+
+    def generation_config(self, trace: bool = True) -> GenerationConfig:
+        return GenerationConfig(**{**self.generation, "trace": trace})
+
+    @property
+    def block_length(self) -> int:
+        return self.generation_config().block_length
+
+    @property
+    def gen_length(self) -> int:
+        return self.generation_config().gen_length
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class Skipped:
+    combo: dict
+    reason: str
+
+
+@dataclass
+class ModelEntry:
+    label: str
+    name: str
+    dtype: str | None = None
+    device: str | None = None
+
+
+@dataclass
+class TaskEntry:
+    name: str
+    num_samples: int
+    seed: int
+    split: str
+    gen_length: int | str = "task"
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    models: list[ModelEntry]
+    tasks: list[TaskEntry]
+    samplers: list[dict]
+    caches: list[dict]
+    generation: dict
+    batch_size: int = 1
+    warmup: int = 1
+    reference: bool = True
+    exclude: list[dict] = field(default_factory=list)
+    output_dir: str | None = None
+    task_sets: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict)
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _check_keys(where: str, data: dict, allowed: set) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def _check_params(kind: str, registry, name: str, params) -> None:
+    """A typo in a plugin or parameter name is an error, not a skipped combination."""
+    described = {row["name"]: row for row in registry.describe()}
+    if name not in described:
+        raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(sorted(described))}")
+    fields = set(described[name]["params"])
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise ValueError(f"{kind} {name!r} has no parameter(s) {unknown}; its parameters: {sorted(fields) or 'none'}")
+
+
+def load_spec(source: str | Path | dict) -> SweepSpec:
+    """Parse and validate a sweep spec from a YAML file path, YAML text or a dict."""
+    if isinstance(source, dict):
+        data = copy.deepcopy(source)
+    else:
+        import yaml
+
+        path = Path(source)
+        text = path.read_text() if path.exists() else str(source)
+        if not path.exists() and "\n" not in text and text.endswith((".yaml", ".yml")):
+            raise FileNotFoundError(f"sweep spec {source} not found")
+        data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError("a sweep spec must be a mapping with models, tasks and samplers")
+    _check_keys("spec", data, TOP_KEYS)
+    for key in ("models", "tasks", "samplers"):
+        if not data.get(key):
+            raise ValueError(f"spec: {key!r} must list at least one entry")
+    from dllm.eval import tasks as task_lib
+
+    models = []
+    for entry in _as_list(data["models"]):
+        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+        _check_keys("spec.models[]", entry, MODEL_KEYS)
+        name = entry.get("path") or entry["name"]
+        models.append(ModelEntry(label=entry.get("label") or entry["name"], name=str(name), dtype=entry.get("dtype"),
+                                 device=entry.get("device")))
+    labels = [m.label for m in models]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"spec.models: duplicate labels {labels}; give each entry a distinct label")
+    n_default = int(data.get("num_samples", 16))
+    tasks = []
+    for entry in _as_list(data["tasks"]):
+        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+        _check_keys("spec.tasks[]", entry, TASK_KEYS)
+        task_lib.get(entry["name"])  # raises ValueError listing the known tasks
+        n = int(entry.get("num_samples", n_default))
+        if n < 1:
+            raise ValueError(f"spec.tasks[{entry['name']}].num_samples={n} is out of range; allowed [1, inf)")
+        tasks.append(TaskEntry(name=entry["name"], num_samples=n, seed=int(entry.get("seed", data.get("data_seed", 0))),
+                               split=entry.get("split", data.get("split", "eval")),
+                               gen_length=entry.get("gen_length", "task")))
+    samplers = []
+    for entry in _as_list(data["samplers"]):
+        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+        _check_keys("spec.samplers[]", entry, SAMPLER_KEYS)
+        params, grid = dict(entry.get("params") or {}), dict(entry.get("grid") or {})
+        _check_params("sampler", sampler_registry, entry["name"], {**params, **grid})
+        samplers.append({"name": entry["name"], "family": entry.get("family"), "params": params, "grid": grid,
+                         "k": [int(k) for k in _as_list(entry["k"])] if entry.get("k") is not None else None})
+    caches = []
+    for entry in _as_list(data.get("caches") or ["none"]):
+        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+        _check_keys("spec.caches[]", entry, CACHE_KEYS)
+        params, grid = dict(entry.get("params") or {}), dict(entry.get("grid") or {})
+        _check_params("cache", cache_registry, entry["name"], {**params, **grid})
+        caches.append({"name": entry["name"], "params": params, "grid": grid})
+    generation = dict(data.get("generation") or {})
+    _check_keys("spec.generation", generation, set(_GEN_DEFAULTS) - {"trace"})
+    batch_size = int(data.get("batch_size", 1))
+    if batch_size < 1:
+        raise ValueError(f"spec.batch_size={batch_size} is out of range; allowed [1, inf)")
+    exclude = [dict(rule) for rule in _as_list(data.get("exclude") or [])]
+    for rule in exclude:
+        _check_keys("spec.exclude[]", rule, {"model", "task", "sampler", "family", "cache", "block_length", "reason"})
+    return SweepSpec(
+        name=str(data.get("name", "sweep")), models=models, tasks=tasks, samplers=samplers, caches=caches,
+        generation=generation, batch_size=batch_size, warmup=int(data.get("warmup", 1)),
+        reference=bool(data.get("reference", True)), exclude=exclude, output_dir=data.get("output_dir"),
+        task_sets=dict(data.get("task_sets") or {}), raw=data,
+    )
+
+
+def _grid(grid: dict) -> list[dict]:
+    if not grid:
+        return [{}]
+    keys = sorted(grid)
+    return [dict(zip(keys, values)) for values in itertools.product(*(_as_list(grid[k]) for k in keys))]
+
+
+def _family(entry: dict) -> tuple[str, str | None]:
+    varying = (["k"] if entry["k"] else []) + sorted(k for k, v in entry["grid"].items() if len(_as_list(v)) > 1)
+    knob = varying[0] if len(varying) == 1 else None
+    label = entry["family"] or (f"{entry['name']} {'top-k' if knob == 'k' else knob}" if knob else entry["name"])
+    return label, knob
+
+
+def steps_for_k(gen_length: int, k: int) -> int:
+    """Denoising steps that commit ``k`` tokens per step on a ``gen_length`` canvas (remainder spread)."""
+    return math.ceil(gen_length / k)
+
+
+def _excluded(rules: list[dict], combo: dict) -> str | None:
+    for rule in rules:
+        if all(combo.get(key) == value for key, value in rule.items() if key != "reason"):
+            return rule.get("reason") or f"excluded by the spec rule {rule}"
+    return None
+
+
+def _generation(spec_gen: dict, gen_length: int) -> list[dict]:
+    """Grid over the generation settings; ``block_length: null`` means one block of ``gen_length``."""
+    axes = {k: _as_list(v) for k, v in spec_gen.items() if k != "gen_length"}
+    axes.setdefault("block_length", [None])
+    out = []
+    for combo in _grid(axes):
+        combo["gen_length"] = gen_length
+        if combo.get("block_length") is None:
+            combo["block_length"] = gen_length
+        out.append(combo)
+    return out
+
+
+def _compact(gen: dict) -> dict:
+    """GenerationConfig fields minus those equal to their defaults (keeps ids stable when fields are added)."""
+    return {k: v for k, v in gen.items() if k != "trace" and (k not in _GEN_DEFAULTS or v != _GEN_DEFAULTS[k])
+            or k in ("gen_length", "block_length", "steps")}
+
+
+def expand(spec: SweepSpec, fingerprints: dict[str, str] | None = None) -> tuple[list[RunConfig], list[Skipped]]:
+    """The run configs of ``spec`` (deduplicated by id, in a stable order) and the skipped combinations."""
+    from dllm.eval import tasks as task_lib
+
+    fingerprints = fingerprints or {}
+    runs: dict[str, RunConfig] = {}
+    skipped: list[Skipped] = []
+    for model, task in itertools.product(spec.models, spec.tasks):
+        gen_spec = dict(spec.generation)
+        length = task.gen_length if task.gen_length != "task" else gen_spec.get("gen_length", "task")
+        gen_length = task_lib.get(task.name).max_new_tokens if length in (None, "task") else int(length)
+        for gen in _generation(gen_spec, gen_length):
+            entries = [(e, False) for e in spec.samplers]
+            if spec.reference:  # last, so that a spec's own llada k=1 run keeps its family label
+                entries.append(({"name": REFERENCE_SAMPLER, "family": REFERENCE_FAMILY, "params": {}, "grid": {},
+                                 "k": [1]}, True))
+            for entry, is_reference in entries:
+                family, knob = _family(entry)
+                for params, k, cache in itertools.product(_grid(entry["grid"]), entry["k"] or [None],
+                                                          spec.caches if not is_reference else [{"name": "none",
+                                                                                                  "params": {},
+                                                                                                  "grid": {}}]):
+                    for cache_grid in _grid(cache["grid"]):
+                        sampler_params = {**entry["params"], **params}
+                        cache_params = {**cache["params"], **cache_grid}
+                        combo = {"model": model.label, "task": task.name, "sampler": entry["name"], "family": family,
+                                 "sampler_params": sampler_params, "k": k, "cache": cache["name"],
+                                 "cache_params": cache_params, "block_length": gen["block_length"],
+                                 "gen_length": gen_length}
+                        reason = None if is_reference else _excluded(spec.exclude, combo)
+                        fields = dict(gen)
+                        if reason is None and k is not None:
+                            if k < 1:
+                                reason = f"k={k} is out of range; allowed [1, inf)"
+                            elif k > gen["block_length"]:
+                                reason = f"k={k} tokens per step exceeds block_length={gen['block_length']}"
+                            else:
+                                fields["steps"] = steps_for_k(gen_length, k)
+                        if reason is None:
+                            try:
+                                config = GenerationConfig(**fields)
+                                sampler_registry.get(entry["name"], **sampler_params)
+                                cache_registry.get(cache["name"], **cache_params)
+                            except (ValueError, TypeError) as exc:
+                                reason = str(exc)
+                        if reason is not None:
+                            skipped.append(Skipped(combo=combo, reason=reason))
+                            continue
+                        run = RunConfig(
+                            model=model.label, task=task.name, split=task.split, num_samples=task.num_samples,
+                            data_seed=task.seed, sampler=entry["name"], sampler_params=sampler_params, family=family,
+                            knob=knob, k=k, cache=cache["name"], cache_params=cache_params,
+                            generation=_compact(config.to_dict()), reference=is_reference,
+                            model_fingerprint=fingerprints.get(model.label, ""),
+                        ).finalize()
+                        if run.run_id in runs:
+                            runs[run.run_id].reference |= is_reference
+                        else:
+                            runs[run.run_id] = run
+    return list(runs.values()), skipped
