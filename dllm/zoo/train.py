@@ -59,9 +59,10 @@ TASK_WEIGHTS = {
     "insert_index": 1.5, "remove_index": 1.5, "replace_index": 1.5,
     "shuffle": 0.6, "insert_random": 0.6, "remove_random": 0.6, "replace_random": 0.6, "latin_square": 0.6,
 }
-# Canvas length modes, chosen once per batch: the task's own budget (most), a random shorter one,
+# Canvas length modes, chosen per example: the task's own budget (most), a random shorter one,
 # or a fixed 64 / 128 canvas.
-CANVAS_MODES = (("native", 0.65), ("short", 0.1), (64, 0.13), (128, 0.12))
+CANVAS_MODES = (("native", 0.7), ("short", 0.1), (64, 0.12), (128, 0.08))
+POOL = 8  # batches per length-sorted pool
 QUICK_EVAL_TASKS = ("copy", "reverse", "insert_index", "remove_index", "replace_index", "sort", "sudoku",
                     "cumsum", "math_op")
 
@@ -70,11 +71,11 @@ QUICK_EVAL_TASKS = ("copy", "reverse", "insert_index", "remove_index", "replace_
 class Recipe:
     name: str
     kind: str                     # "llada" | "dream" | "ar"
-    d_model: int = 256
+    d_model: int = 192
     n_layers: int = 4
-    n_heads: int = 8
-    n_kv_heads: int = 8
-    mlp_hidden: int = 704
+    n_heads: int = 6
+    n_kv_heads: int = 6
+    mlp_hidden: int = 512
     steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
@@ -84,7 +85,7 @@ class Recipe:
     t_min: float = 0.1            # lower clip of the masking rate (diffusion only)
     seed: int = 0
     init_from: str | None = None  # a checkpoint folder / shipped name whose weights start training
-    eval_every: int = 500
+    eval_every: int = 600
     log_every: int = 50
     task_weights: dict = field(default_factory=lambda: dict(TASK_WEIGHTS))
 
@@ -103,9 +104,9 @@ class Recipe:
 
 
 RECIPES = {
-    "tiny-llada": Recipe("tiny-llada", "llada", steps=3000),
-    "tiny-dream": Recipe("tiny-dream", "dream", n_kv_heads=4, steps=3000, init_from="tiny-ar"),
-    "tiny-ar": Recipe("tiny-ar", "ar", n_kv_heads=4, steps=2000),
+    "tiny-llada": Recipe("tiny-llada", "llada", steps=2400),
+    "tiny-dream": Recipe("tiny-dream", "dream", n_kv_heads=3, steps=2000, init_from="tiny-ar"),
+    "tiny-ar": Recipe("tiny-ar", "ar", n_kv_heads=3, steps=1500),
 }
 
 
@@ -346,16 +347,30 @@ class Trainer:
         self.model.train()
         self.optimizer = make_optimizer(self.model.parameters(), recipe)
         self.step_index = 0
+        self.queue: list = []
 
     def batch(self):
-        examples = self.stream.draw(self.recipe.batch_size)
+        """The next batch; batches are cut from a pool of ``POOL`` batches sorted by length, so
+        that little compute goes to padding."""
+        if not self.queue:
+            self.queue = self._fill()
+        return self.queue.pop()
+
+    def _fill(self) -> list:
+        size = self.recipe.batch_size
+        examples = self.stream.draw(size * POOL)
         prompts, targets = encode_batch(self.tokenizer, examples)
         if self.recipe.kind == "ar":
-            return layout_ar(prompts, targets)
-        modes, probs = zip(*CANVAS_MODES)
-        mode = self.mode_rng.choices(modes, weights=probs, k=1)[0]
-        canvas = canvas_lengths(examples, targets, mode, self.mode_rng)
-        return layout_diffusion(prompts, targets, canvas)
+            rows = sorted(zip(prompts, targets), key=lambda r: len(r[0]) + len(r[1]))
+            batches = [layout_ar(*zip(*rows[i: i + size])) for i in range(0, len(rows), size)]
+        else:
+            modes, probs = zip(*CANVAS_MODES)
+            picked = self.mode_rng.choices(modes, weights=probs, k=len(examples))
+            canvas = [canvas_lengths([e], [t], m, self.mode_rng)[0] for e, t, m in zip(examples, targets, picked)]
+            rows = sorted(zip(prompts, targets, canvas), key=lambda r: (r[2], len(r[0])))
+            batches = [layout_diffusion(*zip(*rows[i: i + size])) for i in range(0, len(rows), size)]
+        self.mode_rng.shuffle(batches)
+        return batches
 
     def loss(self, batch):
         if self.recipe.kind == "ar":
