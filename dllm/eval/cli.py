@@ -56,12 +56,17 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
+    import os
+
     from dllm.eval.distributed import Distributed
-    from dllm.eval.runner import run_sweep
+    from dllm.eval.runner import cpu_threads, run_sweep
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    threads = args.threads
+    if threads is None and not os.environ.get("OMP_NUM_THREADS"):
+        threads = cpu_threads(int(os.environ.get("WORLD_SIZE", "1")))
     result = run_sweep(args.spec, args.out, batch_size=args.batch_size, progress=not args.no_progress,
-                       max_configs=args.max_configs, threads=args.threads)
+                       max_configs=args.max_configs, threads=threads)
     if not Distributed.from_env().is_main:
         return 0
     print(f"{len(result.runs)} configs ({len(result.skipped)} combinations skipped, see skipped.jsonl);"

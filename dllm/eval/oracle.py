@@ -89,14 +89,14 @@ class OracleConfig:
 @dataclass
 class _Prompt:
     op: str
-    items: list[int]          # item token ids of the input list
+    items: list[int]          # answer-order item ids (input order for shuffle / replace_random)
     new: int | None
     index: int | None
     length: int               # prompt tokens (BOS ... <nl>)
 
     @property
     def n_out(self) -> int:
-        return len(self.items) + (self.op == "insert_index") - (self.op == "remove_index")
+        return len(self.items)
 
 
 class IdealMarginalNet:

@@ -327,12 +327,12 @@ def run_sweep(
 
     ``models`` maps model labels to already-built model objects (tests, notebooks); other
     entries are loaded by name. ``max_configs`` stops after that many configs (for smoke runs).
-    ``threads``: torch CPU threads (default: ``OMP_NUM_THREADS`` if set, else :func:`cpu_threads`).
+    ``threads``: set torch's CPU threads for the sweep (the CLI passes :func:`cpu_threads` by default).
     """
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     dist = Distributed.from_env()
-    if threads or not os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(threads or cpu_threads(dist.world_size))
+    if threads:
+        torch.set_num_threads(threads)
     out = Path(out_dir or spec.output_dir or Path("results") / spec.name)
     layout = Layout(out)
     models = dict(models or {})
