@@ -104,6 +104,7 @@ class DAEDALSampler(Sampler):
         low = cand & (conf < self.low_confidence) & ~fill & unsure[:, None] & (view.cols < tail_start[:, None])
         point = best_candidate(-conf, low)
         rows, idx = point.nonzero(as_tuple=True)
-        edits += [Edit(op="insert", row=int(r), col=int(view.cols[r, i]), n=self.expansion - 1)
-                  for r, i in zip(rows.tolist(), idx.tolist())]
+        room = (own["capacity"] - length).clamp(max=self.expansion - 1)
+        edits += [Edit(op="insert", row=r, col=int(view.cols[r, i]), n=int(room[r]))
+                  for r, i in zip(rows.tolist(), idx.tolist()) if room[r] > 0]
         return Decision(commit=fill, edits=edits)

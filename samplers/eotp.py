@@ -5,7 +5,8 @@ token by token wastes most forwards of a long canvas. After the inner sampler's 
 truncates the row (every column after the cut becomes EOS, so later blocks need no forward):
 
 1. if an EOS is decoded (before this step or committed by it), cut right after the first one —
-   nothing after the first EOS is part of the answer, so this never changes the output;
+   nothing after the first EOS is part of the answer, so no answer text is discarded (the
+   answer's remaining masks are then predicted next to EOS padding instead of masks);
 2. otherwise, among masked positions predicted EOS (probability >= ``min_confidence``), cut
    right after the most confident one; that position itself stays masked and is decoded later.
 
