@@ -13,5 +13,9 @@ describe = _registry.describe
 
 from .base import Cache, StepPlan  # noqa: E402
 from .none import NoCache  # noqa: E402
+from .prefix import PrefixCache  # noqa: E402
+from .dual import DualCache  # noqa: E402
+from .dkv import DKVDecodeCache, DKVGreedyCache  # noqa: E402
+from .elastic import ElasticCache  # noqa: E402
 
-__all__ = ["Cache", "NoCache", "StepPlan", "describe", "get", "names", "register"]
+__all__ = ["Cache", "DKVDecodeCache", "DKVGreedyCache", "DualCache", "ElasticCache", "NoCache", "PrefixCache", "StepPlan", "describe", "get", "names", "register"]

@@ -5,14 +5,26 @@ columns to recompute (``query``; None = all) and whether K/V buffers are used. C
 recomputed are read from the per-layer ``KVStore`` (full-length, position-indexed, K after
 RoPE). After each decision the loop calls ``commit(state, committed)``; after a canvas edit that
 moves columns it calls ``begin`` again, which must make the next plan a full refresh.
+
+``IncrementalCache`` is the shared base of the policies that reuse K/V between forwards. It keeps
+the per-request bookkeeping (``Book``, stored as ``state.cache_state``) and turns a policy's
+``[B, L]`` "recompute these columns" mask into a plan, adding what every policy needs:
+
+- the columns whose hidden states the requested logits read (target ``j`` needs ``j - shift``,
+  the model's logit shift: 1 for Dream), so any sampler's ``logit_region`` works with any cache;
+- a full refresh of a row after ``begin`` (start, canvas re-layout) and after a canvas edit that
+  did not go through ``commit`` (fill / truncate), and whenever the policy's schedule says so.
+Rows refresh independently, so a row decodes the same alone or inside a batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from dllm.config import check_range
 from dllm.state import DecodeState
 
 
@@ -20,6 +32,7 @@ from dllm.state import DecodeState
 class StepPlan:
     query: torch.Tensor | None = None   # [B, Lq] columns to recompute; None = every column
     use_kv: bool = False                # read/write the KVStore
+    hook: Any = None                    # per-layer callbacks for the model (``LayerHook``), or None
 
     @property
     def full(self) -> bool:
@@ -40,3 +53,112 @@ class Cache:
 
     def commit(self, state: DecodeState, committed: torch.Tensor) -> None:
         return None
+
+
+# ---- helpers shared by the policies ---------------------------------------------------------
+
+def padded_columns(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, L]`` bool -> (``[B, W]`` ascending marked columns, ``[B, W]`` real entries).
+
+    Padding repeats the row's first marked column (column 0 for a row with none)."""
+    counts = mask.sum(1)
+    width = max(int(counts.max()), 1)
+    order = (~mask).to(torch.int8).argsort(dim=1, stable=True)[:, :width]
+    real = torch.arange(width, device=mask.device)[None] < counts[:, None]
+    return torch.where(real, order, order[:, :1]), real
+
+
+def mask_to_query(need: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` bool (>= 1 True per row) -> ``[B, Lq]`` query columns for the model."""
+    return padded_columns(need)[0]
+
+
+def shift_left(mask: torch.Tensor, shift: int) -> torch.Tensor:
+    """Columns ``j - shift`` for every marked column ``j`` (the rows whose hidden state predicts them)."""
+    if shift == 0:
+        return mask
+    out = torch.zeros_like(mask)
+    out[:, :-shift] = mask[:, shift:]
+    return out
+
+
+def logit_sources(state: DecodeState, logit_cols: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` columns the model must compute to return logits for ``logit_cols``."""
+    need = torch.zeros_like(state.valid)
+    return need.scatter_(1, (logit_cols - state.model.shift).clamp(min=0), True)
+
+
+def first_masked(state: DecodeState, count: int) -> torch.Tensor:
+    """``[B, L]`` the ``count`` left-most masked columns of each active row."""
+    masked = state.is_mask() & state.in_generation() & state.active[:, None]
+    return masked & (masked.long().cumsum(1) <= count)
+
+
+def block_schedule(state: DecodeState, interval: int | None) -> torch.Tensor:
+    """``[B]`` refresh due: first step of a block, and every ``interval`` steps inside it."""
+    due = state.step_in_block == 0
+    if interval is not None:
+        due = due | (state.step_in_block % interval == 0)
+    return due
+
+
+def check_interval(owner: str, name: str, value: int | None) -> None:
+    if value is not None:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{owner}.{name}={value!r} must be an integer >= 1 or None")
+        check_range(owner, name, value, 1)
+
+
+@dataclass
+class Book:
+    """Per-request bookkeeping of an incremental cache (``state.cache_state``)."""
+
+    tokens: torch.Tensor      # [B, L] canvas as seen by the previous plan (that forward's input)
+    committed: torch.Tensor   # [B, L] committed since the previous plan
+    refresh: torch.Tensor     # [B] rows whose next forward must recompute every column
+    extra: dict               # the policy's own per-request state
+
+
+class IncrementalCache(Cache):
+    """Base of the policies that reuse K/V: subclasses define ``columns`` and optionally
+    ``schedule`` (rows due for a full refresh) and ``hook`` (per-layer callbacks)."""
+
+    needs_kv = True
+
+    def begin(self, state):
+        batch = state.batch
+        state.cache_state = Book(
+            tokens=state.tokens.clone(), committed=torch.zeros_like(state.valid),
+            refresh=torch.ones(batch, dtype=torch.bool, device=state.tokens.device), extra={},
+        )
+
+    def commit(self, state, committed):
+        state.cache_state.committed |= committed
+
+    def schedule(self, state: DecodeState, book: Book) -> torch.Tensor:
+        return torch.zeros_like(book.refresh)
+
+    def columns(self, state: DecodeState, book: Book) -> torch.Tensor:
+        raise NotImplementedError
+
+    def hook(self, state: DecodeState, book: Book, full: torch.Tensor, query):
+        return None
+
+    def plan(self, state, logit_cols):
+        book = state.cache_state
+        if book is None or book.tokens.shape != state.tokens.shape:
+            self.begin(state)
+            book = state.cache_state
+        edited = ((state.tokens != book.tokens) & ~book.committed).any(1)
+        full = (book.refresh | edited | self.schedule(state, book)) & state.active
+        need = self.columns(state, book) & state.valid & state.active[:, None]
+        if (full | ~state.active).all():
+            query = None
+        else:
+            need = need | full[:, None] | logit_sources(state, logit_cols)
+            query = mask_to_query(need)
+        plan = StepPlan(query=query, use_kv=True, hook=self.hook(state, book, full, query))
+        book.tokens = state.tokens.clone()
+        book.committed.zero_()
+        book.refresh &= ~state.active
+        return plan

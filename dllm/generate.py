@@ -158,7 +158,7 @@ class _Loop:
             cols2 = cols
         with torch.no_grad():
             logits = self.model.net(
-                tokens, positions, valid, query=query, kv=kv, logits_for=cols2,
+                tokens, positions, valid, query=query, kv=kv, logits_for=cols2, hook=plan.hook,
                 attention_backend=self.attention_backend,
             ).float()
         if w > 0:

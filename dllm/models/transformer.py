@@ -6,6 +6,10 @@ attends over those buffers through ``dllm.caches.attention.attend``, and project
 vocabulary only the columns whose logits are needed. Dream's one-position logit shift is
 applied here: ``logits_for`` names *target* columns and the model reads the hidden state of
 the column that predicts each of them.
+
+A ``LayerHook`` (cache policies that adapt inside one forward, e.g. Elastic-Cache) sees each
+layer's input and its attention (queries, K buffer, log-sum-exp) and may widen the set of
+recomputed columns from any layer on, or ask for the current layer to be recomputed.
 """
 
 from __future__ import annotations
@@ -75,6 +79,26 @@ class KVStore:
         return self.k[0].shape[2]
 
 
+class LayerHook:
+    """Per-layer callbacks of one forward; the base class does nothing.
+
+    ``layer_input(layer, x, query, kv)`` runs before each layer and returns ``(x, query)``: the
+    same, or a wider query (more columns, or None = all) with the matching layer inputs.
+    ``attention(layer, q, query, k, lse)`` sees the layer's post-RoPE queries ``[B, Hq, Lq, D]``,
+    the K buffer it attended over ``[B, Hkv, L, D]`` and the log-sum-exp ``[B, Hq, Lq]``.
+    ``recompute(layer)`` asks for the layer to be run again (after ``layer_input`` widened it).
+    """
+
+    def layer_input(self, layer, x, query, kv):
+        return x, query
+
+    def attention(self, layer, q, query, k, lse) -> None:
+        return None
+
+    def recompute(self, layer) -> bool:
+        return False
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -90,7 +114,8 @@ class Block(nn.Module):
         self.up = nn.Linear(d, cfg.mlp_hidden, bias=False)
         self.down = nn.Linear(cfg.mlp_hidden, d, bias=False)
 
-    def forward(self, x, cos, sin, *, layer, query, positions, q_positions, key_valid, kv, attention_backend):
+    def forward(self, x, cos, sin, q_positions, *, layer, query, positions, key_valid, kv, attention_backend,
+                hook=None):
         cfg = self.cfg
         batch, n_q, _ = x.shape
         h = self.attn_norm(x)
@@ -110,8 +135,11 @@ class Block(nn.Module):
             k, v = kv.k[layer], kv.v[layer]
         out = attend(
             q, k, v, q_pos=q_positions, k_pos=positions, k_valid=key_valid,
-            block_size=cfg.block_size, backend=attention_backend,
+            block_size=cfg.block_size, return_lse=hook is not None, backend=attention_backend,
         )
+        if hook is not None:
+            out, lse = out
+            hook.attention(layer, q, query, k, lse)
         x = x + self.o(out.transpose(1, 2).reshape(batch, n_q, cfg.n_heads * cfg.head_dim))
         m = self.mlp_norm(x)
         return x + self.down(F.silu(self.gate(m)) * self.up(m))
@@ -138,35 +166,49 @@ class Transformer(nn.Module):
         kv: KVStore | None = None,
         logits_for: torch.Tensor | None = None,
         attention_backend: str | None = None,
+        hook: LayerHook | None = None,
     ) -> torch.Tensor:
         """Logits for the target columns ``logits_for [B, Lg]`` (the queried columns when None).
 
         ``tokens``, ``positions`` (RoPE position ids) and ``key_valid`` are ``[B, L]`` over the
         whole canvas; ``query [B, Lq]`` lists the columns to recompute (None = all). A partial
         query needs ``kv``: the other columns' K/V are read from it. Padding entries of ``query``
-        must repeat a real column of the same row (they then write identical K/V).
+        must repeat a real column of the same row (they then write identical K/V). ``hook``:
+        per-layer callbacks (see ``LayerHook``); it needs ``kv``.
         """
         batch, length = tokens.shape
         if positions is None:
             positions = torch.arange(length, device=tokens.device).expand(batch, -1)
-        if query is not None and kv is None:
+        if (query is not None or hook is not None) and kv is None:
             raise ValueError("a forward over a subset of columns needs a KVStore for the other columns")
         if kv is not None and kv.length != length:
             raise ValueError(f"KV store holds {kv.length} columns but the canvas has {length}")
-        q_positions = positions if query is None else positions.gather(1, query)
         x = self.embed(tokens if query is None else tokens.gather(1, query))
-        cos, sin = rope_tables(q_positions, self.cfg.head_dim, self.cfg.rope_theta)
+        rope = self._rope(positions, query)
+        run = dict(positions=positions, key_valid=key_valid, kv=kv, attention_backend=attention_backend, hook=hook)
         for layer, block in enumerate(self.layers):
-            x = block(
-                x, cos, sin, layer=layer, query=query, positions=positions, q_positions=q_positions,
-                key_valid=key_valid, kv=kv, attention_backend=attention_backend,
-            )
+            if hook is not None:
+                x, query, rope = self._layer_input(hook, layer, x, query, kv, positions, rope)
+            out = block(x, *rope, layer=layer, query=query, **run)
+            if hook is not None and hook.recompute(layer):  # the hook widened this layer: run it again
+                x, query, rope = self._layer_input(hook, layer, x, query, kv, positions, rope)
+                out = block(x, *rope, layer=layer, query=query, **run)
+            x = out
         rows = self._source_rows(logits_for, query, batch, length)
         if rows is not None:
             x = x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1]))
         x = self.norm(x)
         weight = self.embed.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(x, weight)
+
+    def _layer_input(self, hook, layer, x, query, kv, positions, rope):
+        x, widened = hook.layer_input(layer, x, query, kv)
+        return x, widened, (rope if widened is query else self._rope(positions, widened))
+
+    def _rope(self, positions, query):
+        """(cos, sin, q_positions) for the queried columns."""
+        q_positions = positions if query is None else positions.gather(1, query)
+        return (*rope_tables(q_positions, self.cfg.head_dim, self.cfg.rope_theta), q_positions)
 
     def _source_rows(self, logits_for, query, batch, length):
         """Rows of the computed hidden states that predict each target column (None = all, unshifted)."""

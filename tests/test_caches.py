@@ -1,0 +1,308 @@
+"""Cache policies: equivalences with no cache, the dKV delay rule, Elastic's drift extremes, any
+sampler with any cache on both layouts, batching, guidance, canvas edits, validation."""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+import dllm
+from dllm.caches.base import mask_to_query, padded_columns
+from dllm.caches.dkv import DKVDecodeCache, window_around
+from dllm.samplers.base import Sampler, top_k_mask
+from dllm.state import Decision, Edit
+from dllm.zoo import shipped_models
+from dllm.zoo.tokenizer import load_tokenizer
+
+from _models import MASK, random_model
+
+PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [20, 21, 22, 23, 24, 25, 26, 27]]
+SETTINGS = dict(gen_length=16, block_length=8)
+ARCHS = ["llada", "dream"]
+
+# Each policy's "refresh at every step" setting: it must reproduce the no-cache tokens exactly.
+EVERY_STEP = {
+    "none": {},
+    "prefix": {"refresh_interval": 1},
+    "dual": {"refresh_interval": 1},
+    "dkv-decode": {"refresh_interval": 1},
+    "dkv-greedy": {"refresh_interval": 1},
+    "elastic": {"gamma": 1.5},  # drift always detected at layer 0 -> every layer recomputed
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared CPU the spin-waits cost seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {arch: random_model(arch) for arch in ARCHS}
+
+
+def run(model, cache="none", sampler="llada", prompts=PROMPTS, **settings):
+    return dllm.generate(model, prompts, sampler=sampler, cache=cache, **{**SETTINGS, **settings})
+
+
+def canvases(results):
+    return [r.canvas for r in results]
+
+
+def test_every_registered_cache_has_an_every_step_setting():
+    assert set(dllm.caches.names()) == set(EVERY_STEP)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("name", sorted(EVERY_STEP))
+@pytest.mark.parametrize("sampler,extra", [("llada", {}), ("fast-dllm", {"temperature": 0.7}), ("llada", {"cfg_scale": 1.5})])
+def test_refresh_every_step_equals_no_cache(models, arch, name, sampler, extra):
+    model = models[arch]
+    base = run(model, "none", sampler, **extra)
+    cached = run(model, dllm.caches.get(name, **EVERY_STEP[name]), sampler, **extra)
+    assert canvases(cached) == canvases(base)
+    assert [r.nfe for r in cached] == [r.nfe for r in base]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("sampler", ["llada", "fast-dllm"])
+def test_dual_with_suffix_recomputed_equals_prefix(models, arch, sampler):
+    prefix = run(models[arch], "prefix", sampler, gen_length=24)
+    dual = run(models[arch], dllm.caches.get("dual", recompute_suffix=True), sampler, gen_length=24)
+    assert canvases(dual) == canvases(prefix)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("name", sorted(EVERY_STEP))
+def test_batch_equals_each_prompt_alone(models, arch, name):
+    batch = run(models[arch], name, "fast-dllm")
+    for prompt, together in zip(PROMPTS, batch):
+        [alone] = run(models[arch], name, "fast-dllm", prompts=[prompt])
+        assert together.canvas == alone.canvas
+
+
+# ---- dKV-Cache: the delay rule, step by step ----------------------------------------------
+
+@dataclass
+class _RightToLeft(Sampler):
+    """Commits the last masked column of the block; asks for that column's logits only."""
+
+    def logit_region(self, state):
+        cols = state.column_index()
+        masked = state.is_mask() & state.in_block()
+        last = torch.where(masked, cols, -1).max(1).values.clamp(min=state.gen_start)
+        return last, last + 1
+
+    def select(self, view):
+        return Decision(commit=view.cand.clone())
+
+
+@dataclass
+class _Recording(DKVDecodeCache):
+    log: list = field(default_factory=list)
+
+    def plan(self, state, logit_cols):
+        plan = super().plan(state, logit_cols)
+        query = None if plan.query is None else [set(row) for row in plan.query.tolist()]
+        self.log.append((state.tokens.clone(), state.valid.clone(), query))
+        return plan
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_dkv_decode_delay_rule(models, arch):
+    model = models[arch]
+    shift = model.shift
+    cache = _Recording(refresh_interval=100)
+    run(model, cache, _RightToLeft(), gen_length=12, block_length=12)
+    log = cache.log
+    assert log[0][2] is None and all(q is not None for _, _, q in log[1:])  # one refresh, at the start
+    for t in range(1, len(log) - 1):
+        before, after = log[t][0], log[t + 1][0]
+        for row in range(len(PROMPTS)):
+            [decoded] = (before[row] != after[row]).nonzero()[:, 0].tolist()  # decoded at step t
+            source = decoded - shift  # the row whose hidden state predicts it
+            assert source in log[t + 1][2][row], "recomputed at t+1"
+            if t + 2 < len(log):
+                assert source not in log[t + 2][2][row], "read from the cache from t+2 on"
+    for t in range(1, len(log)):  # the whole query set is the rule: rows whose target was masked before
+        real_before = log[t - 1][0] != MASK
+        tokens, valid, query = log[t]
+        target = torch.cat([real_before[:, shift:], real_before[:, -shift:]], 1) if shift else real_before
+        for row in range(len(PROMPTS)):
+            expected = set((~target[row] & valid[row]).nonzero()[:, 0].tolist())
+            masked = (tokens[row] == MASK) & valid[row]
+            last = int(masked.nonzero()[-1, 0]) if masked.any() else None
+            assert expected <= query[row] and query[row] - expected <= ({last - shift} if last else set())
+
+
+def test_dkv_greedy_window():
+    masked = torch.tensor([[1, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1]]).bool()
+    decoded = torch.tensor([[0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0]]).bool()
+    assert window_around(decoded, masked, 4).int().tolist() == [[0, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 0]]
+    assert window_around(decoded, masked, 1).int().tolist() == [[0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0]]
+    assert not window_around(decoded, masked, 0).any()
+
+
+# ---- Elastic-Cache --------------------------------------------------------------------------
+
+def _elastic_run(model, **params):
+    seen = {}
+    results = run(model, dllm.caches.get("elastic", **params), "fast-dllm",
+                  callback=lambda event: seen.update(state=event.state))
+    return results, seen["state"].cache_state.extra
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_elastic_drift_extremes(models, arch):
+    model = models[arch]
+    layers, rows = model.config.n_layers, len(PROMPTS)
+    _, never = _elastic_run(model, gamma=-1.0)
+    assert never["full_row_layers"] == rows * layers  # only the first forward, nothing after
+    full, always = _elastic_run(model, gamma=1.5)
+    assert always["full_row_layers"] == always["row_layers"]
+    assert canvases(full) == canvases(run(model, "none", "fast-dllm"))
+    _, next_layer = _elastic_run(model, gamma=1.5, from_next_layer=True)  # reference: layer 0 stays cached
+    later = next_layer["row_layers"] - rows * layers
+    assert next_layer["full_row_layers"] == rows * layers + later * (layers - 1) // layers
+    _, default = _elastic_run(model)
+    assert never["full_row_layers"] <= default["full_row_layers"] <= always["full_row_layers"]
+
+
+def test_elastic_queries_are_small(models):
+    """After the first forward, a step recomputes the window, new tokens and tracked tokens only."""
+    widths = []
+
+    @dataclass
+    class Spy(dllm.caches.ElasticCache):
+        def plan(self, state, logit_cols):
+            plan = super().plan(state, logit_cols)
+            widths.append(state.width if plan.query is None else plan.query.shape[1])
+            return plan
+
+    run(models["llada"], Spy(window=4, gamma=-1.0), "llada", gen_length=64, block_length=8)
+    assert widths[0] == len(PROMPTS[2]) + 64 and max(widths[1:]) <= 8 + 2 + 4 * 2
+
+
+# ---- any sampler with any cache --------------------------------------------------------------
+
+def _with_tokenizer(arch):
+    """A random model with the shipped tokenizer, so samplers that resolve delimiters can run."""
+    return dataclasses.replace(random_model(arch, vocab=936), tokenizer=load_tokenizer())
+
+
+# Smaller settings for samplers whose defaults plan long canvases (keeps the matrix fast).
+SMALL = {"daedal": {"initial_length": 8, "max_length": 24, "eos_check_tokens": 8, "eos_tail": 4}}
+
+
+def _matrix_models():
+    models = [("random-llada", lambda: _with_tokenizer("llada")), ("random-dream", lambda: _with_tokenizer("dream"))]
+    shipped = shipped_models()
+    for name in ("tiny-llada", "tiny-dream"):
+        models.append((name, (lambda n=name: dllm.load(n)) if name in shipped else None))
+    return models
+
+
+_LOADED = {}
+
+
+@pytest.mark.parametrize("cache", dllm.caches.names())
+@pytest.mark.parametrize("sampler", dllm.samplers.names())
+@pytest.mark.parametrize("model_name,loader", _matrix_models(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_sampler_with_every_cache(model_name, loader, sampler, cache):
+    if loader is None:
+        pytest.skip(f"{model_name} is not shipped in this installation")
+    model = _LOADED.setdefault(model_name, loader())
+    prompts = PROMPTS if model.name.startswith("random") else ["Reverse: a b c d\n", "Sort: 3 1 2\n"]
+    params = SMALL.get(sampler, {}) if model.name.startswith("random") else {}
+    name, sampler = sampler, dllm.samplers.get(sampler, **params)
+    try:
+        run(model, "none", sampler, prompts=prompts)
+    except (ValueError, FileNotFoundError) as error:  # e.g. no trained filter for this model
+        pytest.skip(f"sampler {name!r} cannot run on {model_name}: {error}")
+    prompt_cols = {}
+
+    def check_prompt(event):
+        head = event.state.tokens[:, : event.state.gen_start]
+        assert torch.equal(prompt_cols.setdefault("head", head.clone()), head), "prompt changed"
+
+    results = run(model, cache, sampler, prompts=prompts, callback=check_prompt)
+    assert all(MASK not in r.canvas and model.mask_id not in r.canvas for r in results)
+    assert all(r.nfe >= 1 for r in results)
+
+
+# ---- logit regions, canvas edits, helpers, validation ----------------------------------------
+
+@dataclass
+class _WholeRegion(Sampler):
+    """Asks for logits over the whole generation (Prophet/DAEDAL style), decodes the block."""
+
+    def logit_region(self, state):
+        return torch.full_like(state.gen_end, state.gen_start), state.gen_end
+
+    def select(self, view):
+        return Decision(commit=top_k_mask(view.score, view.cand, torch.ones_like(view.state.gen_end)))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_logit_region_beyond_the_block_is_recomputed(models, arch):
+    results = run(models[arch], "dual", _WholeRegion())
+    assert all(MASK not in r.canvas for r in results)
+
+
+@dataclass
+class _TruncateOnce(Sampler):
+    done: bool = False
+
+    def select(self, view):
+        commit = top_k_mask(view.score, view.cand, torch.ones_like(view.state.gen_end))
+        edits = [] if self.done else [Edit(op="truncate", row=1, col=view.state.gen_start + 12)]
+        self.done = True
+        return Decision(commit=commit, edits=edits)
+
+
+def test_edit_outside_commit_refreshes_that_row(models):
+    widths = []
+
+    @dataclass
+    class Spy(dllm.caches.DualCache):
+        def plan(self, state, logit_cols):
+            plan = super().plan(state, logit_cols)
+            widths.append(None if plan.query is None else int(plan.query[1].unique().numel()))
+            return plan
+
+    run(models["llada"], Spy(), _TruncateOnce())
+    assert widths[0] is None and widths[1] == len(PROMPTS[2]) + 16 and widths[2] <= 8
+
+
+def test_query_helpers():
+    need = torch.tensor([[0, 1, 0, 1], [0, 0, 1, 0]]).bool()
+    assert mask_to_query(need).tolist() == [[1, 3], [2, 2]]
+    cols, real = padded_columns(torch.zeros(1, 3, dtype=torch.bool))
+    assert cols.tolist() == [[0]] and real.tolist() == [[False]]
+
+
+@pytest.mark.parametrize("name,params,message", [
+    ("prefix", {"refresh_interval": 0}, "prefix.refresh_interval=0"),
+    ("dual", {"refresh_interval": 1.5}, "dual.refresh_interval=1.5"),
+    ("dual", {"recompute_suffix": "yes"}, "dual.recompute_suffix"),
+    ("dkv-decode", {"refresh_interval": -2}, "dkv-decode.refresh_interval=-2"),
+    ("dkv-greedy", {"window": -1}, "dkv-greedy.window=-1"),
+    ("elastic", {"gamma": 3.0}, r"elastic.gamma=3.0 is out of range; allowed \[-1.0, 2.0\]"),
+    ("elastic", {"window": 0}, "elastic.window=0"),
+    ("elastic", {"track_num": 0}, "elastic.track_num=0"),
+])
+def test_bad_parameters_name_field_value_and_range(name, params, message):
+    with pytest.raises(ValueError, match=message):
+        dllm.caches.get(name, **params)
+
+
+def test_caches_are_listed_with_parameters():
+    rows = {row["name"]: row for row in dllm.caches.describe()}
+    assert rows["dkv-decode"]["params"]["refresh_interval"] == 8
+    assert rows["dkv-greedy"]["params"] == {"refresh_interval": 2, "window": 4}
+    assert rows["elastic"]["params"]["gamma"] == 0.9 and rows["elastic"]["params"]["window"] == 16
