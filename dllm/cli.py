@@ -148,6 +148,11 @@ def _generate(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["eval", "lm-eval"]:  # lm-eval's own CLI parses the rest
+        from dllm.eval.lm_eval_adapter import cli_main
+
+        return cli_main(argv[2:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "generate":

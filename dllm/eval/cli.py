@@ -104,6 +104,11 @@ def _theory(ns: list[int]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["lm-eval"]:  # lm-eval's own CLI parses the rest
+        from dllm.eval.lm_eval_adapter import cli_main
+
+        return cli_main(argv[1:])
     parser = argparse.ArgumentParser(prog="dllm eval", description="dllm evaluation harness")
     add_subcommands(parser)
     args = parser.parse_args(argv)
