@@ -104,9 +104,9 @@ class Recipe:
 
 
 RECIPES = {
-    "tiny-llada": Recipe("tiny-llada", "llada", steps=2400),
-    "tiny-dream": Recipe("tiny-dream", "dream", n_kv_heads=3, steps=2000, init_from="tiny-ar"),
-    "tiny-ar": Recipe("tiny-ar", "ar", n_kv_heads=3, steps=1500),
+    "tiny-llada": Recipe("tiny-llada", "llada", steps=1600),
+    "tiny-dream": Recipe("tiny-dream", "dream", n_kv_heads=3, steps=1300, init_from="tiny-ar"),
+    "tiny-ar": Recipe("tiny-ar", "ar", n_kv_heads=3, steps=1000),
 }
 
 
@@ -377,10 +377,11 @@ class Trainer:
             return ar_loss(self.model, *batch)
         return diffusion_loss(self.model, *batch, generator=self.generator, t_min=self.recipe.t_min)
 
-    def step(self) -> float:
+    def step(self, batch=None) -> float:
+        """One optimizer step on ``batch`` (default: the next batch of the stream); returns the loss."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step_index, self.recipe)
-        loss, _ = self.loss(self.batch())
+        loss, _ = self.loss(self.batch() if batch is None else batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -417,12 +418,12 @@ class Trainer:
         return folder
 
 
-def train(recipe: Recipe, out: Path | None, log=print) -> dict:
-    torch.set_num_threads(2)
+def train(recipe: Recipe, out: Path | None, log=print, threads: int = 2) -> dict:
+    torch.set_num_threads(threads)
     start = time.time()
     trainer = Trainer(recipe)
     n_params = sum(p.numel() for p in trainer.model.parameters())
-    log(f"[{recipe.name}] {n_params:,} parameters; recipe {json.dumps({k: v for k, v in vars(recipe).items() if k != 'task_weights'})}")
+    log(f"[{recipe.name}] {n_params:,} parameters; {threads} threads; recipe {json.dumps({k: v for k, v in vars(recipe).items() if k != 'task_weights'})}")
     history, running = [], []
     for step in range(recipe.steps):
         running.append(trainer.step())
@@ -455,6 +456,8 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: dllm/zoo/models/NAME)")
     parser.add_argument("--init-from", default=None, help="checkpoint to start from ('none' = scratch)")
     parser.add_argument("--eval-every", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (1 is much faster when other jobs load the machine)")
     args = parser.parse_args(argv)
     recipe = RECIPES[args.name]
     changes = {}
@@ -468,7 +471,7 @@ def main(argv=None) -> None:
         changes["init_from"] = None if args.init_from == "none" else args.init_from
     recipe = replace(recipe, **changes)
     out = args.out if args.out is not None else MODELS_DIR / recipe.name
-    train(recipe, out, log=lambda msg: print(msg, flush=True))
+    train(recipe, out, log=lambda msg: print(msg, flush=True), threads=args.threads)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,128 @@
+"""Shipped tiny models (load offline, size, native layout, a few held-out answers) and the training recipe."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+import dllm
+from dllm.zoo import shipped_models
+
+MAX_BYTES = 25 * 1024 * 1024
+DIFFUSION = ("tiny-llada", "tiny-dream")
+ALL = DIFFUSION + ("tiny-ar",)
+
+
+def _folder(name):
+    folder = shipped_models().get(name)
+    if folder is None:
+        pytest.skip(f"{name} is not shipped yet (no dllm/zoo/models/{name}/config.json); train it with "
+                    f"`python -m dllm.zoo.train {name}`")
+    return folder
+
+
+@pytest.mark.parametrize("name", DIFFUSION)
+def test_diffusion_model_loads_offline(name, monkeypatch):
+    _folder(name)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = dllm.load(name)
+    assert model.mask_id == 3 and 2 in model.eos_ids and model.pad_id == 0 and model.bos_id == 1
+    assert model.config.arch == name.split("-")[1]
+    assert model.config.shift_logits == (name == "tiny-dream")
+    assert model.encode("copy: A, B\n")[0] == 1
+
+
+def test_tiny_ar_loads_with_transformers(monkeypatch):
+    folder = _folder("tiny-ar")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(folder))
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (1, 2, 0)
+    gen = json.loads((folder / "generation_config.json").read_text())
+    assert (gen["bos_token_id"], gen["eos_token_id"], gen["pad_token_id"]) == (1, 2, 0)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_shipped_size_and_files(name):
+    folder = _folder(name)
+    weights = sorted(folder.glob("*.safetensors"))
+    assert weights, f"{folder} has no safetensors"
+    assert sum(f.stat().st_size for f in weights) <= MAX_BYTES
+    for required in ("config.json", "generation_config.json", "tokenizer.json", "README.md"):
+        assert (folder / required).exists(), f"{name} lacks {required}"
+
+
+def test_tiny_llada_uses_native_llada_names():
+    folder = _folder("tiny-llada")
+    from safetensors import safe_open
+
+    config = json.loads((folder / "config.json").read_text())
+    for key in ("d_model", "n_layers", "n_heads", "mlp_hidden_size", "rope_theta", "mask_token_id"):
+        assert key in config
+    assert config["model_type"] == "llada" and "hidden_size" not in config
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+        keys = set(f.keys())
+    for key in ("model.transformer.wte.weight", "model.transformer.blocks.0.q_proj.weight",
+                "model.transformer.blocks.0.ff_proj.weight", "model.transformer.ff_out.weight"):
+        assert key in keys
+
+
+def test_tiny_llada_answers_held_out_prompts():
+    _folder("tiny-llada")
+    from dllm.eval import tasks
+
+    model = dllm.load("tiny-llada")
+    cases = [(tasks.get("copy"), e) for e in tasks.get("copy").examples("eval", 2, seed=0)]
+    cases += [(tasks.get("reverse"), tasks.get("reverse").examples("eval", 1, seed=0)[0])]
+    results = dllm.generate(model, [e.prompt for _, e in cases], sampler="llada", gen_length=48, block_length=48)
+    for (task, example), result in zip(cases, results):
+        assert task.score(result.text, example) == 1.0, (example.prompt, example.target, result.text)
+
+
+# ------------------------------------------------------------------ the recipe code
+def _tiny(kind):
+    from dllm.zoo import train
+
+    return replace(train.RECIPES[f"tiny-{kind}"], d_model=32, n_layers=1, n_heads=2, n_kv_heads=2 if kind == "llada" else 1,
+                   mlp_hidden=64, batch_size=8, lr=3e-3, warmup=1, steps=30, init_from=None)
+
+
+def _fixed_loss(trainer, batch):
+    if trainer.recipe.kind == "ar":
+        with torch.no_grad():
+            return float(trainer.loss(batch)[0])
+    from dllm.zoo.train import diffusion_loss
+
+    with torch.no_grad():
+        return float(diffusion_loss(trainer.model, *batch, generator=torch.Generator().manual_seed(0))[0])
+
+
+@pytest.mark.parametrize("kind", ["llada", "dream", "ar"])
+def test_training_steps_decrease_loss(kind):
+    from dllm.zoo.train import Trainer
+
+    torch.set_num_threads(2)
+    trainer = Trainer(_tiny(kind))
+    batch = trainer.batch()
+    before = _fixed_loss(trainer, batch)
+    for _ in range(25):
+        trainer.step(batch)
+    after = _fixed_loss(trainer, batch)
+    assert after < before - 0.5, (before, after)
+
+
+def test_diffusion_batch_layout_matches_generate():
+    """Prompts left-padded, canvas after them, positions = cumsum(valid) - 1, prompt never in the loss."""
+    from dllm.zoo.train import EOS_ID, PAD_ID, layout_diffusion
+
+    tokens, positions, valid, in_canvas = layout_diffusion([[1, 10, 11], [1, 12]], [[20, 21], [22]], [4, 3])
+    assert tokens.tolist() == [[1, 10, 11, 20, 21, EOS_ID, EOS_ID], [PAD_ID, 1, 12, 22, EOS_ID, EOS_ID, PAD_ID]]
+    assert valid.tolist() == [[True] * 7, [False] + [True] * 5 + [False]]
+    assert positions[1, 1:6].tolist() == [0, 1, 2, 3, 4]
+    assert in_canvas.tolist() == [[False] * 3 + [True] * 4, [False] * 3 + [True] * 3 + [False]]
