@@ -162,6 +162,19 @@ class DLLMEvalLM(LM):
                 device = None  # lm-eval's CLI passes --device cuda by default; this machine has none
             self._device = torch.device(device or ("cuda" if cuda else "cpu"))
 
+    # lm-eval <= 0.4.11 reads these three from the model; newer base classes define them too
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        return self._world_size
+
     def all_gather(self, tensor):
         return self.accelerator.gather(tensor) if self.accelerator is not None else tensor
 
