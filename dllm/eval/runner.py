@@ -223,14 +223,13 @@ def environment() -> dict:
     return dict(_ENV_CACHE)
 
 
-def make_record(run: RunConfig, example, index: int, result, *, score: float, prompt_tokens: int, batch_size: int,
-                peak_mem: tuple[float, str], device: str, rank: int, world_size: int, started_at: str) -> dict:
+def make_record(run: RunConfig, cfg, task, example, index: int, result, *, score: float, prompt_tokens: int,
+                batch_size: int, peak_mem: tuple[float, str], device: str, rank: int, world_size: int,
+                started_at: str) -> dict:
     """One per-sample record (schema in the module docstring and docs/evaluate.md)."""
     counts = [len(step.positions) for step in result.trace]
     decoded = sum(counts)
     latency = result.seconds / batch_size
-    cfg = run.generation_config()
-    task = task_lib.get(run.task)
     return {
         "run_id": run.run_id, "model": run.model, "task": run.task, "task_family": task.family, "split": run.split,
         "sample_id": example.uid, "sample_index": index,
@@ -424,8 +423,8 @@ def _warmup(model, run: RunConfig, times: int) -> None:
         return
     example = task_lib.get(run.task).examples(run.split, 1, run.data_seed)[0]
     for _ in range(times):
-        dllm.generate(model, [example.prompt], sampler=run.sampler, cache="none",
-                      config=run.generation_config(trace=False))
+        dllm.generate(model, [example.prompt], sampler=sampler_registry.get(run.sampler, **run.sampler_params),
+                      cache="none", config=run.generation_config(trace=False))
 
 
 def _run_config(run: RunConfig, todo: list[int], model, batch_size: int, layout: Layout, dist: Distributed, bar,
@@ -462,7 +461,7 @@ def _run_config(run: RunConfig, todo: list[int], model, batch_size: int, layout:
             peak = _peak_memory_gb(device)
             for i, res in zip(batch, results):
                 ex = examples[i]
-                rec = make_record(run, ex, i, res, score=float(task.score(res.text, ex)),
+                rec = make_record(run, config, task, ex, i, res, score=float(task.score(res.text, ex)),
                                   prompt_tokens=len(model.encode(ex.prompt)), batch_size=len(batch), peak_mem=peak,
                                   device=str(device), rank=dist.rank, world_size=dist.world_size, started_at=started)
                 writer.write(rec)

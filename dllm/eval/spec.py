@@ -294,9 +294,10 @@ def _generation(spec_gen: dict, gen_length: int) -> list[dict]:
 
 
 def _compact(gen: dict) -> dict:
-    """GenerationConfig fields minus those equal to their defaults (keeps ids stable when fields are added)."""
-    return {k: v for k, v in gen.items() if k != "trace" and (k not in _GEN_DEFAULTS or v != _GEN_DEFAULTS[k])
-            or k in ("gen_length", "block_length", "steps")}
+    """The GenerationConfig fields that define a run: lengths and steps, plus every other field that
+    differs from its default (so adding a field to GenerationConfig does not change existing ids)."""
+    always = ("gen_length", "block_length", "steps")
+    return {k: v for k, v in gen.items() if k in always or (k != "trace" and v != _GEN_DEFAULTS.get(k))}
 
 
 def expand(spec: SweepSpec, fingerprints: dict[str, str] | None = None) -> tuple[list[RunConfig], list[Skipped]]:
