@@ -11,6 +11,7 @@ import torch
 import dllm
 from dllm.eval import theory
 from dllm.eval.oracle import IdealMarginalModel, default_items
+from dllm.samplers.llada import uniform_schedule
 
 LETTERS = [chr(ord("A") + i) for i in range(26)]
 
@@ -55,7 +56,6 @@ def test_limits_and_simple_cases():
     assert theory.shuffle_threshold_accuracy(6, 0.3) == pytest.approx(math.factorial(3) / 27)
     assert theory.replace_random_threshold_accuracy(6, 0.84) == 1.0
     assert theory.replace_random_threshold_accuracy(6, 5 / 6) == 0.0  # ">= threshold" commits: boundary fails
-    assert theory.uniform_schedule(7, 3) == [3, 2, 2]
     with pytest.raises(ValueError, match="threshold"):
         theory.shuffle_threshold_accuracy(4, 0.0)
     with pytest.raises(ValueError, match="commits 5 slots"):
@@ -99,7 +99,8 @@ def test_llada_topk_matches_closed_form(op, n, steps, remasking):
     results = dllm.generate(model, [p for p, _ in cases], sampler=dllm.samplers.get("llada", remasking=remasking),
                             gen_length=n, block_length=n, steps=steps)
     rate = sum(_correct(op, r.text, xs, n) for r, (_, xs) in zip(results, cases)) / TRIALS
-    want = theory.expected_accuracy(op, n, schedule=theory.uniform_schedule(n, steps))
+    schedule = uniform_schedule(torch.tensor([n]), steps)[0].tolist()  # what the llada sampler commits per step
+    want = theory.expected_accuracy(op, n, schedule=schedule)
     _check(rate, want, TRIALS)
     assert all(r.steps == steps for r in results)
 

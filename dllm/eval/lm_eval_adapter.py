@@ -52,7 +52,8 @@ from lm_eval.api.registry import register_model
 import dllm
 from dllm import metrics
 from dllm.config import GenerationConfig
-from dllm.eval.spec import steps_for_k
+from dllm.eval.distributed import Distributed
+from dllm.eval.spec import plugin_params, steps_for_k
 
 log = logging.getLogger("dllm.eval")
 TASKS_DIR = Path(__file__).parent / "lm_eval_tasks"
@@ -72,13 +73,6 @@ def _value(text):
         return json.loads(text)
     except json.JSONDecodeError:
         return text
-
-
-def _params_of(kind: str, registry, name: str) -> set[str]:
-    described = {row["name"]: row for row in registry.describe()}
-    if name not in described:
-        raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(described)}")
-    return set(described[name]["params"])
 
 
 def cut_at_stop(text: str, until) -> tuple[str, str | None]:
@@ -109,8 +103,8 @@ class DLLMEvalLM(LM):
             from dllm.eval.runner import cpu_threads
 
             torch.set_num_threads(int(_value(threads) or cpu_threads(self._world_size)))
-        sampler_fields = _params_of("sampler", dllm.samplers, sampler)
-        cache_fields = _params_of("cache", dllm.caches, cache)
+        sampler_fields = plugin_params("sampler", dllm.samplers, sampler)
+        cache_fields = plugin_params("cache", dllm.caches, cache)
         sampler_params, cache_params, config = {}, {}, {}
         for key, raw in kwargs.items():
             value = _value(raw)
@@ -152,12 +146,13 @@ class DLLMEvalLM(LM):
         if world > 1:
             import accelerate
 
-            self.accelerator = accelerate.Accelerator(cpu=not cuda)
-            self._rank = self.accelerator.process_index
-            self._world_size = self.accelerator.num_processes
+            self.accelerator = accelerate.Accelerator(cpu=not cuda)  # sets up the process group
+            self._dist = Distributed.from_env()
+            self._rank, self._world_size = self._dist.rank, self._dist.world_size
             self._device = self.accelerator.device
         else:
             self.accelerator = None
+            self._dist = Distributed()
             if device and str(device).startswith("cuda") and not cuda:
                 device = None  # lm-eval's CLI passes --device cuda by default; this machine has none
             self._device = torch.device(device or ("cuda" if cuda else "cpu"))
@@ -179,11 +174,7 @@ class DLLMEvalLM(LM):
         return self.accelerator.gather(tensor) if self.accelerator is not None else tensor
 
     def gather_object(self, obj, dst: int = 0):
-        if self.accelerator is None:
-            return [obj]
-        out = [None] * self._world_size if self._rank == dst else None
-        torch.distributed.gather_object(obj, out, dst=dst)
-        return out
+        return self._dist.gather_object(obj, dst)
 
     def barrier(self) -> None:
         if self.accelerator is not None:

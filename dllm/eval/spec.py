@@ -170,12 +170,17 @@ def _check_keys(where: str, data: dict, allowed: set) -> None:
         raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
 
 
-def _check_params(kind: str, registry, name: str, params) -> None:
-    """A typo in a plugin or parameter name is an error, not a skipped combination."""
+def plugin_params(kind: str, registry, name: str) -> set[str]:
+    """Parameter names of the plugin registered as ``name``; ValueError listing the known plugins otherwise."""
     described = {row["name"]: row for row in registry.describe()}
     if name not in described:
         raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(sorted(described))}")
-    fields = set(described[name]["params"])
+    return set(described[name]["params"])
+
+
+def _check_params(kind: str, registry, name: str, params) -> None:
+    """A typo in a plugin or parameter name is an error, not a skipped combination."""
+    fields = plugin_params(kind, registry, name)
     unknown = sorted(set(params) - fields)
     if unknown:
         raise ValueError(f"{kind} {name!r} has no parameter(s) {unknown}; its parameters: {sorted(fields) or 'none'}")

@@ -47,11 +47,6 @@ def topk_schedule(n: int, k: int) -> list[int]:
     return [k] * (n // k) + ([n % k] if n % k else [])
 
 
-def uniform_schedule(n: int, steps: int) -> list[int]:
-    """n slots over ``steps`` steps, floor(n/steps) each, the remainder on the first steps (LLaDA)."""
-    return [n // steps + (i < n % steps) for i in range(steps)]
-
-
 def _check_schedule(n: int | None, schedule: Sequence[int]) -> int:
     if any(c < 0 for c in schedule):
         raise ValueError(f"schedule {list(schedule)} has a negative step")
