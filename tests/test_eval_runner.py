@@ -103,6 +103,16 @@ def test_sweep_records_resume_and_report(tmp_path):
     redone = runner.load_records(out)
     assert [runner.comparable(r) for r in redone] == [runner.comparable(r) for r in records]
 
+    # an interrupted two-process run left per-rank files behind: a resume folds them in, recomputes the rest
+    run_id = records[-1]["run_id"]
+    mine = [r for r in records if r["run_id"] == run_id]
+    (out / "records" / f"{run_id}.jsonl").unlink()
+    (out / "records" / f"{run_id}.rank1.jsonl").write_text(json.dumps(mine[1]) + "\n")
+    fourth = runner.run_sweep(SPEC, out, progress=False)
+    assert fourth.generated == len(mine) - 1
+    assert not list((out / "records").glob("*.rank*.jsonl"))
+    assert [runner.comparable(r) for r in runner.load_records(out)] == [runner.comparable(r) for r in records]
+
     from dllm.eval.report import make_report
 
     tables = make_report(out)

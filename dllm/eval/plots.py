@@ -97,7 +97,7 @@ def per_task_grid(rows: list[dict], out: Path, model: str) -> Path | None:
                              "quality": r["quality"], "pareto": r.get("pareto", False)} for r in bseries]
         front = _front([(r["parallelism"], r["quality"]) for r in trows])
         if front:
-            ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", lw=0.8, ls="--",
+            ax.step([p[0] for p in front], [p[1] for p in front], where="pre", color="black", lw=0.8, ls="--",
                     alpha=0.7)
             ax.scatter([p[0] for p in front], [p[1] for p in front], s=60, facecolors="none", edgecolors="black",
                        lw=0.8, zorder=5)
@@ -246,7 +246,7 @@ def throughput_vs_quality(avg_rows: list[dict], out: Path, task_set: str = "all"
         mrows = sorted((r for r in avg_rows if r["model"] == model), key=lambda r: r["tokens_per_second"])
         front = set(_front([(r["tokens_per_second"], r["quality"]) for r in mrows]))
         fx = sorted(front)
-        ax.step([p[0] for p in fx], [p[1] for p in fx], where="post", color="black", lw=0.8, ls="--", alpha=0.6)
+        ax.step([p[0] for p in fx], [p[1] for p in fx], where="pre", color="black", lw=0.8, ls="--", alpha=0.6)
         blocks = _block_order({r["block"] for r in mrows})
         for (family, block), series in sorted(_by(mrows, lambda r: (r["family"], r["block"])).items()):
             ax.scatter([r["tokens_per_second"] for r in series], [r["quality"] for r in series], s=28,

@@ -18,7 +18,9 @@ included. Latency is the loop's wall time for the batch divided by the batch siz
 Data parallel: under ``torchrun`` / ``accelerate launch`` each rank takes samples i mod world_size
 of every config, appends them to ``records/<run_id>.rank<r>.jsonl`` (its resume file), and at the
 end of the config the records are gathered on rank 0, which appends them to the config's file in
-sample order and the ranks delete their partial files.
+sample order and the ranks delete their partial files. Resuming (with any number of processes)
+first folds leftover per-rank files into the config's file; the output directory is assumed to
+be shared by the ranks.
 """
 
 from __future__ import annotations
@@ -112,6 +114,22 @@ class Layout:
 
     def partial_files(self, run_id: str) -> list[Path]:
         return sorted(self.records.glob(f"{run_id}.rank*.jsonl"))
+
+    def consolidate(self, run_id: str) -> None:
+        """Fold the per-rank files of an interrupted data-parallel run into the run's file."""
+        partial = self.partial_files(run_id)
+        if not partial:
+            return
+        merged: dict[str, dict] = {}
+        for path in [self.run_file(run_id), *partial]:
+            for rec in read_jsonl(path):
+                merged.setdefault(rec["sample_id"], rec)
+        tmp = self.run_file(run_id).with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                               for r in sorted(merged.values(), key=lambda r: r["sample_index"])))
+        os.replace(tmp, self.run_file(run_id))
+        for path in partial:
+            path.unlink(missing_ok=True)
 
     def done_ids(self, run_id: str) -> set[str]:
         done = set()
@@ -351,6 +369,7 @@ def run_sweep(
             log.info("skipped %s: %s", canonical_json(item.combo), item.reason)
         plan = []
         for run in runs:
+            layout.consolidate(run.run_id)  # leftovers of an interrupted multi-process run
             done = layout.done_ids(run.run_id)
             examples = task_lib.get(run.task).examples(run.split, run.num_samples, run.data_seed)
             plan.append([i for i, ex in enumerate(examples) if ex.uid not in done])
