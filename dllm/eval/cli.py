@@ -69,10 +69,13 @@ def _run(args) -> int:
                        max_configs=args.max_configs, threads=threads)
     if not Distributed.from_env().is_main:
         return 0
-    print(f"{len(result.runs)} configs ({len(result.skipped)} combinations skipped, see skipped.jsonl);"
+    print(f"{len(result.runs)} configs ({len(result.skipped)} combinations skipped before running,"
+          f" {len(result.failed)} unsupported at run time; reasons in skipped.jsonl);"
           f" generated {result.generated} samples, reused {result.reused} already done -> {result.out_dir}")
     for item in result.failed:
-        print(f"failed config: {item.reason}", file=sys.stderr)
+        combo = item.combo
+        print(f"unsupported: {combo['model']} {combo['task']} {combo['sampler']} {combo['sampler_params']}"
+              f" cache {combo['cache']} {combo['cache_params']}: {item.reason}", file=sys.stderr)
     if not args.no_report:
         return _report(result.out_dir, True, "all")
     return 0

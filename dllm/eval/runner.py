@@ -409,7 +409,6 @@ def run_sweep(
                     failure = Skipped(combo=run.to_dict(), reason="; ".join(sorted(errors)))
                     result.failed.append(failure)
                     _append_skipped(layout, failure)
-                    bar.print(f"[red]skipped[/red] {run.model} {run.task} {run.family} {run.sampler_params}: {failure.reason}")
                 bar.advance(configs=1)
     finally:
         bar.close()
