@@ -441,8 +441,12 @@ def _warmup(model, run: RunConfig, times: int) -> None:
         return
     example = task_lib.get(run.task).examples(run.split, 1, run.data_seed)[0]
     for _ in range(times):
-        dllm.generate(model, [example.prompt], sampler=sampler_registry.get(run.sampler, **run.sampler_params),
-                      cache="none", config=run.generation_config(trace=False))
+        try:
+            dllm.generate(model, [example.prompt], sampler=sampler_registry.get(run.sampler, **run.sampler_params),
+                          cache="none", config=run.generation_config(trace=False))
+        except (ValueError, NotImplementedError) as exc:  # the run itself will report it
+            log.info("warm-up skipped: %s", exc)
+            return
 
 
 def _run_config(run: RunConfig, todo: list[int], model, batch_size: int, layout: Layout, dist: Distributed, bar,
