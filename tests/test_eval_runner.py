@@ -89,6 +89,7 @@ def test_sweep_records_resume_and_report(tmp_path):
         assert rec["latency_s"] == pytest.approx(rec["batch_seconds"] / rec["batch_size"])
         if rec["k"] == 4:
             assert rec["unmask_counts"] == [4, 4, 4, 4]
+        assert rec["ar_kendall"] is None or -1.0 <= rec["ar_kendall"] <= 1.0
 
     second = runner.run_sweep(SPEC, out, progress=False)
     assert second.generated == 0 and second.reused == n_configs * 3
@@ -129,6 +130,19 @@ def test_sweep_records_resume_and_report(tmp_path):
     for png in tables["figures"]:
         assert png.stat().st_size > 5000 and png.with_suffix(".csv").exists()
     assert "| model |" in (report / "summary.md").read_text()
+
+
+def test_ar_kendall_measures_left_to_right_order():
+    from dllm.metrics import StepRecord
+
+    def trace(order):
+        return [StepRecord(step=i + 1, nfe=i + 1, positions=list(p), tokens=[0] * len(p), confidences=[1.0] * len(p))
+                for i, p in enumerate(order)]
+
+    assert runner.ar_kendall(trace([[0], [1], [2], [3]])) == pytest.approx(1.0)
+    assert runner.ar_kendall(trace([[3], [2], [1], [0]])) == pytest.approx(-1.0)
+    assert runner.ar_kendall(trace([[0, 1], [2, 3]])) == pytest.approx(4 / (6 * 4) ** 0.5)
+    assert runner.ar_kendall(trace([[0, 1, 2, 3]])) is None
 
 
 def test_runner_skips_caches_the_model_cannot_serve(tmp_path):

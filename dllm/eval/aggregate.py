@@ -9,7 +9,8 @@ EOS padding included (``metrics.tokens_per_step`` over ``decoded_positions``). T
   quality mean and 95% interval (Wilson for 0/1 scores, seeded bootstrap otherwise), steps, NFE,
   tokens per forward, tokens per step, parallelism, tokens/s (sum of tokens / sum of latency),
   latency p50/p90, peak memory, speedup over the 1-token/step no-cache reference of the same
-  model and task (same block length when there is one), Pareto flag (per model and task).
+  model and task (same block length when there is one), mean Kendall tau of decoding order vs
+  position ("AR-ness"), Pareto flag (per model and task).
 * ``averages.csv``: per (model, family, setting, cache, block) the unweighted mean over the tasks of
   a task set (``all`` = every task of the model; spec ``task_sets`` add more), only where every task
   of the set has that setting.
@@ -198,6 +199,7 @@ def aggregate_runs(records: list[dict]) -> list[dict]:
             "latency_mean": mean(latencies), "latency_p50": percentile(latencies, 50),
             "latency_p90": percentile(latencies, 90), "peak_mem_gb": max(r.get("peak_mem_gb", math.nan) for r in recs),
             "unmask_max": max((max(r["unmask_counts"]) if r["unmask_counts"] else 0) for r in recs),
+            "ar_kendall": mean(r["ar_kendall"] for r in recs if r.get("ar_kendall") is not None),
         })
     _add_speedups(rows)
     for (model, task), group in _group(rows, lambda r: (r["model"], r["task"])).items():

@@ -241,6 +241,25 @@ def environment() -> dict:
     return dict(_ENV_CACHE)
 
 
+def ar_kendall(trace) -> float | None:
+    """Kendall tau-b between a committed position's canvas offset and the step that committed it.
+
+    1.0 = strictly left to right (autoregressive order), -1.0 = right to left; None when every
+    position was committed in one step (no order to measure).
+    """
+    pos = torch.tensor([p for step in trace for p in step.positions], dtype=torch.float64)
+    when = torch.tensor([step.step for step in trace for _ in step.positions], dtype=torch.float64)
+    n = pos.numel()
+    if n < 2:
+        return None
+    concordance = (torch.sign(pos[:, None] - pos[None]) * torch.sign(when[:, None] - when[None])).triu(1).sum()
+    pairs = n * (n - 1) / 2
+    tied = sum(c * (c - 1) / 2 for c in torch.unique(when, return_counts=True)[1].tolist())
+    if pairs == tied:
+        return None
+    return float(concordance / ((pairs * (pairs - tied)) ** 0.5))
+
+
 def make_record(run: RunConfig, cfg, task, example, index: int, result, *, score: float, prompt_tokens: int,
                 batch_size: int, peak_mem: tuple[float, str], device: str, rank: int, world_size: int,
                 started_at: str) -> dict:
@@ -264,7 +283,7 @@ def make_record(run: RunConfig, cfg, task, example, index: int, result, *, score
         "latency_s": latency, "batch_seconds": result.seconds, "batch_size": batch_size,
         "tokens_per_second": metrics.throughput(result.gen_tokens, latency),
         "peak_mem_gb": round(peak_mem[0], 4), "peak_mem_kind": peak_mem[1],
-        "unmask_counts": counts, "device": device, "rank": rank, "world_size": world_size,
+        "unmask_counts": counts, "ar_kendall": ar_kendall(result.trace), "device": device, "rank": rank, "world_size": world_size,
         "started_at": started_at, **environment(),
     }
 
