@@ -185,6 +185,10 @@ class DLLMEvalLM(LM):
     def tokenizer_name(self) -> str:
         return str(self.model_name).replace("/", "__")
 
+    def chat_template(self, chat_template=False) -> str | None:
+        tok = getattr(self.model, "tokenizer", None)
+        return getattr(tok, "chat_template", None) or "" if chat_template else ""
+
     def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
         tok = getattr(self.model, "tokenizer", None)
         if tok is None or not getattr(tok, "chat_template", None):

@@ -165,10 +165,7 @@ def model_fingerprint(entry: ModelEntry, prebuilt: Any = None) -> str:
         return entry.name
     from dllm.models.loading import resolve_path
 
-    try:
-        folder = resolve_path(entry.name)
-    except FileNotFoundError:
-        return "unresolved"
+    folder = resolve_path(entry.name)  # a missing model stops the sweep before anything runs
     digest = hashlib.sha1()
     for path in sorted(folder.glob("*.json")) + sorted(folder.glob("*.safetensors")):
         digest.update(path.name.encode())
