@@ -319,20 +319,10 @@ def max_tps_table(avg_rows: list[dict], levels: Sequence[float] = QUALITY_LEVELS
 
 
 def pareto_table(rows: list[dict], avg_rows: list[dict]) -> list[dict]:
-    out = []
-    for r in rows:
-        if r.get("pareto"):
-            out.append({"model": r["model"], "scope": "task", "name": r["task"], "family": r["family"],
-                        "setting": r["setting"], "cache": r["cache"], "block": r["block"],
-                        "parallelism": r["parallelism"], "quality": r["quality"],
-                        "tokens_per_second": r["tokens_per_second"]})
-    for r in avg_rows:
-        if r.get("pareto"):
-            out.append({"model": r["model"], "scope": "task_set", "name": r["task_set"], "family": r["family"],
-                        "setting": r["setting"], "cache": r["cache"], "block": r["block"],
-                        "parallelism": r["parallelism"], "quality": r["quality"],
-                        "tokens_per_second": r["tokens_per_second"]})
-    return out
+    columns = ("model", "family", "setting", "cache", "block", "parallelism", "quality", "tokens_per_second")
+    return ([{"scope": "task", "name": r["task"], **{c: r[c] for c in columns}} for r in rows if r.get("pareto")]
+            + [{"scope": "task_set", "name": r["task_set"], **{c: r[c] for c in columns}}
+               for r in avg_rows if r.get("pareto")])
 
 
 # ------------------------------------------------------------------------------------- files
