@@ -105,7 +105,7 @@ class Recipe:
 
 RECIPES = {
     "tiny-llada": Recipe("tiny-llada", "llada", steps=1600),
-    "tiny-dream": Recipe("tiny-dream", "dream", n_kv_heads=3, steps=1300, init_from="tiny-ar"),
+    "tiny-dream": Recipe("tiny-dream", "dream", n_kv_heads=3, steps=1100, eval_every=550, init_from="tiny-ar"),
     "tiny-ar": Recipe("tiny-ar", "ar", n_kv_heads=3, steps=1000),
 }
 
@@ -266,6 +266,17 @@ def init_from_checkpoint(net: Transformer, source: str) -> None:
     net.load_state_dict(internal)
 
 
+def init_ar_from_checkpoint(model, source: str) -> None:
+    """Continue a causal LM from a saved ``transformers`` checkpoint folder (same config)."""
+    from dllm.models.loading import read_state_dict
+
+    folder = MODELS_DIR / source if (MODELS_DIR / source).is_dir() else Path(source)
+    state = read_state_dict(folder)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"cannot initialise from {folder}: missing {missing[:4]}, unexpected {unexpected[:4]}")
+
+
 def as_diffusion_model(net: Transformer, tokenizer, name: str):
     from dllm.models.loading import DiffusionModel
 
@@ -344,6 +355,8 @@ class Trainer:
         self.mode_rng = random.Random(recipe.seed + 1)
         self.generator = torch.Generator().manual_seed(recipe.seed + 2)
         self.model = build_ar(recipe) if recipe.kind == "ar" else build_diffusion(recipe)
+        if recipe.kind == "ar" and recipe.init_from:
+            init_ar_from_checkpoint(self.model, recipe.init_from)
         self.model.train()
         self.optimizer = make_optimizer(self.model.parameters(), recipe)
         self.step_index = 0
@@ -456,6 +469,8 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: dllm/zoo/models/NAME)")
     parser.add_argument("--init-from", default=None, help="checkpoint to start from ('none' = scratch)")
     parser.add_argument("--eval-every", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    parser.add_argument("--warmup", type=int, default=None, help="warmup steps (default: the recipe's)")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads (1 is much faster when other jobs load the machine)")
     args = parser.parse_args(argv)
@@ -465,8 +480,9 @@ def main(argv=None) -> None:
         changes["steps"] = args.steps
     if args.seed is not None:
         changes["seed"] = args.seed
-    if args.eval_every is not None:
-        changes["eval_every"] = args.eval_every
+    for key in ("eval_every", "lr", "warmup"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
     if args.init_from is not None:
         changes["init_from"] = None if args.init_from == "none" else args.init_from
     recipe = replace(recipe, **changes)
