@@ -35,7 +35,7 @@ import torch
 from dllm.config import check_range
 
 from . import register
-from .base import IncrementalCache, block_schedule, check_interval, shift_left
+from .base import IncrementalCache, block_schedule, check_flag, check_interval, shift_left
 
 
 class _DKV(IncrementalCache):
@@ -43,6 +43,7 @@ class _DKV(IncrementalCache):
 
     def __post_init__(self):
         check_interval(self.name, "refresh_interval", self.refresh_interval)
+        check_flag(self.name, "own_token", getattr(self, "own_token", False))
 
     def schedule(self, state, book):
         return block_schedule(state, self.refresh_interval)

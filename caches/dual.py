@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import register
-from .base import IncrementalCache, block_schedule, check_interval
+from .base import IncrementalCache, block_schedule, check_flag, check_interval
 
 
 @register("dual")
@@ -35,8 +35,7 @@ class DualCache(IncrementalCache):
 
     def __post_init__(self):
         check_interval("dual", "refresh_interval", self.refresh_interval)
-        if not isinstance(self.recompute_suffix, bool):
-            raise ValueError(f"dual.recompute_suffix={self.recompute_suffix!r} must be True or False")
+        check_flag("dual", "recompute_suffix", self.recompute_suffix)
 
     def schedule(self, state, book):
         return block_schedule(state, self.refresh_interval)

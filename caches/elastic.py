@@ -1,27 +1,26 @@
 """Elastic-Cache: refresh K/V only when attention says it is stale, per layer.
 
-Idea: most steps change little, so each forward recomputes only a small query set — the ``window``
-left-most masked positions, the tokens decoded at the previous step, and the "tracked" tokens (at
-each layer, the ``track_num`` non-mask columns that the window attended to most at the previous
-step). Far masked positions are never queried ("block caching"). At every layer the tracked
-tokens' attention over all keys is compared with the previous step's (cosine across heads, as in
-the reference code); when the mean similarity falls below ``gamma`` the cached state of that layer
-is declared stale and the layer and every later one run over all columns, the non-queried
-columns taking their inputs from the stored per-layer inputs. Probabilities for the few tracked
-and window rows come from the attention kernel's log-sum-exp: ``exp(q·k/√d − lse)``.
+Idea: each forward recomputes a small query set — the ``window`` left-most masked positions, the
+tokens decoded at the previous step, and the tracked tokens (per layer, the ``track_num`` non-mask
+columns the window attended to most at the previous step); far masks are never queried. At every
+layer the tracked tokens' attention over all keys is compared with the previous step's (cosine
+across heads, as in the reference code); below ``gamma`` that layer and all later ones run over
+every column, the other columns' inputs coming from the stored per-layer inputs. Probabilities of
+the few tracked/window rows come from the kernel's log-sum-exp, ``exp(q·k/√d − lse)``, never from
+a materialised attention matrix; ``use_lse=None`` does so on CUDA (the Triton kernel returns the
+LSE for free) and on CPU normalises those rows directly (the SDPA path would need a ~5x slower
+explicit attention to return an LSE; the values are the same).
 
 Source: Nguyen-Tri, Ranjan, Shen, "Attention Is All You Need for KV Cache in Diffusion LLMs"
 (arXiv:2510.14973); yxu-dev/Elastic-Cache ``llada/generate.py`` (``generate_with_elastic_cache``),
-``llada/model/modeling_llada.py``, ``dream/model/generation_utils_elastic.py``. Defaults of
-``generate_with_elastic_cache``: gamma 0.9, window 16, track_num 1; pair it with the Fast-dLLM
-threshold sampler (0.9) for the reference's confidence-aware decoding.
+``llada/model/modeling_llada.py``, ``dream/model/generation_utils_elastic.py``. Defaults: gamma
+0.9, window 16, track_num 1; pair with the Fast-dLLM threshold sampler (0.9) as the reference does.
 
-Differences from the reference: on drift the drifting layer itself is recomputed over all
-columns (the reference starts at the next layer and keeps the drifting layer's stale rows;
-``from_next_layer=True`` restores that) — so ``gamma > 1`` (drift at layer 0) is exactly a full
-recompute and ``gamma = -1`` never refreshes. Decisions are per row (the reference runs batch 1),
-the cosine ignores padding keys, and columns the sampler needs logits for are always queried.
-Dream's −1 query shift comes from the model's shift flag (window rows ``j - shift``).
+Differences from the reference: the drifting layer itself is recomputed too (the reference starts
+at the next layer, keeping that layer's stale rows; ``from_next_layer=True``), so ``gamma > 1`` is
+exactly a full recompute and ``gamma = -1`` never refreshes. Decisions are per row (the reference
+runs batch 1), the cosine ignores padding keys, columns the sampler needs logits for are always
+queried, and Dream's −1 query shift comes from the model's shift flag (window rows ``j - shift``).
 """
 
 from __future__ import annotations
@@ -30,13 +29,13 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from dllm.config import check_range
 from dllm.models.transformer import LayerHook
 
 from . import register
-from .base import IncrementalCache, first_masked, padded_columns, shift_left
+from .base import (IncrementalCache, additive_mask, buffer, check_flag, first_masked, gather_rows, padded_columns,
+                   row_probabilities, shift_left, write_columns)
 
 
 @register("elastic")
@@ -48,9 +47,12 @@ class ElasticCache(IncrementalCache):
     window: int = 16
     track_num: int = 1
     from_next_layer: bool = False
+    use_lse: bool | None = None
 
     def __post_init__(self):
         check_range("elastic", "gamma", self.gamma, -1.0, 2.0)
+        check_flag("elastic", "from_next_layer", self.from_next_layer)
+        check_flag("elastic", "use_lse", self.use_lse, allow_none=True)
         check_range("elastic", "window", self.window, 1)
         check_range("elastic", "track_num", self.track_num, 1)
 
@@ -89,32 +91,31 @@ class _Hook(LayerHook):
 
     def __init__(self, cache, ext, state, full, window_rows):
         self.cache, self.ext, self.batch, self.layers = cache, ext, state.batch, state.model.config.n_layers
-        self.plan_rows = dict(full=full, active=state.active, valid=state.valid, masked=state.is_mask(),
+        self.plan_rows = dict(full=full, active=state.active, valid=state.valid, keep=~state.is_mask() & state.valid,
                               track=ext["track"] & state.active[:, None], window=window_rows)
-        self.wide = None  # [R] rows computing every column from here on
-        self.p_old, self.tested, self.tracks, self.wide_layers = None, -1, [None] * self.layers, [0] * self.layers
+        self.wide, self.p_old, self.tested, self.at = None, None, -1, None
+        self.tracks, self.wide_layers = [None] * self.layers, [0] * self.layers
 
     def _setup(self, rows, query):
         rep = rows // self.batch
         r = {k: v.repeat(rep, 1) if v.dim() == 2 else v.repeat(rep) for k, v in self.plan_rows.items()}
-        self.valid, self.masked, self.active = r["valid"], r["masked"], r["active"]
-        self.wide = r["full"] | (query is None)
+        self.active, self.wide = r["active"], r["full"] | (query is None)  # wide: computing every column
         self.start = torch.where(self.wide, 0, self.layers)  # first layer computed over all columns
-        self.track, self.track_real = padded_columns(r["track"])
-        self.win, self.win_real = padded_columns(r["window"])
+        self.key_bias, self.mass_bias = additive_mask(r["valid"])[:, None, None], additive_mask(r["keep"])
+        self.track, track_real = padded_columns(r["track"])
+        win, win_real = padded_columns(r["window"])
+        self.rows = torch.cat([self.track, win], 1)  # the rows whose probabilities are needed
+        self.track_weight = track_real[:, :, None] & r["valid"][:, None, :]
+        self.win_weight, self.has_win = win_real[:, None, :, None].float(), win_real.any(1, keepdim=True)
+        self.testable = track_real.any(1) & self.active
 
     def layer_input(self, layer, x, query, kv):
         if self.wide is None:
             self._setup(x.shape[0], query)
-        stored = self.ext["x"][layer]
-        if stored is None or stored.shape != (x.shape[0], kv.length, x.shape[2]):
-            stored = self.ext["x"][layer] = x.new_zeros(x.shape[0], kv.length, x.shape[2])
-        if query is None:
-            stored.copy_(x)
-        else:
-            stored.scatter_(1, query[..., None].expand_as(x), x)
+        stored = buffer(self.ext["x"], layer, (x.shape[0], kv.length, x.shape[2]), x)
+        write_columns(stored, 1, query, x)
         pending = (self.start <= layer) & ~self.wide
-        if pending.any():
+        if pending.any():  # drift: these rows now take every column, stale ones from the stored inputs
             self.wide |= pending
             if self.wide.all():
                 query, x = None, stored
@@ -123,49 +124,38 @@ class _Hook(LayerHook):
                 padded = torch.cat([query, query[:, :1].expand(-1, kv.length - query.shape[1])], 1)
                 query = torch.where(self.wide[:, None], every, padded)
                 x = stored.gather(1, query[..., None].expand(-1, -1, x.shape[2]))
-        test = ~self.wide & self.track_real.any(1) & self.active
-        if self.tested != layer and self.cache.gamma > -1 and test.any() and self.ext["q"][layer] is not None:
-            self.test_rows = test  # the tracked tokens' attention over the cache as it was
-            self.p_old = self._probs(self._rows(self.ext["q"][layer], self.track), kv.k[layer])
+        self.test = self.testable & ~self.wide
+        if self.tested != layer and self.cache.gamma > -1 and self.ext["q"][layer] is not None and self.test.any():
+            self.p_old = row_probabilities(gather_rows(self.ext["q"][layer], self.track), kv.k[layer], self.key_bias)
         return x, query
 
-    def _rows(self, t, index):  # [R, H, L, D] gathered at [R, n] -> [R, H, n, D]
-        return t.gather(2, index[:, None, :, None].expand(-1, t.shape[1], -1, t.shape[3]))
-
-    def _probs(self, q, k, lse=None):
-        """Attention probabilities ``[R, Hq, n, L]`` of a few query rows over the K buffer."""
-        rows, heads, n, dim = q.shape
-        groups = heads // k.shape[1]
-        scores = q.float().view(rows, k.shape[1], groups, n, dim) @ k.float()[:, :, None].transpose(-1, -2)
-        scores = (scores / math.sqrt(dim)).view(rows, heads, n, -1).masked_fill(~self.valid[:, None, None], -math.inf)
-        return scores.softmax(-1) if lse is None else torch.exp(scores - lse[..., None])
+    def wants_lse(self, layer, query):
+        use = self.cache.use_lse
+        return query is not None and (query.is_cuda if use is None else use)
 
     def attention(self, layer, q, query, k, lse):
-        stored = self.ext["q"][layer]
-        if stored is None or stored.shape[0] != q.shape[0] or stored.shape[2] != k.shape[2]:
-            stored = self.ext["q"][layer] = q.new_zeros(q.shape[0], q.shape[1], k.shape[2], q.shape[3])
-        if query is None:
-            stored.copy_(q)
-            lookup = torch.arange(k.shape[2], device=q.device).expand(q.shape[0], -1)
-        else:
-            stored.scatter_(2, query[:, None, :, None].expand_as(q), q)
-            lookup = torch.zeros_like(self.valid, dtype=torch.long)
-            lookup.scatter_(1, query, torch.arange(query.shape[1], device=q.device).expand_as(query))
-        if self.p_old is not None:
-            at = lookup.gather(1, self.track)
-            p_new = self._probs(self._rows(q, at), k, lse.gather(2, at[:, None].expand(-1, q.shape[1], -1)))
-            cos = F.cosine_similarity(self.p_old, p_new, dim=1)              # across heads: [R, T, L]
-            weight = (self.track_real[:, :, None] & self.valid[:, None, :]).float()
-            sim = (cos * weight).sum((1, 2)) / weight.sum((1, 2)).clamp(min=1)
-            drift = self.test_rows & (sim < self.cache.gamma)
-            self.start = torch.where(drift, torch.clamp(self.start, max=layer + self.cache.from_next_layer), self.start)
+        write_columns(buffer(self.ext["q"], layer, (q.shape[0], q.shape[1], k.shape[2], q.shape[3]), q), 2, query, q)
+        at = self.rows
+        if query is not None:
+            if self.at is None or self.at[0] is not query:  # where the needed rows sit in this query
+                lookup = torch.zeros_like(self.mass_bias, dtype=torch.long)
+                lookup.scatter_(1, query, torch.arange(query.shape[1], device=q.device).expand_as(query))
+                self.at = (query, lookup.gather(1, self.rows))
+            at = self.at[1]
+        lse = None if lse is None else lse.gather(2, at[:, None].expand(-1, q.shape[1], -1))
+        probs = row_probabilities(gather_rows(q, at), k, self.key_bias, lse)
+        n_track = self.track.shape[1]
+        if self.p_old is not None:  # drift test: cosine across heads, mean over tracked rows and real keys
+            new, old = probs[:, :, :n_track], self.p_old
+            cos = (new * old).sum(1) / ((new * new).sum(1) * (old * old).sum(1)).clamp(min=1e-16).sqrt()
+            sim = (cos * self.track_weight).sum((1, 2)) / self.track_weight.sum((1, 2)).clamp(min=1)
+            drift = self.test & (sim < self.cache.gamma)
+            self.start = torch.where(drift, self.start.clamp(max=layer + self.cache.from_next_layer), self.start)
             self.p_old, self.tested = None, layer
-        at = lookup.gather(1, self.win)
-        probs = self._probs(self._rows(q, at), k, lse.gather(2, at[:, None].expand(-1, q.shape[1], -1)))
-        mass = (probs * self.win_real[:, None, :, None]).sum((1, 2)).masked_fill(self.masked | ~self.valid, -math.inf)
+        mass = (probs[:, :, n_track:] * self.win_weight).sum((1, 2)) + self.mass_bias
         top = mass.topk(min(self.cache.track_num, mass.shape[1]), dim=1)
-        self.tracks[layer] = (top.indices, self.win_real.any(1, keepdim=True) & (top.values > -math.inf))
-        self.wide_layers[layer] = int((self.wide & self.active).sum())
+        self.tracks[layer] = (top.indices, self.has_win & (top.values > -math.inf))
+        self.wide_layers[layer] = (self.wide & self.active).sum()
 
     def recompute(self, layer):
         return bool(((self.start <= layer) & ~self.wide).any())
@@ -173,8 +163,8 @@ class _Hook(LayerHook):
     def finish(self) -> torch.Tensor:
         """Account the forward and return the tracked columns ``[B, L]`` for the next one."""
         self.ext["row_layers"] += int(self.active.sum()) * self.layers
-        self.ext["full_row_layers"] += sum(self.wide_layers)
-        track = torch.zeros_like(self.valid)
+        self.ext["full_row_layers"] += int(sum(self.wide_layers))
+        track = torch.zeros_like(self.mass_bias, dtype=torch.bool)
         for index, real in filter(None, self.tracks):
             track |= torch.zeros_like(track).scatter_(1, index, real)
         return track.view(-1, self.batch, track.shape[1]).any(0)

@@ -85,12 +85,16 @@ class LayerHook:
     ``layer_input(layer, x, query, kv)`` runs before each layer and returns ``(x, query)``: the
     same, or a wider query (more columns, or None = all) with the matching layer inputs.
     ``attention(layer, q, query, k, lse)`` sees the layer's post-RoPE queries ``[B, Hq, Lq, D]``,
-    the K buffer it attended over ``[B, Hkv, L, D]`` and the log-sum-exp ``[B, Hq, Lq]``.
+    the K buffer it attended over ``[B, Hkv, L, D]`` and the log-sum-exp ``[B, Hq, Lq]`` (None
+    unless ``wants_lse(layer, query)``).
     ``recompute(layer)`` asks for the layer to be run again (after ``layer_input`` widened it).
     """
 
     def layer_input(self, layer, x, query, kv):
         return x, query
+
+    def wants_lse(self, layer, query) -> bool:
+        return True
 
     def attention(self, layer, q, query, k, lse) -> None:
         return None
@@ -133,13 +137,15 @@ class Block(nn.Module):
                 kv.k[layer].scatter_(2, index, k.to(kv.k[layer].dtype))
                 kv.v[layer].scatter_(2, index, v.to(kv.v[layer].dtype))
             k, v = kv.k[layer], kv.v[layer]
+        want_lse = hook is not None and hook.wants_lse(layer, query)
         out = attend(
             q, k, v, q_pos=q_positions, k_pos=positions, k_valid=key_valid,
-            block_size=cfg.block_size, return_lse=hook is not None, backend=attention_backend,
+            block_size=cfg.block_size, return_lse=want_lse, backend=attention_backend,
         )
-        if hook is not None:
+        if want_lse:
             out, lse = out
-            hook.attention(layer, q, query, k, lse)
+        if hook is not None:
+            hook.attention(layer, q, query, k, lse if want_lse else None)
         x = x + self.o(out.transpose(1, 2).reshape(batch, n_q, cfg.n_heads * cfg.head_dim))
         m = self.mlp_norm(x)
         return x + self.down(F.silu(self.gate(m)) * self.up(m))

@@ -1,0 +1,182 @@
+"""Speed, accuracy and memory of every cache policy at long generation lengths.
+
+    python benchmarks/caches.py                              # all caches, gen 256 and 512, block 32
+    python benchmarks/caches.py --gen 256 --samples 2 --caches none dual elastic
+    python benchmarks/caches.py --model /path/to/checkpoint  # any loadable dLLM folder
+
+For each model x gen length x sampler (``llada`` one token per step, ``fast-dllm`` threshold 0.9)
+x cache, the same held-out prompts (``dllm.eval.tasks``, eval split) are decoded one at a time
+(batch 1, as in the papers), each configuration in a fresh subprocess so that its peak RSS is its
+own. Columns: wall and CPU seconds (summed over prompts; the CPU is shared, so CPU time is the
+steadier number), speedup over no cache with the same sampler (wall / CPU), answer tokens/s and
+canvas positions/s, NFE per prompt, accuracy (task scorer, %), fraction of canvas tokens
+identical to the no-cache run, peak RSS of the process, and the cache's own buffers (K/V store,
+Elastic's per-layer inputs and queries) in MiB.
+
+Models: the shipped ``tiny-llada`` / ``tiny-dream`` when present, else random-weight models of the
+same size (answers are noise then; speed is still meaningful). The tiny models' context is 512
+positions; for gen 512 it is raised (RoPE extrapolates; accuracy there is out of distribution).
+Torch runs with one intra-op thread (``--threads``): on a shared 2-core CPU, more spin-waits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+SAMPLERS = {"llada": ("llada", {}), "fast-dllm": ("fast-dllm", {"threshold": 0.9})}
+TASKS = ("copy", "reverse", "replace_index", "cumsum")
+
+
+def _random_model(arch: str):
+    sys.path.insert(0, "tests")
+    from _models import random_model
+
+    return random_model(arch, vocab=936, d_model=256, n_layers=4, n_heads=8, n_kv_heads=8 if arch == "llada" else 4,
+                        head_dim=32, mlp_hidden=704, max_seq_len=1024)
+
+
+def load(name: str):
+    import dllm
+
+    if name.startswith("random:"):
+        return _random_model(name.split(":", 1)[1])
+    return dllm.load(name)
+
+
+def prompts(model, count: int, seed: int = 0):
+    from dllm.eval import tasks
+
+    out = []
+    for i in range(count):
+        task = tasks.get(TASKS[i % len(TASKS)])
+        example = task.examples("eval", i // len(TASKS) + 1, seed)[-1]
+        ids = model.encode(example.prompt) if model.tokenizer is not None else list(range(5, 45))
+        out.append((task, example, ids))
+    return out
+
+
+def cache_bytes(state) -> int:
+    """Bytes of the cache's own buffers: the loop's K/V store and the policy's per-request tensors."""
+    import torch
+
+    total = 0
+    extra = getattr(state.cache_state, "extra", {}) or {}
+    for value in extra.values():
+        for t in (value if isinstance(value, list) else [value]):
+            total += t.numel() * t.element_size() if isinstance(t, torch.Tensor) else 0
+    return total
+
+
+def worker(args) -> dict:
+    import torch
+
+    import dllm
+
+    torch.set_num_threads(args.threads)
+    model = load(args.model)
+    model.config.max_seq_len = max(model.config.max_seq_len, 64 + args.gen)
+    name, params = SAMPLERS[args.sampler]
+    cache = dllm.caches.get(args.cache, **json.loads(args.cache_params))
+    rows, wall, cpu, states = [], 0.0, 0.0, {}
+    for task, example, ids in prompts(model, args.samples):
+        torch.manual_seed(0)
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        [result] = dllm.generate(model, [ids], sampler=dllm.samplers.get(name, **params), cache=cache,
+                                 gen_length=args.gen, block_length=args.block,
+                                 callback=lambda e: states.update(state=e.state))
+        wall += time.perf_counter() - start_wall
+        cpu += time.process_time() - start_cpu
+        score = float(task.score(result.text, example)) if model.tokenizer is not None else float("nan")
+        rows.append({"canvas": result.canvas, "nfe": result.nfe, "gen_tokens": result.gen_tokens, "score": score})
+    state = states["state"]
+    kv = 0
+    if cache.needs_kv:
+        cfg = model.config
+        kv = 2 * cfg.n_layers * cfg.n_kv_heads * state.width * cfg.head_dim * model.dtype.itemsize
+    extra = {}
+    ext = getattr(state.cache_state, "extra", {}) or {}
+    if ext.get("row_layers"):  # Elastic: share of (row, layer) pairs recomputed over every column
+        extra["full_layer_fraction"] = ext["full_row_layers"] / ext["row_layers"]
+    return {"rows": rows, "wall": wall, "cpu": cpu, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "cache_mb": (kv + cache_bytes(state)) / 2**20, **extra}
+
+
+def run_config(args, model, gen, sampler, cache, cache_params="{}") -> dict:
+    cmd = [sys.executable, __file__, "--worker", "--model", model, "--gen", str(gen), "--block", str(args.block),
+           "--sampler", sampler, "--cache", cache, "--cache-params", cache_params, "--samples", str(args.samples),
+           "--threads", str(args.threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="*", default=None, help="model names/folders (default: shipped tiny models or random)")
+    parser.add_argument("--gen", nargs="*", type=int, default=[256, 512])
+    parser.add_argument("--block", type=int, default=32)
+    parser.add_argument("--samplers", nargs="*", default=list(SAMPLERS), choices=list(SAMPLERS))
+    parser.add_argument("--caches", nargs="*", default=None, help="default: every registered cache")
+    parser.add_argument("--samples", type=int, default=4, help="held-out prompts per configuration")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None, help="also write all results to this file")
+    # internal: one configuration in this process
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--sampler", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--cache", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--cache-params", default="{}", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        args.gen = args.gen[0]
+        print(json.dumps(worker(args)))
+        return
+
+    import dllm
+    from dllm.zoo import shipped_models
+
+    shipped = shipped_models()
+    models = args.models or [n if n in shipped else f"random:{n.split('-')[1]}" for n in ("tiny-llada", "tiny-dream")]
+    caches = args.caches or dllm.caches.names()
+    caches = ["none"] + [c for c in caches if c != "none"]
+    header = (f"| model | gen | sampler | cache | wall s | CPU s | speedup wall | speedup CPU | ans tok/s | canvas pos/s "
+              f"| NFE | acc % | same tokens | peak RSS MiB | cache MiB |")
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    results = []
+    for model in models:
+        for gen in args.gen:
+            for sampler in args.samplers:
+                base = None
+                for cache in caches:
+                    res = run_config(args, model, gen, sampler, cache)
+                    base = base or res
+                    rows, n = res["rows"], len(res["rows"])
+                    same = sum(a == b for r, s in zip(rows, base["rows"]) for a, b in zip(r["canvas"], s["canvas"]))
+                    total = sum(len(r["canvas"]) for r in rows)
+                    tokens = sum(r["gen_tokens"] for r in rows)
+                    acc = 100 * sum(r["score"] for r in rows) / n
+                    line = (f"| {model} | {gen} | {sampler} | {cache} | {res['wall']:.1f} | {res['cpu']:.1f} "
+                            f"| {base['wall'] / res['wall']:.2f}x | {base['cpu'] / res['cpu']:.2f}x "
+                            f"| {tokens / res['wall']:.1f} | {total / res['wall']:.1f} "
+                            f"| {sum(r['nfe'] for r in rows) / n:.1f} | {acc:.1f} | {same / total:.3f} "
+                            f"| {res['peak_rss_mb']:.0f} | {res['cache_mb']:.1f} |")
+                    if "full_layer_fraction" in res:
+                        line += f" full layers {100 * res['full_layer_fraction']:.0f}%"
+                    print(line, flush=True)
+                    results.append({"model": model, "gen": gen, "sampler": sampler, "cache": cache,
+                                    **{k: v for k, v in res.items() if k != "rows"}, "accuracy": acc,
+                                    "same_tokens": same / total, "nfe": sum(r["nfe"] for r in rows) / n})
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
