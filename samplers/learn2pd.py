@@ -74,18 +74,19 @@ class ConfidenceFilter(nn.Module):
 
 def find_filter(model: str | None = None, path: str | Path | None = None) -> ConfidenceFilter:
     """The filter at ``path``, or the shipped one of ``model``; a clear error when there is none."""
-    folder = Path(path) if path is not None else FILTERS_DIR / str(model)
-    key = str(folder.resolve())
-    if key not in _LOADED:
+    key = Path(str(model)).name
+    folder = Path(path) if path is not None else FILTERS_DIR / key
+    cache_key = str(folder.resolve())
+    if cache_key not in _LOADED:
         if not (folder / "filter.json").exists():
-            shipped = sorted(p.name for p in FILTERS_DIR.glob("*") if (p / "filter.json").exists()) if FILTERS_DIR.is_dir() else []
+            shipped = sorted(p.parent.name for p in FILTERS_DIR.glob("*/filter.json"))
             who = f"model {model!r}" if path is None else f"path {str(path)!r}"
             raise FileNotFoundError(
                 f"no Learn2PD filter for {who} (looked in {folder}); shipped filters: {', '.join(shipped) or 'none'}."
-                f" Train one with `python -m dllm.zoo.learn2pd_train {model or 'MODEL'}` (writes dllm/zoo/filters/"
-                f"{model or 'MODEL'}/) or pass filter_path=FOLDER")
-        _LOADED[key] = ConfidenceFilter.load(folder)
-    return _LOADED[key]
+                f" Train one with `python -m dllm.zoo.learn2pd_train {model or 'MODEL'}` (writes"
+                f" dllm/zoo/filters/{key if model else 'MODEL'}/) or pass filter_path=FOLDER")
+        _LOADED[cache_key] = ConfidenceFilter.load(folder)
+    return _LOADED[cache_key]
 
 
 def block_confidences(view: StepView, size: int):
@@ -113,13 +114,24 @@ class Learn2PDSampler(Sampler):
         if self.model is not None or self.filter_path is not None:
             self._filter = find_filter(self.model, self.filter_path)
 
+    def filter_for(self, model) -> ConfidenceFilter:
+        """The configured filter, else the shipped one of ``model`` (by name, then folder name)."""
+        if self._filter is not None:
+            return self._filter
+        names = [n for n in (getattr(model, "name", None), getattr(getattr(model, "path", None), "name", None)) if n]
+        found = [n for n in names if (FILTERS_DIR / Path(str(n)).name / "filter.json").exists()]
+        return find_filter(found[0] if found else (names[0] if names else None))
+
+    def unsupported_reason(self, model) -> str | None:
+        """For the evaluation harness: a model without a filter is skipped with this reason."""
+        try:
+            self.filter_for(model)
+        except FileNotFoundError as exc:
+            return str(exc)
+        return None
+
     def init_state(self, state):
-        module = self._filter
-        if module is None:
-            model = state.model
-            names = [getattr(model, "name", None), getattr(getattr(model, "path", None), "name", None)]
-            found = [n for n in names if n and (FILTERS_DIR / str(n) / "filter.json").exists()]
-            module = find_filter(found[0] if found else names[0])
+        module = self.filter_for(state.model)
         if state.config.block_length != module.block_length:
             raise ValueError(f"learn2pd: the filter was trained for block_length={module.block_length},"
                              f" the generation uses block_length={state.config.block_length}")

@@ -1,0 +1,136 @@
+"""Benchmark of the seed samplers on the shipped tiny models, through the evaluation harness.
+
+    python benchmarks/samplers.py [--spec benchmarks/samplers.yaml] [--out results/samplers]
+                                  [--num-samples N] [--models tiny-llada ...] [--plot FILE.png]
+
+Runs (or resumes: finished samples are kept) the sweep ``benchmarks/samplers.yaml`` — held-out
+prompts, gen_length 128, block 32, every sampler at its defaults plus a sweep of its main knob,
+and the 1-token LLaDA reference — then two small fixed-length sweeps (LLaDA one token per step and
+Fast-dLLM threshold 0.9 at gen_length 32 and 64) that DAEDAL's variable length is compared with.
+Prints one table per model: accuracy (unweighted mean over tasks, %), its change against the
+reference, steps, NFE, tokens per forward (TPF) and tokens/s, all from the harness records
+(``dllm.metrics`` definitions: TPF = answer tokens before the first EOS / NFE, per sample, averaged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LENGTHS = (32, 64)  # fixed-length baselines for DAEDAL (the 128 ones are in the main sweep)
+
+
+def length_specs(spec: dict) -> list[dict]:
+    out = []
+    for length in LENGTHS:
+        variant = copy.deepcopy(spec)
+        variant["name"] = f"{spec['name']}-len{length}"
+        variant["output_dir"] = f"{spec.get('output_dir', 'results/' + spec['name'])}-len{length}"
+        variant["generation"] = {**spec.get("generation", {}), "gen_length": length}
+        variant["samplers"] = [{"name": "fast-dllm", "family": "fast-dllm threshold", "params": {"threshold": 0.9}}]
+        out.append(variant)
+    return out
+
+
+def run(spec: dict, out: str | None, threads: int) -> list[dict]:
+    from dllm.eval.runner import load_records, run_sweep
+
+    result = run_sweep(spec, out, threads=threads, progress=sys.stderr.isatty())
+    return load_records(result.out_dir)
+
+
+def table(records: list[dict], gen_length: int) -> list[dict]:
+    """Rows (model, family, setting) of one sweep, averaged over the tasks every config ran."""
+    from dllm.eval.aggregate import aggregate_runs, averages, task_sets_for
+
+    rows = aggregate_runs(records)
+    avg = [r for r in averages(rows, task_sets_for(rows)) if r["task_set"] == "all"]
+    return [{**r, "gen_length": gen_length} for r in avg]
+
+
+def label(row: dict) -> str:
+    params = json.loads(row["sampler_params"]) if isinstance(row["sampler_params"], str) else row["sampler_params"]
+    if row["reference"]:
+        return "llada, 1 token/step"
+    if row.get("knob") and row["knob"] in params:
+        return f"{row['family']}: {row['knob']}={params[row['knob']]}"
+    shown = {k: v for k, v in params.items() if k not in ("max_length", "inner", "delimiters")}
+    text = ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or "defaults"
+    return f"{row['family']}: {text}"
+
+
+def print_tables(rows: list[dict], file=sys.stdout) -> None:
+    for model in sorted({r["model"] for r in rows}):
+        group = [r for r in rows if r["model"] == model]
+        ref = next((r for r in group if r["reference"] and r["gen_length"] == 128), None)
+        print(f"\n### {model} (gen_length 128 unless noted, block 32; {group[0]['n_tasks']} held-out tasks)\n", file=file)
+        print("| sampler | gen | acc % | Δ acc | steps | NFE | TPF | tok/s |", file=file)
+        print("|---|---:|---:|---:|---:|---:|---:|---:|", file=file)
+        order = lambda r: (not r["reference"], r["gen_length"] != 128, r["family"], label(r))  # noqa: E731
+        for r in sorted(group, key=order):
+            delta = r["quality"] - ref["quality"] if ref else float("nan")
+            print(f"| {label(r)} | {r['gen_length']} | {r['quality']:.1f} | {delta:+.1f} | {r['steps']:.1f} |"
+                  f" {r['nfe']:.1f} | {r['tokens_per_forward']:.2f} | {r['tokens_per_second']:.0f} |", file=file)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot", file=sys.stderr)
+        return
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.8), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        group = [r for r in rows if r["model"] == model and r["gen_length"] == 128]
+        for family in sorted({r["family"] for r in group}):
+            pts = sorted((r["tokens_per_forward"], r["quality"]) for r in group if r["family"] == family)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=family, ms=4)
+        ax.set_xscale("log")
+        ax.set_xlabel("tokens per forward (log)")
+        ax.set_ylabel("accuracy %")
+        ax.set_title(f"{model}: gen 128, block 32")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}", file=sys.stderr)
+
+
+def main(argv=None) -> None:
+    import yaml
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--spec", default=str(HERE / "samplers.yaml"))
+    parser.add_argument("--out", help="output directory of the main sweep (default: the spec's)")
+    parser.add_argument("--num-samples", type=int, help="override the spec's samples per task")
+    parser.add_argument("--models", nargs="+", help="restrict to these model labels")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--plot", default=str(HERE / "samplers.png"), help="accuracy-vs-TPF plot ('' for none)")
+    parser.add_argument("--skip-lengths", action="store_true", help="no fixed-length (32, 64) baselines")
+    args = parser.parse_args(argv)
+    spec = yaml.safe_load(Path(args.spec).read_text())
+    if args.num_samples:
+        spec["num_samples"] = args.num_samples
+    if args.models:
+        spec["models"] = [m for m in spec["models"] if (m if isinstance(m, str) else m.get("label", m["name"])) in args.models]
+    if args.out:
+        spec["output_dir"] = args.out
+    rows = table(run(spec, None, args.threads), spec["generation"]["gen_length"])
+    if not args.skip_lengths:
+        for variant in length_specs(spec):
+            rows += table(run(variant, None, args.threads), variant["generation"]["gen_length"])
+    print_tables(rows)
+    if args.plot:
+        plot(rows, Path(args.plot))
+
+
+if __name__ == "__main__":
+    main()
