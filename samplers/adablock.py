@@ -49,11 +49,11 @@ class AdaBlockSampler(Sampler):
         if self.delimiter_threshold is not None:
             check_range("adablock", "delimiter_threshold", self.delimiter_threshold, 0.0)
         check_range("adablock", "window", self.window, 0.0, 1.0, low_open=True)
-        if isinstance(self.delimiters, str) or not all(isinstance(d, str) and d for d in self.delimiters):
-            raise ValueError(f"adablock.delimiters={self.delimiters!r} must be a list of non-empty strings")
-        if not self.delimiters:
-            raise ValueError("adablock.delimiters=() is empty; allowed: one or more single-token strings")
-        self.delimiters = tuple(self.delimiters)
+        delimiters = (self.delimiters,) if isinstance(self.delimiters, str) else tuple(self.delimiters)
+        if not delimiters or not all(isinstance(d, str) and d for d in delimiters):
+            raise ValueError(f"adablock.delimiters={self.delimiters!r} is invalid; allowed: one or more non-empty"
+                             " strings, each a single token of the model's tokenizer")
+        self.delimiters = delimiters
 
     def init_state(self, state):
         if getattr(state.model, "tokenizer", None) is None:
