@@ -83,7 +83,10 @@ def worker(args) -> dict:
     name, params = SAMPLERS[args.sampler]
     cache = dllm.caches.get(args.cache, **json.loads(args.cache_params))
     rows, wall, cpu, states = [], 0.0, 0.0, {}
-    for task, example, ids in prompts(model, args.samples):
+    examples = prompts(model, args.samples)
+    dllm.generate(model, [examples[0][2]], sampler=dllm.samplers.get(name, **params), cache=cache,  # warm-up
+                  gen_length=args.block, block_length=args.block)
+    for task, example, ids in examples:
         torch.manual_seed(0)
         start_wall, start_cpu = time.perf_counter(), time.process_time()
         [result] = dllm.generate(model, [ids], sampler=dllm.samplers.get(name, **params), cache=cache,
@@ -143,8 +146,9 @@ def main(argv=None) -> None:
 
     shipped = shipped_models()
     models = args.models or [n if n in shipped else f"random:{n.split('-')[1]}" for n in ("tiny-llada", "tiny-dream")]
+    order = ["none", "prefix", "dual", "dkv-decode", "dkv-greedy", "elastic"]
     caches = args.caches or dllm.caches.names()
-    caches = ["none"] + [c for c in caches if c != "none"]
+    caches = ["none"] + sorted((c for c in caches if c != "none"), key=lambda c: (order + [c]).index(c))
     header = (f"| model | gen | sampler | cache | wall s | CPU s | speedup wall | speedup CPU | ans tok/s | canvas pos/s "
               f"| NFE | acc % | same tokens | peak RSS MiB | cache MiB |")
     print(header)

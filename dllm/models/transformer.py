@@ -186,7 +186,7 @@ class Transformer(nn.Module):
         if positions is None:
             positions = torch.arange(length, device=tokens.device).expand(batch, -1)
         if (query is not None or hook is not None) and kv is None:
-            raise ValueError("a forward over a subset of columns needs a KVStore for the other columns")
+            raise ValueError("a forward over a subset of columns (or with a layer hook) needs a KVStore")
         if kv is not None and kv.length != length:
             raise ValueError(f"KV store holds {kv.length} columns but the canvas has {length}")
         x = self.embed(tokens if query is None else tokens.gather(1, query))
