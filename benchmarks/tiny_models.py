@@ -142,6 +142,7 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=list(DIFFUSION_MODELS))
     parser.add_argument("--tasks", nargs="+", default=None, help="default: every registered task")
     parser.add_argument("--ar", action="store_true", help="benchmark tiny-ar (greedy transformers generate)")
+    parser.add_argument("--ar-model", default=None, help="tiny-ar folder (default: the shipped one)")
     parser.add_argument("--batch", type=int, default=50, help="prompts per generate call")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--settings", nargs="+", default=None,
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
 
         from dllm.zoo import shipped_models
 
-        folder = shipped_models().get("tiny-ar")
+        folder = args.ar_model or shipped_models().get("tiny-ar")
         if folder is None:
             print("tiny-ar is not shipped (no dllm/zoo/models/tiny-ar/config.json)")
             return 1
