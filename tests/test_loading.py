@@ -83,3 +83,13 @@ def test_chat_needs_a_chat_template(folder):
         dllm.generate(model, "copy: Emma Stone\n", chat=True, gen_length=8, block_length=8)
     model.tokenizer.chat_template = "{% for m in messages %}<|startoftext|>{{ m['content'] }}{% endfor %}"
     assert model.encode("hi", chat=True) == model.encode("hi")
+
+
+@pytest.mark.parametrize("arch", ["llada", "dream"])
+def test_random_checkpoint_builder_makes_a_loadable_folder(arch, tmp_path):
+    from dllm.zoo.random_checkpoint import build
+
+    model = dllm.load(build(arch, tmp_path / arch, seed=1))
+    assert model.config.arch == arch and model.mask_id == model.tokenizer.mask_token_id
+    [result] = dllm.generate(model, "copy: Emma Stone\n", gen_length=8, block_length=8)
+    assert len(result.canvas) == 8

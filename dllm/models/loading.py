@@ -201,7 +201,14 @@ def _load_tokenizer(folder: Path):
 
     if not any((folder / name).exists() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
         raise FileNotFoundError(f"no tokenizer files in {folder} (tokenizer.json / tokenizer_config.json)")
-    return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # AutoTokenizer warns about config.json model types it does not know
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def _eos_ids(cfg: ModelConfig, folder: Path, tokenizer) -> list[int]:
