@@ -88,6 +88,7 @@ class Recipe:
     eval_every: int = 600
     log_every: int = 50
     task_weights: dict = field(default_factory=lambda: dict(TASK_WEIGHTS))
+    tasks: tuple | None = None    # restrict the mix to these tasks (None: all registered tasks)
 
     def model_config(self) -> ModelConfig:
         if self.kind not in ("llada", "dream"):
@@ -351,7 +352,7 @@ class Trainer:
         self.recipe = recipe
         torch.manual_seed(recipe.seed)
         self.tokenizer = tokenizer or load_tokenizer()
-        self.stream = TaskStream(recipe.seed, recipe.task_weights)
+        self.stream = TaskStream(recipe.seed, recipe.task_weights, recipe.tasks)
         self.mode_rng = random.Random(recipe.seed + 1)
         self.generator = torch.Generator().manual_seed(recipe.seed + 2)
         self.model = build_ar(recipe) if recipe.kind == "ar" else build_diffusion(recipe)
@@ -469,6 +470,8 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: dllm/zoo/models/NAME)")
     parser.add_argument("--init-from", default=None, help="checkpoint to start from ('none' = scratch)")
     parser.add_argument("--eval-every", type=int, default=None)
+    parser.add_argument("--tasks", nargs="+", default=None, help="restrict the training mix to these tasks")
+    parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--warmup", type=int, default=None, help="warmup steps (default: the recipe's)")
     parser.add_argument("--threads", type=int, default=2,
@@ -480,9 +483,11 @@ def main(argv=None) -> None:
         changes["steps"] = args.steps
     if args.seed is not None:
         changes["seed"] = args.seed
-    for key in ("eval_every", "lr", "warmup"):
+    for key in ("eval_every", "lr", "warmup", "batch_size"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key)
+    if args.tasks is not None:
+        changes["tasks"] = tuple(args.tasks)
     if args.init_from is not None:
         changes["init_from"] = None if args.init_from == "none" else args.init_from
     recipe = replace(recipe, **changes)
