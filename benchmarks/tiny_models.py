@@ -159,7 +159,7 @@ def main(argv=None) -> int:
           f"batch {args.batch}, {torch.get_num_threads()} CPU threads")
     all_ok = True
     if args.ar:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
         from dllm.zoo import shipped_models
 
@@ -169,7 +169,10 @@ def main(argv=None) -> int:
             return 1
         print("Decoding: transformers `generate`, greedy, max_new_tokens = the task's max_new_tokens, stop at EOS.")
         model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        # Not AutoTokenizer: for a folder whose config.json says model_type "qwen2", transformers 5
+        # builds a Qwen2Tokenizer, whose pre-tokenizer splits digits/spaces differently from the
+        # shipped tokenizer.json the model was trained with.
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
         rows = {t.name: run_ar(model, tokenizer, t, t.examples("eval", args.n, seed=0), args.batch) for t in tasks}
         print_table("tiny-ar — greedy", rows, with_speed=False)
         return 0 if verdict("tiny-ar", rows, need_avg=False) else 1

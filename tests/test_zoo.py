@@ -38,10 +38,14 @@ def test_diffusion_model_loads_offline(name, monkeypatch):
 def test_tiny_ar_loads_with_transformers(monkeypatch):
     folder = _folder("tiny-ar")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    from dllm.zoo.train import load_tokenizer
 
     model = AutoModelForCausalLM.from_pretrained(str(folder))
-    tok = AutoTokenizer.from_pretrained(str(folder))
+    tok = PreTrainedTokenizerFast.from_pretrained(str(folder))  # AutoTokenizer would build a Qwen2Tokenizer
+    text = "sudoku: 0 3 0 2, 2 1 3 4\ncopy: Nora Diaz, Oscar Cook\n"
+    assert tok.encode(text) == load_tokenizer().encode(text)
     assert type(model).__name__ == "Qwen2ForCausalLM"
     assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (1, 2, 0)
     gen = json.loads((folder / "generation_config.json").read_text())

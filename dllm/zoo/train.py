@@ -36,6 +36,7 @@ import argparse
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -421,14 +422,17 @@ class Trainer:
             self.model.generation_config.eos_token_id = EOS_ID
             self.model.generation_config.pad_token_id = PAD_ID
             self.model.save_pretrained(str(folder), safe_serialization=True)
-            self.tokenizer.save_pretrained(str(folder))
         else:
             from dllm.models.loading import save_pretrained
 
-            save_pretrained(self.model, folder, self.tokenizer)
+            save_pretrained(self.model, folder)
             gen = {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "pad_token_id": PAD_ID,
                    "mask_token_id": MASK_ID}
             (folder / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+        # The shipped tokenizer files verbatim (a transformers round trip rewrites them).
+        for src in TOKENIZER_DIR.iterdir():
+            if src.is_file():
+                shutil.copyfile(src, folder / src.name)
         return folder
 
 
