@@ -132,15 +132,19 @@ def tradeoff(avg_rows: list[dict], oracle_rows: list[dict], max_tps_rows: list[d
     avg_rows = [r for r in avg_rows if r["task_set"] == task_set]
     if not avg_rows:
         return None
-    panels = sorted({(r["model"], r["block"]) for r in avg_rows}, key=lambda p: (p[0], _block_order([p[1]])))
+    models = sorted({r["model"] for r in avg_rows})
+    blocks = _block_order({r["block"] for r in avg_rows})
     colours = _colours(list({r["family"] for r in avg_rows}))
     caches = sorted({r["cache"] for r in avg_rows})
-    cols, nrows = _grid(len(panels), 3)
+    cols, nrows = len(blocks), len(models)  # one row per model, one column per block length
     fig, axes = plt.subplots(nrows, cols, figsize=(5.0 * cols, 4.0 * nrows), squeeze=False, sharey=True)
     plotted = []
-    for idx, (model, block) in enumerate(panels):
+    for idx, (model, block) in enumerate((m, b) for m in models for b in blocks):
         ax = axes[idx // cols][idx % cols]
         prows = [r for r in avg_rows if r["model"] == model and r["block"] == block]
+        if not prows:
+            ax.axis("off")
+            continue
         xs = [r["parallelism"] for r in prows]
         for q in QUALITY_LEVELS:
             ax.axhline(q, color="grey", lw=0.7, ls=":", zorder=0)
@@ -178,9 +182,7 @@ def tradeoff(avg_rows: list[dict], oracle_rows: list[dict], max_tps_rows: list[d
         ax.grid(alpha=0.3)
         if idx % cols == 0:
             ax.set_ylabel("average quality (%)")
-        ax.legend(loc="lower left", frameon=True, framealpha=0.9)
-    for idx in range(len(panels), nrows * cols):
-        axes[idx // cols][idx % cols].axis("off")
+        ax.legend(loc="best", frameon=True, framealpha=0.9)
     fig.text(0.5, -0.02, "★ per-sample oracle of the family (best setting per sample, fewest steps among ties)"
              "    | marks: Max-TPS, the largest tokens/step with average quality ≥ 80 / 75 / 70 %",
              ha="center", fontsize=8)
@@ -195,14 +197,17 @@ def quality_vs_block(rows: list[dict], out: Path) -> Path | None:
     if len(blocks) < 2:
         return None
     rows = [r for r in rows if not r["family"].startswith("reference")]
-    panels = sorted({(r["model"], r["family"]) for r in rows})
-    cols, nrows = _grid(len(panels), 3)
+    models, families = sorted({r["model"] for r in rows}), sorted({r["family"] for r in rows})
+    cols, nrows = len(families), len(models)  # one row per model, one column per family
     fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.6 * nrows), squeeze=False, sharey=True)
     plotted = []
     cmap = plt.get_cmap("viridis")
-    for idx, (model, family) in enumerate(panels):
+    for idx, (model, family) in enumerate((m, f) for m in models for f in families):
         ax = axes[idx // cols][idx % cols]
         frows = [r for r in rows if r["model"] == model and r["family"] == family]
+        if not frows:
+            ax.axis("off")
+            continue
         settings = sorted(_by(frows, lambda r: (r["setting"], r["cache"])).items(),
                           key=lambda kv: (_num(kv[1][0]["knob_value"]), kv[0]))
         for i, ((setting, cache), series) in enumerate(settings):
@@ -225,9 +230,7 @@ def quality_vs_block(rows: list[dict], out: Path) -> Path | None:
         if idx % cols == 0:
             ax.set_ylabel("average quality (%)")
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="lower left", fontsize=7, framealpha=0.9)
-    for idx in range(len(panels), nrows * cols):
-        axes[idx // cols][idx % cols].axis("off")
+            ax.legend(loc="best", fontsize=7, framealpha=0.9)
     fig.suptitle("semi-autoregressive decoding: quality vs block length (mean over tasks)")
     fig.tight_layout()
     return _save(fig, out / "quality_vs_block.png", plotted)
@@ -266,11 +269,16 @@ def throughput_vs_quality(avg_rows: list[dict], out: Path, task_set: str = "all"
         ax.set_xscale("log")
         lo, hi = ax.get_xlim()
         ax.set_xlim(lo, hi * 1.6)  # room for the labels
+        from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("throughput (generated tokens / s, log)")
         ax.set_title(f"{model} (mean of {mrows[0]['n_tasks']} tasks)")
         ax.set_ylim(-3, 103)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower left", fontsize=7)
+        ax.legend(loc="best", fontsize=7)
     axes[0][0].set_ylabel("average quality (%)")
     fig.text(0.5, -0.03, "dashed: throughput-quality Pareto front, its points labelled with the setting and the"
              " speedup (tokens/s) over the 1-token/step no-cache reference",
@@ -279,42 +287,57 @@ def throughput_vs_quality(avg_rows: list[dict], out: Path, task_set: str = "all"
     return _save(fig, out / "throughput_vs_quality.png", plotted)
 
 
+def _pow2_bins(max_count: int) -> list[tuple[int, int]]:
+    """Bins 1, 2, 3-4, 5-8, ... up to ``max_count``."""
+    bins, lo, hi = [(1, 1)], 2, 2
+    while lo <= max_count:
+        bins.append((lo, hi))
+        lo, hi = hi + 1, hi * 2
+    return bins
+
+
 def unmask_histogram(records: list[dict], out: Path) -> Path | None:
-    """Distribution of tokens committed per step; one panel per (model, family, block), one line per setting."""
+    """Share of steps by tokens committed in the step (power-of-two bins); one panel per (model, family,
+    block), one bar per setting."""
     plt = _plt()
     if not records:
         return None
     adaptive = [r for r in records if r.get("knob") != "k"]
     records = adaptive or records  # fixed-k families commit k every step: nothing to see
-    panels = sorted(_by(records, lambda r: (r["model"], r["family"], block_label(r))).items(),
-                    key=lambda kv: (kv[0][0], kv[0][1], _block_order([kv[0][2]])))
-    cols, nrows = _grid(len(panels), 2)
-    fig, axes = plt.subplots(nrows, cols, figsize=(6.4 * cols, 3.4 * nrows), squeeze=False)
+    models = sorted({r["model"] for r in records})
+    columns = sorted({(r["family"], block_label(r)) for r in records}, key=lambda fb: (fb[0], _block_order([fb[1]])))
+    bins = _pow2_bins(max((max(r["unmask_counts"], default=1) for r in records), default=1))
+    labels = [f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in bins]
+    fig, axes = plt.subplots(len(models), len(columns), figsize=(5.2 * len(columns), 3.4 * len(models)),
+                             squeeze=False, sharey=True)
     cmap = plt.get_cmap("viridis")
     plotted = []
-    for idx, ((model, family, block), precs) in enumerate(panels):
-        ax = axes[idx // cols][idx % cols]
-        settings = sorted(_by(precs, lambda r: (_num(knob_value(r)), setting_label(r))).items())
-        for i, ((_, setting), srecs) in enumerate(settings):
-            counts: dict[int, int] = defaultdict(int)
-            for r in srecs:
-                for c in r["unmask_counts"]:
-                    counts[c] += 1
-            total = sum(counts.values())
-            xs = sorted(counts)
-            ax.plot(xs, [counts[x] / total for x in xs], marker="o", ms=3, lw=0.9, alpha=0.85,
-                    color=cmap(i / max(1, len(settings) - 1)), label=setting)
-            plotted += [{"model": model, "family": family, "block": block, "setting": setting, "tokens_in_step": x,
-                         "fraction_of_steps": counts[x] / total, "steps": counts[x]} for x in xs]
-        ax.set_xscale("symlog", base=2, linthresh=1)
-        ax.set_yscale("log")
-        ax.set_title(f"{model}: {family}, block {block}")
-        ax.set_xlabel("tokens committed in one step")
-        ax.set_ylabel("fraction of steps")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    for idx in range(len(panels), nrows * cols):
-        axes[idx // cols][idx % cols].axis("off")
+    for i, model in enumerate(models):
+        for j, (family, block) in enumerate(columns):
+            ax = axes[i][j]
+            precs = [r for r in records if r["model"] == model and r["family"] == family and block_label(r) == block]
+            if not precs:
+                ax.axis("off")
+                continue
+            settings = sorted(_by(precs, lambda r: (_num(knob_value(r)), setting_label(r))).items())
+            width = 0.8 / len(settings)
+            for n, ((_, setting), srecs) in enumerate(settings):
+                counts = [c for r in srecs for c in r["unmask_counts"]]
+                shares = [sum(lo <= c <= hi for c in counts) / len(counts) for lo, hi in bins]
+                ax.bar([b + (n - (len(settings) - 1) / 2) * width for b in range(len(bins))], shares, width,
+                       color=cmap(n / max(1, len(settings) - 1)), label=setting)
+                plotted += [{"model": model, "family": family, "block": block, "setting": setting,
+                             "tokens_in_step": label, "share_of_steps": share, "steps": len(counts)}
+                            for label, share in zip(labels, shares)]
+            ax.set_yscale("log")
+            ax.set_xticks(range(len(bins)))
+            ax.set_xticklabels(labels)
+            ax.set_title(f"{model}: {family}, block {block}")
+            ax.set_xlabel("tokens committed in one step")
+            if j == 0:
+                ax.set_ylabel("share of steps (log)")
+            ax.grid(alpha=0.3, axis="y")
+            ax.legend(fontsize=7, loc="upper center", framealpha=0.9)
     fig.suptitle("tokens committed per step (large spikes are what makes aggressive thresholds fail)")
     fig.tight_layout()
     return _save(fig, out / "unmask_histogram.png", plotted)
