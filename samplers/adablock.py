@@ -55,9 +55,15 @@ class AdaBlockSampler(Sampler):
                              " strings, each a single token of the model's tokenizer")
         self.delimiters = delimiters
 
+    def unsupported_reason(self, model) -> str | None:
+        if getattr(model, "tokenizer", None) is None:
+            return f"adablock needs the model's tokenizer to resolve delimiters {self.delimiters!r}"
+        return None
+
     def init_state(self, state):
-        if getattr(state.model, "tokenizer", None) is None:
-            raise ValueError(f"adablock needs the model's tokenizer to resolve delimiters {self.delimiters!r}")
+        reason = self.unsupported_reason(state.model)
+        if reason:
+            raise ValueError(reason)
         ids = torch.tensor(state.model.resolve_tokens(self.delimiters), device=state.tokens.device)
         bar = self.delimiter_threshold
         bar = DEFAULT_DELIMITER_THRESHOLD[model_is_shifted(state)] if bar is None else bar
