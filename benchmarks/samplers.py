@@ -6,7 +6,9 @@
 Runs (or resumes: finished samples are kept) the sweep ``benchmarks/samplers.yaml`` — held-out
 prompts, gen_length 128, block 32, every sampler at its defaults plus a sweep of its main knob,
 and the 1-token LLaDA reference — then two small fixed-length sweeps (LLaDA one token per step and
-Fast-dLLM threshold 0.9 at gen_length 32 and 64) that DAEDAL's variable length is compared with.
+Fast-dLLM threshold 0.9 at gen_length 32 and 64) that DAEDAL's variable length is compared with,
+and ``benchmarks/samplers_oracle.yaml`` on the ideal-marginal oracle (exact marginals: the
+accuracy each commit rule loses on shuffle / replace_random is its parallel-decoding error alone).
 Prints one table per model: accuracy (unweighted mean over tasks, %), its change against the
 reference, steps, NFE, tokens per forward (TPF) and tokens/s, all from the harness records
 (``dllm.metrics`` definitions: TPF = answer tokens before the first EOS / NFE, per sample, averaged).
@@ -77,6 +79,27 @@ def print_tables(rows: list[dict], file=sys.stdout) -> None:
                   f" {r['nfe']:.1f} | {r['tokens_per_forward']:.2f} | {r['tokens_per_second']:.0f} |", file=file)
 
 
+def print_oracle_table(records: list[dict], file=sys.stdout) -> None:
+    """Per-task accuracy on the ideal-marginal oracle, with the canvas tokens committed per step."""
+    from dllm.eval.aggregate import aggregate_runs
+
+    rows = aggregate_runs(records)
+    tasks = sorted({r["task"] for r in rows})
+    settings = {}
+    for r in rows:
+        settings.setdefault((r["family"], r["sampler_params"], r["k"]), {})[r["task"]] = r
+    print("\n### oracle (ideal marginals, one block of 16, accuracy % per task; par = canvas tokens per step)\n",
+          file=file)
+    print("| sampler | " + " | ".join(tasks) + " | par |", file=file)
+    print("|---|" + "---:|" * (len(tasks) + 1), file=file)
+    for key in sorted(settings, key=lambda k: (not next(iter(settings[k].values()))["reference"], k[0], k[1])):
+        by_task = settings[key]
+        r0 = next(iter(by_task.values()))
+        cells = [f"{by_task[t]['quality']:.1f}" if t in by_task else "" for t in tasks]
+        par = sum(r["parallelism"] for r in by_task.values()) / len(by_task)
+        print(f"| {label(r0)} | " + " | ".join(cells) + f" | {par:.2f} |", file=file)
+
+
 def plot(rows: list[dict], path: Path) -> None:
     try:
         import matplotlib
@@ -115,6 +138,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--plot", default=str(HERE / "samplers.png"), help="accuracy-vs-TPF plot ('' for none)")
     parser.add_argument("--skip-lengths", action="store_true", help="no fixed-length (32, 64) baselines")
+    parser.add_argument("--oracle-spec", default=str(HERE / "samplers_oracle.yaml"),
+                        help="sweep on the ideal-marginal oracle ('' to skip)")
     args = parser.parse_args(argv)
     spec = yaml.safe_load(Path(args.spec).read_text())
     if args.num_samples:
@@ -128,6 +153,8 @@ def main(argv=None) -> None:
         for variant in length_specs(spec):
             rows += table(run(variant, None, args.threads), variant["generation"]["gen_length"])
     print_tables(rows)
+    if args.oracle_spec:
+        print_oracle_table(run(yaml.safe_load(Path(args.oracle_spec).read_text()), None, args.threads))
     if args.plot:
         plot(rows, Path(args.plot))
 
