@@ -67,7 +67,9 @@ def _run(args) -> int:
         threads = cpu_threads(int(os.environ.get("WORLD_SIZE", "1")))
     result = run_sweep(args.spec, args.out, batch_size=args.batch_size, progress=not args.no_progress,
                        max_configs=args.max_configs, threads=threads)
-    if not Distributed.from_env().is_main:
+    dist = Distributed.from_env()
+    dist.close()
+    if not dist.is_main:
         return 0
     print(f"{len(result.runs)} configs ({len(result.skipped)} combinations skipped before running,"
           f" {len(result.failed)} unsupported at run time; reasons in skipped.jsonl);"

@@ -66,6 +66,13 @@ class Distributed:
         torch.distributed.broadcast_object_list(box, src=src)
         return box[0]
 
+    def close(self) -> None:
+        """Wait for every rank, then tear the process group down (a process that exits with a live
+        gloo group can abort in its destructor)."""
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
     def shard(self, items: list) -> list:
         """This rank's share of ``items``: item i goes to rank i mod world_size (as lm-eval does)."""
         return items[self.rank::self.world_size]
