@@ -222,7 +222,8 @@ def _add_speedups(rows: list[dict]) -> None:
         same = [r for r in refs if r["model"] == row["model"] and r["task"] == row["task"]]
         ref = next((r for r in same if r["block_length"] == row["block_length"]), same[0] if same else None)
         row["reference_run"] = ref["run_id"] if ref else ""
-        row["speedup"] = row["tokens_per_second"] / ref["tokens_per_second"] if ref and ref["tokens_per_second"] else math.nan
+        ref_tps = ref["tokens_per_second"] if ref else 0.0
+        row["speedup"] = row["tokens_per_second"] / ref_tps if ref_tps else math.nan
         row["latency_speedup"] = ref["latency_mean"] / row["latency_mean"] if ref and row["latency_mean"] else math.nan
 
 
@@ -242,7 +243,9 @@ def task_sets_for(rows: list[dict], extra: dict | None = None) -> dict[str, dict
 def averages(rows: list[dict], task_sets: dict) -> list[dict]:
     """Unweighted means over each task set, per (model, family, setting, cache, block)."""
     out = []
-    key = lambda r: (r["model"], r["family"], r["sampler_params"], r["k"], r["cache"], r["cache_params"], r["block"])  # noqa: E731
+    def key(r):
+        return r["model"], r["family"], r["sampler_params"], r["k"], r["cache"], r["cache_params"], r["block"]
+
     for (model, family, params, k, cache, cache_params, block), group in _group(rows, key).items():
         by_task = {r["task"]: r for r in group}
         for set_name, tasks in task_sets.get(model, {}).items():
@@ -303,7 +306,9 @@ def max_tps_table(avg_rows: list[dict], levels: Sequence[float] = QUALITY_LEVELS
     x_max = {}
     for (model, set_name), group in _group(avg_rows, lambda r: (r["model"], r["task_set"])).items():
         x_max[(model, set_name)] = max(max(r["parallelism"] for r in group), 2.0)
-    key = lambda r: (r["model"], r["task_set"], r["family"], r["cache"], r["cache_params"], r["block"])  # noqa: E731
+    def key(r):
+        return r["model"], r["task_set"], r["family"], r["cache"], r["cache_params"], r["block"]
+
     for (model, set_name, family, cache, cache_params, block), group in _group(avg_rows, key).items():
         points = [(r["parallelism"], r["quality"]) for r in group]
         continuous = group[0]["knob"] not in ("k", "")

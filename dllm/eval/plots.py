@@ -86,7 +86,8 @@ def per_task_grid(rows: list[dict], out: Path, model: str) -> Path | None:
     for idx, task in enumerate(tasks):
         ax = axes[idx // cols][idx % cols]
         trows = [r for r in rows if r["task"] == task]
-        for (family, cache_key), series in sorted(_by(trows, lambda r: (r["family"], (r["cache"], r["cache_params"]))).items()):
+        by_family = _by(trows, lambda r: (r["family"], (r["cache"], r["cache_params"])))
+        for (family, cache_key), series in sorted(by_family.items()):
             for block, bseries in sorted(_by(series, lambda r: r["block"]).items()):
                 bseries.sort(key=lambda r: r["parallelism"])
                 style = LINESTYLES[caches.index(cache_key) % len(LINESTYLES)]
@@ -116,8 +117,9 @@ def per_task_grid(rows: list[dict], out: Path, model: str) -> Path | None:
         handles += [plt.Line2D([], [], color="grey", ls="", marker=MARKERS[i % len(MARKERS)], label=f"block {b}")
                     for i, b in enumerate(blocks)]
     if len(caches) > 1:
-        handles += [plt.Line2D([], [], color="grey", ls=LINESTYLES[i % len(LINESTYLES)], label=f"cache {c[0]} {c[1] if c[1] != '{}' else ''}")
-                    for i, c in enumerate(caches)]
+        handles += [plt.Line2D([], [], color="grey", ls=LINESTYLES[i % len(LINESTYLES)],
+                               label=f"cache {name} {params if params != '{}' else ''}")
+                    for i, (name, params) in enumerate(caches)]
     handles.append(plt.Line2D([], [], color="black", ls="--", marker="o", mfc="none", label="Pareto front"))
     fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), frameon=False,
                bbox_to_anchor=(0.5, -0.02))
@@ -218,7 +220,8 @@ def quality_vs_block(rows: list[dict], out: Path) -> Path | None:
             pts = sorted((blocks.index(b), sum(r["quality"] for r in v if r["task"] in tasks) / len(tasks), b)
                          for b, v in per_block.items())
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, lw=1.3,
-                    color=cmap(i / max(1, len(settings) - 1)), label=setting + (f" [{cache}]" if cache != "none" else ""))
+                    color=cmap(i / max(1, len(settings) - 1)),
+                    label=setting + (f" [{cache}]" if cache != "none" else ""))
             plotted += [{"model": model, "family": family, "setting": setting, "cache": cache, "block": b,
                          "quality": q, "n_tasks": len(tasks)} for _, q, b in pts]
         ax.set_xticks(range(len(blocks)))

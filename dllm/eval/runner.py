@@ -280,8 +280,8 @@ def make_record(run: RunConfig, cfg, task, example, index: int, result, *, score
         "latency_s": latency, "batch_seconds": result.seconds, "batch_size": batch_size,
         "tokens_per_second": metrics.throughput(result.gen_tokens, latency),
         "peak_mem_gb": round(peak_mem[0], 4), "peak_mem_kind": peak_mem[1],
-        "unmask_counts": counts, "ar_kendall": ar_kendall(result.trace), "device": device, "rank": rank, "world_size": world_size,
-        "started_at": started_at, **environment(),
+        "unmask_counts": counts, "ar_kendall": ar_kendall(result.trace), "device": device, "rank": rank,
+        "world_size": world_size, "started_at": started_at, **environment(),
     }
 
 
@@ -510,18 +510,3 @@ def _run_config(run: RunConfig, todo: list[int], model, batch_size: int, layout:
     finally:
         writer.close()
     return records, None
-
-
-def summarize_records(records: list[dict]) -> str:
-    """A short plain-text line per run (for logs)."""
-    by_run: dict[str, list[dict]] = {}
-    for rec in records:
-        by_run.setdefault(rec["run_id"], []).append(rec)
-    lines = []
-    for run_id, recs in by_run.items():
-        r0 = recs[0]
-        quality = sum(r["score"] for r in recs) / len(recs)
-        lines.append(f"{run_id} {r0['model']} {r0['task']} {r0['family']} {r0['sampler_params']} {r0['cache']}"
-                     f" block={r0['block_length']} n={len(recs)} quality={quality:.3f}")
-    return "\n".join(lines)
-
