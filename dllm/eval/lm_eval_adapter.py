@@ -17,11 +17,12 @@ command cannot know about ``dllm``.
 (default ``fast-dllm``), ``cache`` (default ``none``), ``k`` (tokens per step: steps =
 ceil(gen_length / k)), any ``GenerationConfig`` field (``gen_length`` default 128,
 ``block_length`` default 32 or gen_length, ``steps``, ``temperature``...), any parameter of the
-sampler or the cache by its own name (``threshold=0.9``), ``batch_size``, ``dtype``, ``device``,
-``stats_dir`` (per-request speed records, ``rank<r>.jsonl``), ``threads`` (torch CPU threads;
-default half the cores split over the ranks, unless ``OMP_NUM_THREADS`` is set), ``max_length`` (prompt + generation;
-longer prompts are cut from the left). lm-eval's ``max_gen_toks`` is ignored (a dLLM decodes a
-fixed canvas of ``gen_length``); it is kept in the speed records.
+sampler or the cache by its own name (``threshold=0.9``), ``dtype``, ``stats_dir`` (per-request
+speed records, ``rank<r>.jsonl``), ``threads`` (torch CPU threads; default half the cores split
+over the ranks, unless ``OMP_NUM_THREADS`` is set), ``max_length`` (prompt + generation; longer
+prompts are cut from the left). Batch size and device come from lm-eval's own ``--batch_size`` /
+``--device`` (``cuda`` falls back to the CPU when there is no GPU). lm-eval's ``max_gen_toks`` is
+ignored (a dLLM decodes a fixed canvas of ``gen_length``); it is kept in the speed records.
 
 ``generate_until`` batches requests with the same generation arguments, decodes, cuts the text at
 the first stop string, and records per request: steps, NFE, generated tokens before and after
