@@ -2,19 +2,20 @@
 
     python benchmarks/caches.py                              # all caches, gen 256 and 512, block 32
     python benchmarks/caches.py --gen 256 --samples 2 --caches none dual elastic
-    python benchmarks/caches.py --model /path/to/checkpoint  # any loadable dLLM folder
+    python benchmarks/caches.py --models /path/to/llada /path/to/dream   # any loadable dLLM folders
 
 For each model x gen length x sampler (``llada`` one token per step, ``fast-dllm`` threshold 0.9)
 x cache, the same held-out prompts (``dllm.eval.tasks``, eval split) are decoded one at a time
 (batch 1, as in the papers), each configuration in a fresh subprocess so that its peak RSS is its
 own. Columns: wall and CPU seconds (summed over prompts; the CPU is shared, so CPU time is the
 steadier number), speedup over no cache with the same sampler (wall / CPU), answer tokens/s and
-canvas positions/s, NFE per prompt, accuracy (task scorer, %), fraction of canvas tokens
-identical to the no-cache run, peak RSS of the process, and the cache's own buffers (K/V store,
-Elastic's per-layer inputs and queries) in MiB.
+canvas positions/s, NFE per prompt, accuracy (task scorer, %), fraction of canvas tokens and of
+answers (text before EOS) identical to the no-cache run, peak RSS of the process, the cache's own
+buffers (K/V store, Elastic's per-layer inputs and queries) in MiB, and for Elastic the share of
+(row, layer) pairs recomputed over every column.
 
-Models: the shipped ``tiny-llada`` / ``tiny-dream`` when present, else random-weight models of the
-same size (answers are noise then; speed is still meaningful). The tiny models' context is 512
+Models: the shipped ``tiny-llada`` / ``tiny-dream`` when present, else random-weight models of a
+tiny-model size (answers are noise then, and their chaotic attention drifts at every step). The tiny models' context is 512
 positions; for gen 512 it is raised (RoPE extrapolates; accuracy there is out of distribution).
 Torch runs with one intra-op thread (``--threads``): on a shared 2-core CPU, more spin-waits.
 """
@@ -27,6 +28,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 SAMPLERS = {"llada": ("llada", {}), "fast-dllm": ("fast-dllm", {"threshold": 0.9})}
 TASKS = ("copy", "reverse", "replace_index", "cumsum")
@@ -95,7 +97,8 @@ def worker(args) -> dict:
         wall += time.perf_counter() - start_wall
         cpu += time.process_time() - start_cpu
         score = float(task.score(result.text, example)) if model.tokenizer is not None else float("nan")
-        rows.append({"canvas": result.canvas, "nfe": result.nfe, "gen_tokens": result.gen_tokens, "score": score})
+        rows.append({"canvas": result.canvas, "ids": result.ids, "nfe": result.nfe, "gen_tokens": result.gen_tokens,
+                     "score": score})
     state = states["state"]
     kv = 0
     if cache.needs_kv:
@@ -149,8 +152,8 @@ def main(argv=None) -> None:
     order = ["none", "prefix", "dual", "dkv-decode", "dkv-greedy", "elastic"]
     caches = args.caches or dllm.caches.names()
     caches = ["none"] + sorted((c for c in caches if c != "none"), key=lambda c: (order + [c]).index(c))
-    header = (f"| model | gen | sampler | cache | wall s | CPU s | speedup wall | speedup CPU | ans tok/s | canvas pos/s "
-              f"| NFE | acc % | same tokens | peak RSS MiB | cache MiB |")
+    header = ("| model | gen | sampler | cache | wall s | CPU s | speedup wall | speedup CPU | ans tok/s | canvas pos/s "
+              "| NFE | acc % | same tokens | same answers | peak RSS MiB | cache MiB | full layers |")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     results = []
@@ -166,17 +169,18 @@ def main(argv=None) -> None:
                     total = sum(len(r["canvas"]) for r in rows)
                     tokens = sum(r["gen_tokens"] for r in rows)
                     acc = 100 * sum(r["score"] for r in rows) / n
-                    line = (f"| {model} | {gen} | {sampler} | {cache} | {res['wall']:.1f} | {res['cpu']:.1f} "
+                    answers = sum(r["ids"] == s["ids"] for r, s in zip(rows, base["rows"])) / n
+                    full = f"{100 * res['full_layer_fraction']:.0f}%" if "full_layer_fraction" in res else ""
+                    line = (f"| {Path(model).name} | {gen} | {sampler} | {cache} | {res['wall']:.1f} | {res['cpu']:.1f} "
                             f"| {base['wall'] / res['wall']:.2f}x | {base['cpu'] / res['cpu']:.2f}x "
                             f"| {tokens / res['wall']:.1f} | {total / res['wall']:.1f} "
-                            f"| {sum(r['nfe'] for r in rows) / n:.1f} | {acc:.1f} | {same / total:.3f} "
-                            f"| {res['peak_rss_mb']:.0f} | {res['cache_mb']:.1f} |")
-                    if "full_layer_fraction" in res:
-                        line += f" full layers {100 * res['full_layer_fraction']:.0f}%"
+                            f"| {sum(r['nfe'] for r in rows) / n:.1f} | {acc:.1f} | {same / total:.3f} | {answers:.2f} "
+                            f"| {res['peak_rss_mb']:.0f} | {res['cache_mb']:.1f} | {full} |")
                     print(line, flush=True)
                     results.append({"model": model, "gen": gen, "sampler": sampler, "cache": cache,
                                     **{k: v for k, v in res.items() if k != "rows"}, "accuracy": acc,
-                                    "same_tokens": same / total, "nfe": sum(r["nfe"] for r in rows) / n})
+                                    "same_tokens": same / total, "same_answers": answers,
+                                    "nfe": sum(r["nfe"] for r in rows) / n})
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)

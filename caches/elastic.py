@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from dllm.config import check_range
 from dllm.models.transformer import LayerHook
@@ -94,7 +95,7 @@ class _Hook(LayerHook):
         self.plan_rows = dict(full=full, active=state.active, valid=state.valid, keep=~state.is_mask() & state.valid,
                               track=ext["track"] & state.active[:, None], window=window_rows)
         self.wide, self.p_old, self.tested, self.at = None, None, -1, None
-        self.tracks, self.wide_layers = [None] * self.layers, [0] * self.layers
+        self.tracks = [None] * self.layers
 
     def _setup(self, rows, query):
         rep = rows // self.batch
@@ -146,8 +147,7 @@ class _Hook(LayerHook):
         probs = row_probabilities(gather_rows(q, at), k, self.key_bias, lse)
         n_track = self.track.shape[1]
         if self.p_old is not None:  # drift test: cosine across heads, mean over tracked rows and real keys
-            new, old = probs[:, :, :n_track], self.p_old
-            cos = (new * old).sum(1) / ((new * new).sum(1) * (old * old).sum(1)).clamp(min=1e-16).sqrt()
+            cos = (F.normalize(probs[:, :, :n_track], dim=1) * F.normalize(self.p_old, dim=1)).sum(1)
             sim = (cos * self.track_weight).sum((1, 2)) / self.track_weight.sum((1, 2)).clamp(min=1)
             drift = self.test & (sim < self.cache.gamma)
             self.start = torch.where(drift, self.start.clamp(max=layer + self.cache.from_next_layer), self.start)
@@ -155,7 +155,6 @@ class _Hook(LayerHook):
         mass = (probs[:, :, n_track:] * self.win_weight).sum((1, 2)) + self.mass_bias
         top = mass.topk(min(self.cache.track_num, mass.shape[1]), dim=1)
         self.tracks[layer] = (top.indices, self.has_win & (top.values > -math.inf))
-        self.wide_layers[layer] = (self.wide & self.active).sum()
 
     def recompute(self, layer):
         return bool(((self.start <= layer) & ~self.wide).any())
@@ -163,7 +162,7 @@ class _Hook(LayerHook):
     def finish(self) -> torch.Tensor:
         """Account the forward and return the tracked columns ``[B, L]`` for the next one."""
         self.ext["row_layers"] += int(self.active.sum()) * self.layers
-        self.ext["full_row_layers"] += int(sum(self.wide_layers))
+        self.ext["full_row_layers"] += int(((self.layers - self.start) * self.active).sum())
         track = torch.zeros_like(self.mass_bias, dtype=torch.bool)
         for index, real in filter(None, self.tracks):
             track |= torch.zeros_like(track).scatter_(1, index, real)

@@ -227,7 +227,8 @@ def _matrix_models():
     models = [("random-llada", lambda: _with_tokenizer("llada")), ("random-dream", lambda: _with_tokenizer("dream"))]
     shipped = shipped_models()
     for name in ("tiny-llada", "tiny-dream"):
-        models.append((name, (lambda n=name: dllm.load(n)) if name in shipped else None))
+        loader = (lambda n=name: dllm.load(n)) if name in shipped else None
+        models.append(pytest.param(name, loader, marks=pytest.mark.slow))
     return models
 
 
