@@ -22,7 +22,9 @@ commit the single most confident candidate. Positions past a short last block re
 
 from __future__ import annotations
 
+import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +71,25 @@ class ConfidenceFilter(nn.Module):
         info = json.loads((Path(folder) / "filter.json").read_text())
         module = cls(info["block_length"], info["hidden"])
         module.load_state_dict(load_file(str(Path(folder) / "filter.safetensors")))
+        module.meta, module.folder = info, Path(folder)
         return module.eval()
+
+
+def weights_fingerprint(folder) -> str | None:
+    """Short hash of a checkpoint folder's config.json and weights (size, first and last MiB of each)."""
+    if folder is None or not Path(folder).is_dir():
+        return None
+    digest = hashlib.sha1()
+    for path in [Path(folder) / "config.json", *sorted(Path(folder).glob("*.safetensors"))]:
+        if path.exists():
+            size = path.stat().st_size
+            digest.update(f"{path.name}:{size}".encode())
+            with open(path, "rb") as fh:
+                digest.update(fh.read(1 << 20))
+                if size > 2 << 20:
+                    fh.seek(-(1 << 20), 2)
+                    digest.update(fh.read())
+    return digest.hexdigest()[:12]
 
 
 def find_filter(model: str | None = None, path: str | Path | None = None) -> ConfidenceFilter:
@@ -132,6 +152,11 @@ class Learn2PDSampler(Sampler):
 
     def init_state(self, state):
         module = self.filter_for(state.model)
+        trained_for, these = getattr(module, "meta", {}).get("model_fingerprint"), weights_fingerprint(getattr(state.model, "path", None))
+        if trained_for and these and trained_for != these:
+            warnings.warn(f"learn2pd: the filter in {module.folder} was trained for other weights ({trained_for}) than"
+                          f" {state.model.name}'s ({these}); retrain it with `python -m dllm.zoo.learn2pd_train"
+                          f" {state.model.name}`", stacklevel=2)
         if state.config.block_length != module.block_length:
             raise ValueError(f"learn2pd: the filter was trained for block_length={module.block_length},"
                              f" the generation uses block_length={state.config.block_length}")

@@ -322,10 +322,33 @@ def test_learn2pd_filter_lookup_and_errors(filter_dir, monkeypatch, tmp_path):
         _run(_model("llada"), sampler, gen_length=32, block_length=16)
 
 
-def test_shipped_filters_are_found():
-    for name in dllm.zoo.shipped_models():
+def test_learn2pd_warns_when_the_filter_was_trained_for_other_weights(tmp_path):
+    from dllm.models.loading import save_pretrained
+    from dllm.samplers.learn2pd import weights_fingerprint
+
+    folder = save_pretrained(random_model("llada").net, tmp_path / "model")
+    model = dllm.load(folder, tokenizer=False)
+    ConfidenceFilter(8).save(tmp_path / "ok", model_fingerprint=weights_fingerprint(folder))
+    ConfidenceFilter(8).save(tmp_path / "stale", model_fingerprint="0123456789ab")
+    with pytest.warns(UserWarning, match="trained for other weights"):
+        _run(model, dllm.samplers.get("learn2pd", filter_path=str(tmp_path / "stale")), [PROMPTS[0]])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _run(model, dllm.samplers.get("learn2pd", filter_path=str(tmp_path / "ok")), [PROMPTS[0]])
+
+
+def test_shipped_models_have_matching_filters():
+    """Each shipped tiny diffusion model has a Learn2PD filter trained on exactly its weights."""
+    from dllm.samplers.learn2pd import weights_fingerprint
+
+    for name, folder in dllm.zoo.shipped_models().items():
         if name in ("tiny-llada", "tiny-dream"):
-            assert dllm.samplers.get("learn2pd", model=name)._filter.block_length == 32
+            hint = f"train it with `python -m dllm.zoo.learn2pd_train {name}`"
+            module = dllm.samplers.get("learn2pd", model=name)._filter
+            assert module.block_length == 32
+            assert module.meta.get("model_fingerprint") == weights_fingerprint(folder), f"stale filter: {hint}"
 
 
 @pytest.mark.parametrize("name,params,field", [

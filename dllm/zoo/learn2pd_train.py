@@ -36,7 +36,8 @@ import torch
 import dllm
 from dllm.eval import tasks as task_lib
 from dllm.samplers.base import Sampler
-from dllm.samplers.learn2pd import DEFAULT_THRESHOLD, FILTERS_DIR, ConfidenceFilter, block_confidences
+from dllm.samplers.learn2pd import (DEFAULT_THRESHOLD, FILTERS_DIR, ConfidenceFilter, block_confidences,
+                                    weights_fingerprint)
 from dllm.state import Decision
 
 
@@ -162,7 +163,7 @@ def main(argv=None) -> None:
     module, stats = train_filter(features, labels, masked, block_length=args.block_length, hidden=args.hidden,
                                  epochs=args.epochs, seed=args.seed, threshold=threshold)
     out = Path(args.out) if args.out else FILTERS_DIR / name
-    module.save(out, model=name, threshold=threshold, prompts=args.prompts, gen_length=args.gen_length,
+    module.save(out, model=name, model_fingerprint=weights_fingerprint(model.path), threshold=threshold, prompts=args.prompts, gen_length=args.gen_length,
                 epochs=args.epochs, seed=args.seed, samples=len(features), held_out=stats,
                 command=f"python -m dllm.zoo.learn2pd_train {args.model} --prompts {args.prompts} --epochs {args.epochs}"
                         f" --seed {args.seed}")
