@@ -10,7 +10,9 @@ Fast-dLLM threshold 0.9 at gen_length 32 and 64) that DAEDAL's variable length i
 and ``benchmarks/samplers_oracle.yaml`` on the ideal-marginal oracle (exact marginals: the
 accuracy each commit rule loses on shuffle / replace_random is its parallel-decoding error alone).
 Prints one table per model: accuracy (unweighted mean over tasks, %), its change against the
-reference, steps, NFE, tokens per forward (TPF) and tokens/s, all from the harness records
+reference, ``agree`` (share of samples whose answer is exactly the reference's answer: how
+faithful a fast sampler is to the slow one, meaningful even for a weak model), steps, NFE, tokens
+per forward (TPF) and tokens/s, all from the harness records
 (``dllm.metrics`` definitions: TPF = answer tokens before the first EOS / NFE, per sample, averaged).
 """
 
@@ -45,13 +47,28 @@ def run(spec: dict, out: str | None, threads: int) -> list[dict]:
     return load_records(result.out_dir)
 
 
-def table(records: list[dict], gen_length: int) -> list[dict]:
-    """Rows (model, family, setting) of one sweep, averaged over the tasks every config ran."""
+def _key(rec: dict) -> tuple:
+    params = rec["sampler_params"]
+    return rec["model"], rec["family"], params if isinstance(params, str) else json.dumps(params, sort_keys=True), rec["k"]
+
+
+def table(records: list[dict], gen_length: int, reference: dict) -> list[dict]:
+    """Rows (model, family, setting) of one sweep, averaged over the tasks every config ran, with the
+    share of samples whose answer equals the 1-token gen-128 reference's (``agree``)."""
     from dllm.eval.aggregate import aggregate_runs, averages, task_sets_for
 
     rows = aggregate_runs(records)
     avg = [r for r in averages(rows, task_sets_for(rows)) if r["task_set"] == "all"]
-    return [{**r, "gen_length": gen_length} for r in avg]
+    same: dict[tuple, list[bool]] = {}
+    for rec in records:
+        ref = reference.get((rec["model"], rec["sample_id"]))
+        if ref is not None:
+            same.setdefault(_key(rec), []).append(rec["prediction"].strip() == ref.strip())
+    for r in avg:
+        hits = same.get(_key(r), [])
+        r["agree"] = 100 * sum(hits) / len(hits) if hits else float("nan")
+        r["gen_length"] = gen_length
+    return avg
 
 
 def label(row: dict) -> str:
@@ -70,12 +87,12 @@ def print_tables(rows: list[dict], file=sys.stdout) -> None:
         group = [r for r in rows if r["model"] == model]
         ref = next((r for r in group if r["reference"] and r["gen_length"] == 128), None)
         print(f"\n### {model} (gen_length 128 unless noted, block 32; {group[0]['n_tasks']} held-out tasks)\n", file=file)
-        print("| sampler | gen | acc % | Δ acc | steps | NFE | TPF | tok/s |", file=file)
-        print("|---|---:|---:|---:|---:|---:|---:|---:|", file=file)
+        print("| sampler | gen | acc % | Δ acc | agree % | steps | NFE | TPF | tok/s |", file=file)
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|", file=file)
         order = lambda r: (not r["reference"], r["gen_length"] != 128, r["family"], label(r))  # noqa: E731
         for r in sorted(group, key=order):
             delta = r["quality"] - ref["quality"] if ref else float("nan")
-            print(f"| {label(r)} | {r['gen_length']} | {r['quality']:.1f} | {delta:+.1f} | {r['steps']:.1f} |"
+            print(f"| {label(r)} | {r['gen_length']} | {r['quality']:.1f} | {delta:+.1f} | {r['agree']:.0f} | {r['steps']:.1f} |"
                   f" {r['nfe']:.1f} | {r['tokens_per_forward']:.2f} | {r['tokens_per_second']:.0f} |", file=file)
 
 
@@ -148,10 +165,12 @@ def main(argv=None) -> None:
         spec["models"] = [m for m in spec["models"] if (m if isinstance(m, str) else m.get("label", m["name"])) in args.models]
     if args.out:
         spec["output_dir"] = args.out
-    rows = table(run(spec, None, args.threads), spec["generation"]["gen_length"])
+    records = run(spec, None, args.threads)
+    reference = {(r["model"], r["sample_id"]): r["prediction"] for r in records if r.get("reference")}
+    rows = table(records, spec["generation"]["gen_length"], reference)
     if not args.skip_lengths:
         for variant in length_specs(spec):
-            rows += table(run(variant, None, args.threads), variant["generation"]["gen_length"])
+            rows += table(run(variant, None, args.threads), variant["generation"]["gen_length"], reference)
     print_tables(rows)
     if args.oracle_spec:
         print_oracle_table(run(yaml.safe_load(Path(args.oracle_spec).read_text()), None, args.threads))
