@@ -93,3 +93,21 @@ def test_random_checkpoint_builder_makes_a_loadable_folder(arch, tmp_path):
     assert model.config.arch == arch and model.mask_id == model.tokenizer.mask_token_id
     [result] = dllm.generate(model, "copy: Emma Stone\n", gen_length=8, block_length=8)
     assert len(result.canvas) == 8
+
+
+def test_causal_lm_folder_keeps_its_declared_tokenizer_class(tmp_path):
+    """transformers 5 would build a Qwen2Tokenizer for a qwen2 folder; the folder says PreTrainedTokenizerFast."""
+    import shutil
+
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from dllm.zoo.train import TOKENIZER_DIR, load_tokenizer
+
+    cfg = Qwen2Config(vocab_size=936, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, eos_token_id=2, bos_token_id=1, pad_token_id=0)
+    Qwen2ForCausalLM(cfg).save_pretrained(str(tmp_path))
+    for src in TOKENIZER_DIR.iterdir():
+        shutil.copyfile(src, tmp_path / src.name)
+    model = dllm.load(tmp_path)
+    text = "sudoku: 0 3 0 2, 2 1 3 4\nmath: 123+45\n"
+    assert model.tokenizer.encode(text, add_special_tokens=False) == load_tokenizer().encode(text)

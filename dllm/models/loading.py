@@ -206,9 +206,26 @@ def _load_tokenizer(folder: Path):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # AutoTokenizer warns about config.json model types it does not know
     try:
+        if _declared_tokenizer_class(folder) == "PreTrainedTokenizerFast":
+            # transformers 5 picks the tokenizer class from config.json's model_type (a Qwen2 folder
+            # gets Qwen2Tokenizer, whose pre-tokenizer splits digits differently); honour the folder's
+            # own declaration instead.
+            from transformers import PreTrainedTokenizerFast
+
+            return PreTrainedTokenizerFast.from_pretrained(str(folder))
         return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def _declared_tokenizer_class(folder: Path) -> str | None:
+    config = folder / "tokenizer_config.json"
+    if not config.exists():
+        return None
+    try:
+        return json.loads(config.read_text()).get("tokenizer_class")
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{config} is not valid JSON: {err}") from None
 
 
 def _eos_ids(cfg: ModelConfig, folder: Path, tokenizer) -> list[int]:
