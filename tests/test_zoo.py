@@ -134,3 +134,19 @@ def test_diffusion_batch_layout_matches_generate():
     assert valid.tolist() == [[True] * 7, [False] + [True] * 5 + [False]]
     assert positions[1, 1:6].tolist() == [0, 1, 2, 3, 4]
     assert in_canvas.tolist() == [[False] * 3 + [True] * 4, [False] * 3 + [True] * 3 + [False]]
+
+
+def test_curriculum_draws_alignment_tasks_first():
+    from dllm.zoo.train import ALIGNMENT_TASKS, Trainer
+
+    trainer = Trainer(replace(_tiny("llada"), alignment_steps=1))
+    drawn = []
+    for stream in (trainer.stream, trainer.alignment_stream):
+        original = stream.draw
+        stream.draw = lambda n, original=original: drawn.append(examples := original(n)) or examples
+    trainer.batch()
+    assert {e.task for e in drawn[-1]} <= set(ALIGNMENT_TASKS)
+    trainer.queue.clear()
+    trainer.step_index = 1
+    trainer.batch()
+    assert {e.task for e in drawn[-1]} - set(ALIGNMENT_TASKS)  # the full mix afterwards
