@@ -150,3 +150,15 @@ def test_curriculum_draws_alignment_tasks_first():
     trainer.step_index = 1
     trainer.batch()
     assert {e.task for e in drawn[-1]} - set(ALIGNMENT_TASKS)  # the full mix afterwards
+
+
+def test_second_stage_recipe_starts_from_the_first_stage():
+    from pathlib import Path
+
+    from dllm.zoo.train import RECIPES, second_stage
+
+    stage = second_stage(RECIPES["tiny-ar"], Path("/tmp/first"))
+    assert stage.init_from == "/tmp/first" and stage.second_stage is None and stage.alignment_steps == 0
+    assert (stage.steps, stage.lr, stage.seed) == (2000, 5e-4, 1)
+    with pytest.raises(ValueError, match="no second stage"):
+        second_stage(replace(RECIPES["tiny-ar"], second_stage=None), Path("/tmp/first"))

@@ -89,6 +89,7 @@ class Recipe:
     min_lr_ratio: float = 0.1
     warmup: int = 200
     weight_decay: float = 0.01
+    qkv_bias: bool | None = None  # None: the architecture's usual choice (Dream yes, LLaDA no)
     t_min: float = 0.1            # lower clip of the masking rate (diffusion only)
     seed: int = 0
     init_from: str | None = None  # a checkpoint folder / shipped name whose weights start training
@@ -101,6 +102,9 @@ class Recipe:
     # copying (it learnt every answer format first); on the list-copying tasks alone the copying
     # circuit forms within ~1000 steps and then carries over to the other tasks.
     alignment_steps: int = 0
+    # Optional second stage, run after the first from its saved weights with a fresh optimizer, a
+    # new warmup + cosine cycle and its own data seed: overrides of this recipe, e.g. {"steps": 2000}.
+    second_stage: dict | None = None
 
     def model_config(self) -> ModelConfig:
         if self.kind not in ("llada", "dream"):
@@ -109,7 +113,8 @@ class Recipe:
         return ModelConfig(
             arch=self.kind, d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
             n_kv_heads=self.n_kv_heads, head_dim=self.d_model // self.n_heads, mlp_hidden=self.mlp_hidden,
-            vocab_size=936, rope_theta=10000.0, rms_eps=1e-6 if dream else 1e-5, qkv_bias=dream,
+            vocab_size=936, rope_theta=10000.0, rms_eps=1e-6 if dream else 1e-5,
+            qkv_bias=dream if self.qkv_bias is None else self.qkv_bias,
             shift_logits=dream, rope_fp32=not dream, tie_embeddings=False, max_seq_len=512,
             mask_token_id=MASK_ID, eos_token_ids=[EOS_ID], pad_token_id=PAD_ID, bos_token_id=BOS_ID,
             torch_dtype="float32",
@@ -120,7 +125,8 @@ RECIPES = {
     "tiny-llada": Recipe("tiny-llada", "llada", steps=4500, eval_every=750, alignment_steps=1500),
     "tiny-dream": Recipe("tiny-dream", "dream", n_kv_heads=3, steps=3000, eval_every=750, init_from="tiny-ar",
                          alignment_steps=750),
-    "tiny-ar": Recipe("tiny-ar", "ar", n_kv_heads=3, steps=4000, warmup=100, eval_every=1000, alignment_steps=1000),
+    "tiny-ar": Recipe("tiny-ar", "ar", n_kv_heads=3, steps=4000, warmup=100, eval_every=1000, alignment_steps=1000,
+                      second_stage={"steps": 2000, "lr": 5e-4, "warmup": 50, "seed": 1}),
 }
 
 
@@ -263,14 +269,16 @@ def build_diffusion(recipe: Recipe) -> Transformer:
 
 
 def init_from_checkpoint(net: Transformer, source: str) -> None:
-    """Copy weights from a Qwen2/Dream-named checkpoint folder (e.g. tiny-ar) into a Dream net."""
+    """Copy weights from a LLaDA- or Qwen2/Dream-named checkpoint folder (e.g. tiny-ar) into ``net``."""
     from dllm.models import weights as weights_mod
     from dllm.models.loading import read_state_dict
 
     folder = MODELS_DIR / source if (MODELS_DIR / source).is_dir() else Path(source)
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"init_from={source!r}: no checkpoint folder at {folder} (train it first)")
-    internal, unknown = weights_mod.to_internal(net.cfg.arch, read_state_dict(folder))
+    source_arch = json.loads((folder / "config.json").read_text()).get("model_type", "")
+    naming = "llada" if str(source_arch).lower() == "llada" else "dream"  # Dream uses Qwen2's tensor names
+    internal, unknown = weights_mod.to_internal(naming, read_state_dict(folder))
     own = net.state_dict()
     bad = [k for k, v in internal.items() if k not in own or own[k].shape != v.shape]
     missing = sorted(set(own) - set(internal))
@@ -417,7 +425,7 @@ class Trainer:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
         self.step_index += 1
-        return float(loss)
+        return float(loss.detach())
 
     def evaluate(self, n: int = 16) -> dict[str, float]:
         self.model.eval()
@@ -481,6 +489,14 @@ def train(recipe: Recipe, out: Path | None, log=print, threads: int = 2) -> dict
     return {"params": n_params, "seconds": seconds, "history": history, "trainer": trainer}
 
 
+def second_stage(recipe: Recipe, first_stage_folder: Path) -> Recipe:
+    """The recipe of ``recipe``'s second stage, starting from the first stage's saved weights."""
+    if not recipe.second_stage:
+        raise ValueError(f"recipe {recipe.name} has no second stage")
+    return replace(recipe, **{"alignment_steps": 0, **recipe.second_stage}, init_from=str(first_stage_folder),
+                   second_stage=None)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("name", choices=sorted(RECIPES))
@@ -495,6 +511,9 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=None, help="warmup steps (default: the recipe's)")
     parser.add_argument("--alignment-steps", type=int, default=None,
                         help="curriculum: steps on the list-copying tasks only before the full mix")
+    parser.add_argument("--stage", choices=["all", "1", "2"], default="all",
+                        help="recipes with a second stage: run both (default), only the first, or only the "
+                             "second (from --init-from, default the output folder)")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads (1 is much faster when other jobs load the machine)")
     args = parser.parse_args(argv)
@@ -513,7 +532,12 @@ def main(argv=None) -> None:
         changes["init_from"] = None if args.init_from == "none" else args.init_from
     recipe = replace(recipe, **changes)
     out = args.out if args.out is not None else MODELS_DIR / recipe.name
-    train(recipe, out, log=lambda msg: print(msg, flush=True), threads=args.threads)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    if args.stage != "2":
+        train(replace(recipe, second_stage=None), out, log=log, threads=args.threads)
+    if recipe.second_stage and args.stage != "1":  # command-line overrides apply to the first stage only
+        first = Path(args.init_from) if args.stage == "2" and args.init_from else out
+        train(second_stage(RECIPES[args.name], first), out, log=log, threads=args.threads)
 
 
 if __name__ == "__main__":
