@@ -1,7 +1,8 @@
 """Training recipes of the shipped tiny models: ``python -m dllm.zoo.train NAME [--steps N] [--seed S] [--out DIR]``.
 
-Every shipped model is trained from scratch (or, for ``tiny-dream``, from ``tiny-ar``'s weights, the
-way Dream-7B started from Qwen2.5-7B) on the project's own task generators (``dllm.eval.tasks``,
+Every shipped model is trained from scratch (or, for ``tiny-dream``, from the weights of ``tiny-ar``'s
+first stage, the way Dream-7B started from Qwen2.5-7B; they are trained into ``~/.cache/dllm/zoo`` if
+not there yet) on the project's own task generators (``dllm.eval.tasks``,
 train split only), on a CPU, for a fixed number of optimizer steps, so that the same command and
 seed rebuild the shipped weights.
 
@@ -123,8 +124,9 @@ class Recipe:
 
 RECIPES = {
     "tiny-llada": Recipe("tiny-llada", "llada", steps=4500, eval_every=750, alignment_steps=1500),
-    "tiny-dream": Recipe("tiny-dream", "dream", n_kv_heads=3, steps=3000, eval_every=750, init_from="tiny-ar",
-                         alignment_steps=750),
+    # Dream starts from tiny-ar's first stage (as Dream-7B started from Qwen2.5-7B).
+    "tiny-dream": Recipe("tiny-dream", "dream", n_kv_heads=3, steps=2000, eval_every=750, init_from="tiny-ar:stage1",
+                         alignment_steps=500),
     "tiny-ar": Recipe("tiny-ar", "ar", n_kv_heads=3, steps=4000, warmup=100, eval_every=1000, alignment_steps=1000,
                       second_stage={"steps": 2000, "lr": 5e-4, "warmup": 50, "seed": 1}),
 }
@@ -268,14 +270,31 @@ def build_diffusion(recipe: Recipe) -> Transformer:
     return net
 
 
+STAGE_CACHE = Path.home() / ".cache" / "dllm" / "zoo"
+
+
+def resolve_init(source: str) -> Path:
+    """The checkpoint folder an ``init_from`` names: a folder, a shipped model name, or
+    ``NAME:stage1`` -- the first stage of recipe NAME, trained into ``~/.cache/dllm/zoo`` on first use."""
+    if source.endswith(":stage1"):
+        name = source[: -len(":stage1")]
+        folder = STAGE_CACHE / f"{name}-stage1-seed{RECIPES[name].seed}"
+        if not (folder / "model.safetensors").exists():
+            print(f"[{name}] first stage not cached at {folder}: training it now", flush=True)
+            train(replace(RECIPES[name], second_stage=None), folder, threads=torch.get_num_threads())
+        return folder
+    folder = MODELS_DIR / source if (MODELS_DIR / source).is_dir() else Path(source)
+    if not (folder / "config.json").exists():
+        raise FileNotFoundError(f"init_from={source!r}: no checkpoint folder at {folder} (train it first)")
+    return folder
+
+
 def init_from_checkpoint(net: Transformer, source: str) -> None:
     """Copy weights from a LLaDA- or Qwen2/Dream-named checkpoint folder (e.g. tiny-ar) into ``net``."""
     from dllm.models import weights as weights_mod
     from dllm.models.loading import read_state_dict
 
-    folder = MODELS_DIR / source if (MODELS_DIR / source).is_dir() else Path(source)
-    if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"init_from={source!r}: no checkpoint folder at {folder} (train it first)")
+    folder = resolve_init(source)
     source_arch = json.loads((folder / "config.json").read_text()).get("model_type", "")
     naming = "llada" if str(source_arch).lower() == "llada" else "dream"  # Dream uses Qwen2's tensor names
     internal, unknown = weights_mod.to_internal(naming, read_state_dict(folder))
@@ -292,7 +311,7 @@ def init_ar_from_checkpoint(model, source: str) -> None:
     """Continue a causal LM from a saved ``transformers`` checkpoint folder (same config)."""
     from dllm.models.loading import read_state_dict
 
-    folder = MODELS_DIR / source if (MODELS_DIR / source).is_dir() else Path(source)
+    folder = resolve_init(source)
     state = read_state_dict(folder)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
