@@ -500,6 +500,8 @@ def train(recipe: Recipe, out: Path | None, log=print, threads: int = 2) -> dict
             log(f"[{recipe.name}] step {done} held-out acc {mean_acc:.3f} "
                 + " ".join(f"{k}={v:.2f}" for k, v in scores.items()))
             history[-1]["eval"] = scores
+            if out is not None and done < recipe.steps:
+                trainer.save(out)  # the latest evaluated weights, for inspection while training runs
     seconds = time.time() - start
     log(f"[{recipe.name}] done in {seconds / 60:.1f} min")
     if out is not None:
