@@ -127,8 +127,7 @@ RECIPES = {
     # tiny-ar's first stage (GQA and q/k/v biases to match it; both are LLaDA config options) it
     # learns them like tiny-dream does. Its logits stay unshifted, as in LLaDA.
     "tiny-llada": Recipe("tiny-llada", "llada", n_kv_heads=3, qkv_bias=True, steps=2000, eval_every=750,
-                         init_from="tiny-ar:stage1", alignment_steps=500,
-                         second_stage={"steps": 2000, "lr": 5e-4, "warmup": 50, "seed": 1}),
+                         init_from="tiny-ar:stage1", alignment_steps=500),
     # Dream starts from tiny-ar's first stage (as Dream-7B started from Qwen2.5-7B).
     "tiny-dream": Recipe("tiny-dream", "dream", n_kv_heads=3, steps=2000, eval_every=750, init_from="tiny-ar:stage1",
                          alignment_steps=500),
