@@ -159,6 +159,6 @@ def test_second_stage_recipe_starts_from_the_first_stage():
 
     stage = second_stage(RECIPES["tiny-ar"], Path("/tmp/first"))
     assert stage.init_from == "/tmp/first" and stage.second_stage is None and stage.alignment_steps == 0
-    assert (stage.steps, stage.lr, stage.seed) == (2000, 5e-4, 1)
+    assert (stage.steps, stage.lr, stage.seed) == (4000, 5e-4, 1)
     with pytest.raises(ValueError, match="no second stage"):
         second_stage(replace(RECIPES["tiny-ar"], second_stage=None), Path("/tmp/first"))
