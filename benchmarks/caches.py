@@ -4,7 +4,8 @@
     python benchmarks/caches.py --gen 256 --samples 2 --caches none dual elastic
     python benchmarks/caches.py --models /path/to/llada /path/to/dream   # any loadable dLLM folders
 
-For each model x gen length x sampler (``llada`` one token per step, ``fast-dllm`` threshold 0.9)
+For each model x gen length x sampler (``llada`` one token per step, ``fast-dllm`` threshold 0.9,
+``learn2pd`` + EoTP at its defaults)
 x cache, the same held-out prompts (``dllm.eval.tasks``, eval split) are decoded one at a time
 (batch 1, as in the papers), each configuration in a fresh subprocess so that its peak RSS is its
 own. Columns: wall and CPU seconds (summed over prompts; the CPU is shared, so CPU time is the
@@ -30,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-SAMPLERS = {"llada": ("llada", {}), "fast-dllm": ("fast-dllm", {"threshold": 0.9})}
+SAMPLERS = {"llada": ("llada", {}), "fast-dllm": ("fast-dllm", {"threshold": 0.9}), "learn2pd": ("learn2pd", {})}
 TASKS = ("copy", "reverse", "replace_index", "cumsum")
 
 
