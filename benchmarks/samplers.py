@@ -127,19 +127,24 @@ def plot(rows: list[dict], path: Path) -> None:
         print("matplotlib is not installed: no plot", file=sys.stderr)
         return
     models = sorted({r["model"] for r in rows})
-    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models) + 3, 4.8), squeeze=False)
     for ax, model in zip(axes[0], models):
         group = [r for r in rows if r["model"] == model and r["gen_length"] == 128]
+        families = sorted({r["family"] for r in rows})
+        colours = plt.get_cmap("tab20").colors
         for family in sorted({r["family"] for r in group}):
             pts = sorted((r["tokens_per_forward"], r["quality"]) for r in group if r["family"] == family)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=family, ms=4)
+            index = families.index(family)  # same colour and marker for a family in every panel
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "os^vDP"[index % 6] + "-", label=family, ms=5,
+                    color=colours[index % len(colours)])
         ax.set_xscale("log")
         ax.set_xlabel("tokens per forward (log)")
         ax.set_ylabel("accuracy %")
         ax.set_title(f"{model}: gen 128, block 32")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center right")
+    fig.subplots_adjust(right=0.8)
     fig.savefig(path, dpi=110)
     print(f"plot: {path}", file=sys.stderr)
 
