@@ -22,6 +22,7 @@ commit the single most confident candidate. Positions past a short last block re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import warnings
@@ -79,16 +80,21 @@ def weights_fingerprint(folder) -> str | None:
     """Short hash of a checkpoint folder's config.json and weights (size, first and last MiB of each)."""
     if folder is None or not Path(folder).is_dir():
         return None
+    paths = [p for p in [Path(folder) / "config.json", *sorted(Path(folder).glob("*.safetensors"))] if p.exists()]
+    # Hashing reads ~2 MiB per file; every generate call checks it, so cache it per file state.
+    return _fingerprint(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint(files: tuple) -> str:
     digest = hashlib.sha1()
-    for path in [Path(folder) / "config.json", *sorted(Path(folder).glob("*.safetensors"))]:
-        if path.exists():
-            size = path.stat().st_size
-            digest.update(f"{path.name}:{size}".encode())
-            with open(path, "rb") as fh:
-                digest.update(fh.read(1 << 20))
-                if size > 2 << 20:
-                    fh.seek(-(1 << 20), 2)
-                    digest.update(fh.read())
+    for path, size, _ in files:
+        digest.update(f"{Path(path).name}:{size}".encode())
+        with open(path, "rb") as fh:
+            digest.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), 2)
+                digest.update(fh.read())
     return digest.hexdigest()[:12]
 
 
