@@ -162,3 +162,28 @@ def test_second_stage_recipe_starts_from_the_first_stage():
     assert (stage.steps, stage.lr, stage.seed) == (4000, 5e-4, 1)
     with pytest.raises(ValueError, match="no second stage"):
         second_stage(replace(RECIPES["tiny-ar"], second_stage=None), Path("/tmp/first"))
+
+
+def test_stage_errors_name_the_problem(capsys):
+    from dllm.zoo.train import main, resolve_init
+
+    with pytest.raises(SystemExit):
+        main(["tiny-dream", "--stage", "2"])
+    assert "recipe tiny-dream has a single stage" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no recipe 'tiny-dream' with two stages"):
+        resolve_init("tiny-dream:stage1")
+
+
+def test_intermediate_checkpoints_stay_out_of_the_output_folder(tmp_path):
+    from dllm.zoo.train import partial_folder, train
+
+    out = tmp_path / "model"
+    during = []
+
+    def log(message):  # the last step's loss line comes after the step-2 evaluation, before the final save
+        if "step 4/4" in message:
+            during.append((out.exists(), (partial_folder(out) / "model.safetensors").exists()))
+
+    train(replace(_tiny("llada"), steps=4, eval_every=2, tasks=("math_op",)), out, log=log, threads=1)
+    assert during == [(False, True)]
+    assert (out / "model.safetensors").exists() and not partial_folder(out).exists()

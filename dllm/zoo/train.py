@@ -282,6 +282,9 @@ def resolve_init(source: str) -> Path:
     ``NAME:stage1`` -- the first stage of recipe NAME, trained into ``~/.cache/dllm/zoo`` on first use."""
     if source.endswith(":stage1"):
         name = source[: -len(":stage1")]
+        if name not in RECIPES or not RECIPES[name].second_stage:
+            staged = sorted(n for n, r in RECIPES.items() if r.second_stage)
+            raise ValueError(f"init_from={source!r}: no recipe {name!r} with two stages (recipes with two: {staged})")
         folder = STAGE_CACHE / f"{name}-stage1-seed{RECIPES[name].seed}"
         if not (folder / "model.safetensors").exists():
             print(f"[{name}] first stage not cached at {folder}: training it now", flush=True)
@@ -482,6 +485,10 @@ class Trainer:
         return folder
 
 
+def partial_folder(out: Path) -> Path:
+    return Path(out).with_name(Path(out).name + ".partial")
+
+
 def train(recipe: Recipe, out: Path | None, log=print, threads: int = 2) -> dict:
     torch.set_num_threads(threads)
     start = time.time()
@@ -503,13 +510,18 @@ def train(recipe: Recipe, out: Path | None, log=print, threads: int = 2) -> dict
             mean_acc = sum(scores.values()) / len(scores)
             log(f"[{recipe.name}] step {done} held-out acc {mean_acc:.3f} "
                 + " ".join(f"{k}={v:.2f}" for k, v in scores.items()))
+            if not history or history[-1]["step"] != done:  # an evaluation step that logged no loss
+                history.append({"step": done})
             history[-1]["eval"] = scores
             if out is not None and done < recipe.steps:
-                trainer.save(out)  # the latest evaluated weights, for inspection while training runs
+                # The latest evaluated weights, for inspection while training runs; never in ``out``
+                # itself, where an interrupted run would pass for a finished (or cached) model.
+                trainer.save(partial_folder(out))
     seconds = time.time() - start
     log(f"[{recipe.name}] done in {seconds / 60:.1f} min")
     if out is not None:
         trainer.save(out)
+        shutil.rmtree(partial_folder(out), ignore_errors=True)
         log(f"[{recipe.name}] saved to {out}")
     return {"params": n_params, "seconds": seconds, "history": history, "trainer": trainer}
 
@@ -543,6 +555,8 @@ def main(argv=None) -> None:
                         help="torch threads (1 is much faster when other jobs load the machine)")
     args = parser.parse_args(argv)
     recipe = RECIPES[args.name]
+    if args.stage != "all" and not recipe.second_stage:
+        parser.error(f"--stage {args.stage}: recipe {args.name} has a single stage")
     changes = {}
     if args.steps is not None:
         changes["steps"] = args.steps
