@@ -128,10 +128,10 @@ def plot(rows: list[dict], path: Path) -> None:
         return
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models) + 3, 4.8), squeeze=False)
+    families = sorted({r["family"] for r in rows})
+    colours = plt.get_cmap("tab20").colors
     for ax, model in zip(axes[0], models):
         group = [r for r in rows if r["model"] == model and r["gen_length"] == 128]
-        families = sorted({r["family"] for r in rows})
-        colours = plt.get_cmap("tab20").colors
         for family in sorted({r["family"] for r in group}):
             pts = sorted((r["tokens_per_forward"], r["quality"]) for r in group if r["family"] == family)
             index = families.index(family)  # same colour and marker for a family in every panel
