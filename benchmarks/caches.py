@@ -3,6 +3,7 @@
     python benchmarks/caches.py                              # all caches, gen 256 and 512, block 32
     python benchmarks/caches.py --gen 256 --samples 2 --caches none dual elastic
     python benchmarks/caches.py --models /path/to/llada /path/to/dream   # any loadable dLLM folders
+    python benchmarks/caches.py --caches dkv-decode:refresh_interval=32 dkv-greedy:refresh_interval=8,window=8
 
 For each model x gen length x sampler (``llada`` one token per step, ``fast-dllm`` threshold 0.9,
 ``learn2pd`` + EoTP at its defaults)
@@ -16,8 +17,8 @@ buffers (K/V store, Elastic's per-layer inputs and queries) in MiB, and for Elas
 (row, layer) pairs recomputed over every column.
 
 Models: the shipped ``tiny-llada`` / ``tiny-dream`` when present, else random-weight models of a
-tiny-model size (answers are noise then, and their chaotic attention drifts at every step). The tiny models' context is 512
-positions; for gen 512 it is raised (RoPE extrapolates; accuracy there is out of distribution).
+tiny-model size (answers are noise then, and their chaotic attention drifts at every step). The shipped
+models' context is 1024 positions and their second training stage saw 256- and 512-position canvases.
 Torch runs with one intra-op thread (``--threads``): on a shared 2-core CPU, more spin-waits.
 """
 
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 
 SAMPLERS = {"llada": ("llada", {}), "fast-dllm": ("fast-dllm", {"threshold": 0.9}), "learn2pd": ("learn2pd", {})}
-TASKS = ("copy", "reverse", "replace_index", "cumsum")
+TASKS = ("copy", "reverse", "insert_index", "replace_index", "letters_sort", "words_sort", "sudoku", "cumsum")
 
 
 def _random_model(arch: str):
@@ -82,7 +83,6 @@ def worker(args) -> dict:
 
     torch.set_num_threads(args.threads)
     model = load(args.model)
-    model.config.max_seq_len = max(model.config.max_seq_len, 64 + args.gen)
     name, params = SAMPLERS[args.sampler]
     cache = dllm.caches.get(args.cache, **json.loads(args.cache_params))
     rows, wall, cpu, states = [], 0.0, 0.0, {}
@@ -113,7 +113,16 @@ def worker(args) -> dict:
             "cache_mb": (kv + cache_bytes(state)) / 2**20, **extra}
 
 
-def run_config(args, model, gen, sampler, cache, cache_params="{}") -> dict:
+def split_cache_spec(spec: str) -> tuple[str, str]:
+    """``"dkv-decode:refresh_interval=32,..."`` -> (``"dkv-decode"``, its parameters as JSON)."""
+    from dllm.cli import parse_key_values
+
+    name, _, params = spec.partition(":")
+    return name, json.dumps(parse_key_values(params.split(",") if params else [], f"--caches {spec}"))
+
+
+def run_config(args, model, gen, sampler, cache_spec) -> dict:
+    cache, cache_params = split_cache_spec(cache_spec)
     cmd = [sys.executable, __file__, "--worker", "--model", model, "--gen", str(gen), "--block", str(args.block),
            "--sampler", sampler, "--cache", cache, "--cache-params", cache_params, "--samples", str(args.samples),
            "--threads", str(args.threads)]
@@ -129,7 +138,8 @@ def main(argv=None) -> None:
     parser.add_argument("--gen", nargs="*", type=int, default=[256, 512])
     parser.add_argument("--block", type=int, default=32)
     parser.add_argument("--samplers", nargs="*", default=list(SAMPLERS), choices=list(SAMPLERS))
-    parser.add_argument("--caches", nargs="*", default=None, help="default: every registered cache")
+    parser.add_argument("--caches", nargs="*", default=None,
+                        help="default: every registered cache; NAME:KEY=VALUE,... sets a cache's parameters")
     parser.add_argument("--samples", type=int, default=4, help="held-out prompts per configuration")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="also write all results to this file")
@@ -152,7 +162,11 @@ def main(argv=None) -> None:
     models = args.models or [n if n in shipped else f"random:{n.split('-')[1]}" for n in ("tiny-llada", "tiny-dream")]
     order = ["none", "prefix", "dual", "dkv-decode", "dkv-greedy", "elastic"]
     caches = args.caches or dllm.caches.names()
-    caches = ["none"] + sorted((c for c in caches if c != "none"), key=lambda c: (order + [c]).index(c))
+    unknown = sorted({c.partition(":")[0] for c in caches} - set(dllm.caches.names()))
+    if unknown:
+        parser.error(f"unknown cache(s) {unknown}; registered: {dllm.caches.names()}")
+    rank = lambda c: (order.index(c.partition(":")[0]) if c.partition(":")[0] in order else len(order), c)  # noqa: E731
+    caches = ["none"] + sorted((c for c in caches if c != "none"), key=rank)
     header = ("| model | gen | sampler | cache | wall s | CPU s | speedup wall | speedup CPU | ans tok/s | canvas pos/s "
               "| NFE | acc % | same tokens | same answers | peak RSS MiB | cache MiB | full layers |")
     print(header)

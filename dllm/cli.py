@@ -16,7 +16,7 @@ def _literal(text: str):
         return text
 
 
-def _key_values(pairs: list[str] | None, flag: str) -> dict:
+def parse_key_values(pairs: list[str] | None, flag: str) -> dict:
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
@@ -112,9 +112,9 @@ def _generate(args) -> int:
     import dllm
 
     params = {k: getattr(args, k) for k in SAMPLER_SHORTCUTS if getattr(args, k) is not None}
-    params.update(_key_values(args.sampler_arg, "--sampler-arg"))
+    params.update(parse_key_values(args.sampler_arg, "--sampler-arg"))
     sampler = dllm.samplers.get(args.sampler, **params)
-    cache = dllm.caches.get(args.cache, **_key_values(args.cache_arg, "--cache-arg"))
+    cache = dllm.caches.get(args.cache, **parse_key_values(args.cache_arg, "--cache-arg"))
     model = dllm.load(args.model, dtype=args.dtype, device=args.device)
     if not isinstance(model, dllm.DiffusionModel):
         raise ValueError(f"{args.model!r} is an autoregressive model; `dllm generate` needs a diffusion LM")

@@ -164,14 +164,35 @@ def test_second_stage_recipe_starts_from_the_first_stage():
         second_stage(replace(RECIPES["tiny-ar"], second_stage=None), Path("/tmp/first"))
 
 
-def test_stage_errors_name_the_problem(capsys):
-    from dllm.zoo.train import main, resolve_init
+def test_diffusion_second_stage_upweights_binding_tasks_and_long_canvases():
+    from pathlib import Path
 
+    from dllm.zoo.train import RECIPES, second_stage
+
+    for name in ("tiny-llada", "tiny-dream"):
+        stage = second_stage(RECIPES[name], Path("/tmp/first"))
+        assert stage.task_weights["sort"] > stage.task_weights["copy"]
+        assert {256, 512} <= {mode for mode, _ in stage.canvas_modes}
+        assert stage.model_config().max_seq_len >= 64 + 512
+
+
+def test_trainer_uses_the_recipe_canvas_modes():
+    from dllm.zoo.train import Trainer
+
+    trainer = Trainer(replace(_tiny("llada"), batch_size=4, canvas_modes=((256, 1.0),), tasks=("copy",)))
+    tokens, positions, valid, in_canvas = trainer.batch()
+    assert int(in_canvas.sum(dim=1).min()) == 256
+
+
+def test_stage_errors_name_the_problem(capsys, monkeypatch):
+    from dllm.zoo import train as train_mod
+
+    monkeypatch.setitem(train_mod.RECIPES, "tiny-dream", replace(train_mod.RECIPES["tiny-dream"], second_stage=None))
     with pytest.raises(SystemExit):
-        main(["tiny-dream", "--stage", "2"])
+        train_mod.main(["tiny-dream", "--stage", "2"])
     assert "recipe tiny-dream has a single stage" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no recipe 'tiny-dream' with two stages"):
-        resolve_init("tiny-dream:stage1")
+        train_mod.resolve_init("tiny-dream:stage1")
 
 
 def test_intermediate_checkpoints_stay_out_of_the_output_folder(tmp_path):

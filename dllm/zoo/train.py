@@ -68,6 +68,18 @@ TASK_WEIGHTS = {
 # budget, or a fixed 64 / 128 canvas. Long EOS tails teach little once EOS is learnt and cost most of
 # the compute, so half the examples use the tight canvas.
 CANVAS_MODES = (("tight", 0.5), ("native", 0.35), (64, 0.1), (128, 0.05))
+# Second stage of the diffusion models: the list tasks whose answers need each first name bound to its
+# own last name (sort, shuffle, *_random: after the first stage the model orders first names right but
+# copies last names by position), the index ops and the puzzles / arithmetic are upweighted; a few
+# 256- and 512-position canvases teach the EOS tail and the positions of long generations.
+BINDING_WEIGHTS = {
+    **{name: 0.5 for name in ("copy", "reverse", "letters_copy", "letters_reverse", "words_reverse")},
+    "letters_sort": 1.0, "words_sort": 1.0, "sudoku": 1.0,
+    "insert_index": 2.0, "remove_index": 2.0, "replace_index": 2.0,
+    "sort": 3.0, "shuffle": 2.0, "insert_random": 2.0, "remove_random": 2.0, "replace_random": 2.0,
+    "latin_square": 2.0, "math_op": 2.0, "cumsum": 2.0,
+}
+LONG_CANVAS_MODES = (("tight", 0.45), ("native", 0.33), (64, 0.08), (128, 0.08), (256, 0.04), (512, 0.02))
 POOL = 8  # batches per length-sorted pool
 ALIGNMENT_TASKS = ("copy", "reverse", "letters_copy", "letters_reverse", "words_reverse", "insert_index",
                    "remove_index", "replace_index")
@@ -97,6 +109,7 @@ class Recipe:
     eval_every: int = 600
     log_every: int = 50
     task_weights: dict = field(default_factory=lambda: dict(TASK_WEIGHTS))
+    canvas_modes: tuple = CANVAS_MODES  # (mode, probability) pairs, see ``canvas_lengths``
     tasks: tuple | None = None    # restrict the mix to these tasks (None: all registered tasks)
     # Curriculum: the first ``alignment_steps`` steps draw only from ALIGNMENT_TASKS. A tiny model
     # trained on the whole mix from the start took thousands of steps to discover position-aligned
@@ -116,21 +129,24 @@ class Recipe:
             n_kv_heads=self.n_kv_heads, head_dim=self.d_model // self.n_heads, mlp_hidden=self.mlp_hidden,
             vocab_size=936, rope_theta=10000.0, rms_eps=1e-6 if dream else 1e-5,
             qkv_bias=dream if self.qkv_bias is None else self.qkv_bias,
-            shift_logits=dream, rope_fp32=not dream, tie_embeddings=False, max_seq_len=512,
+            shift_logits=dream, rope_fp32=not dream, tie_embeddings=False, max_seq_len=1024,
             mask_token_id=MASK_ID, eos_token_ids=[EOS_ID], pad_token_id=PAD_ID, bos_token_id=BOS_ID,
             torch_dtype="float32",
         )
 
+
+DIFFUSION_SECOND_STAGE = {"steps": 1500, "lr": 5e-4, "warmup": 50, "seed": 1, "eval_every": 500,
+                          "task_weights": BINDING_WEIGHTS, "canvas_modes": LONG_CANVAS_MODES}
 
 RECIPES = {
     # From scratch, tiny-llada had learnt no list task after 2250 steps (40 min); started from
     # tiny-ar's first stage (GQA and q/k/v biases to match it; both are LLaDA config options) it
     # learns them like tiny-dream does. Its logits stay unshifted, as in LLaDA.
     "tiny-llada": Recipe("tiny-llada", "llada", n_kv_heads=3, qkv_bias=True, steps=2000, eval_every=750,
-                         init_from="tiny-ar:stage1", alignment_steps=500),
+                         init_from="tiny-ar:stage1", alignment_steps=500, second_stage=DIFFUSION_SECOND_STAGE),
     # Dream starts from tiny-ar's first stage (as Dream-7B started from Qwen2.5-7B).
     "tiny-dream": Recipe("tiny-dream", "dream", n_kv_heads=3, steps=2000, eval_every=750, init_from="tiny-ar:stage1",
-                         alignment_steps=500),
+                         alignment_steps=500, second_stage=DIFFUSION_SECOND_STAGE),
     "tiny-ar": Recipe("tiny-ar", "ar", n_kv_heads=3, steps=4000, warmup=100, eval_every=1000, alignment_steps=1000,
                       second_stage={"steps": 4000, "lr": 5e-4, "warmup": 50, "seed": 1}),
 }
@@ -428,7 +444,7 @@ class Trainer:
             rows = sorted(zip(prompts, targets), key=lambda r: len(r[0]) + len(r[1]))
             batches = [layout_ar(*zip(*rows[i: i + size])) for i in range(0, len(rows), size)]
         else:
-            modes, probs = zip(*CANVAS_MODES)
+            modes, probs = zip(*self.recipe.canvas_modes)
             picked = self.mode_rng.choices(modes, weights=probs, k=len(examples))
             canvas = [canvas_lengths([e], [t], m, self.mode_rng)[0] for e, t, m in zip(examples, targets, picked)]
             rows = sorted(zip(prompts, targets, canvas), key=lambda r: (r[2], len(r[0])))
