@@ -29,7 +29,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from dllm.config import check_range
 from dllm.models.transformer import LayerHook
@@ -38,6 +37,14 @@ from . import register
 from .base import (IncrementalCache, additive_mask, buffer, check_flag, first_masked, gather_rows, padded_columns,
                    row_probabilities, shift_left, write_columns)
 
+
+
+def head_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Cosine similarity over dim 1 (heads) of ``[B, H, R, L]`` tensors -> ``[B, R, L]``; as
+    ``F.normalize`` would give, written out because ``vector_norm`` over a middle dim of these small
+    tensors costs ~10x more on CPU and this runs at every layer of every step."""
+    norms = a.square().sum(1).sqrt().clamp(min=eps) * b.square().sum(1).sqrt().clamp(min=eps)
+    return (a * b).sum(1) / norms
 
 @register("elastic")
 @dataclass
@@ -147,7 +154,7 @@ class _Hook(LayerHook):
         probs = row_probabilities(gather_rows(q, at), k, self.key_bias, lse)
         n_track = self.track.shape[1]
         if self.p_old is not None:  # drift test: cosine across heads, mean over tracked rows and real keys
-            cos = (F.normalize(probs[:, :, :n_track], dim=1) * F.normalize(self.p_old, dim=1)).sum(1)
+            cos = head_cosine(probs[:, :, :n_track], self.p_old)
             sim = (cos * self.track_weight).sum((1, 2)) / self.track_weight.sum((1, 2)).clamp(min=1)
             drift = self.test & (sim < self.cache.gamma)
             self.start = torch.where(drift, self.start.clamp(max=layer + self.cache.from_next_layer), self.start)
