@@ -121,6 +121,15 @@ def split_cache_spec(spec: str) -> tuple[str, str]:
     return name, json.dumps(parse_key_values(params.split(",") if params else [], f"--caches {spec}"))
 
 
+def check_cache_spec(spec: str) -> str:
+    """The spec itself, once the registry accepts its name and parameters (its errors name the problem)."""
+    import dllm
+
+    name, params = split_cache_spec(spec)
+    dllm.caches.get(name, **json.loads(params))
+    return spec
+
+
 def run_config(args, model, gen, sampler, cache_spec) -> dict:
     cache, cache_params = split_cache_spec(cache_spec)
     cmd = [sys.executable, __file__, "--worker", "--model", model, "--gen", str(gen), "--block", str(args.block),
@@ -161,12 +170,12 @@ def main(argv=None) -> None:
     shipped = shipped_models()
     models = args.models or [n if n in shipped else f"random:{n.split('-')[1]}" for n in ("tiny-llada", "tiny-dream")]
     order = ["none", "prefix", "dual", "dkv-decode", "dkv-greedy", "elastic"]
-    caches = args.caches or dllm.caches.names()
-    unknown = sorted({c.partition(":")[0] for c in caches} - set(dllm.caches.names()))
-    if unknown:
-        parser.error(f"unknown cache(s) {unknown}; registered: {dllm.caches.names()}")
-    rank = lambda c: (order.index(c.partition(":")[0]) if c.partition(":")[0] in order else len(order), c)  # noqa: E731
-    caches = ["none"] + sorted((c for c in caches if c != "none"), key=rank)
+    try:
+        names = {check_cache_spec(c): split_cache_spec(c)[0] for c in args.caches or dllm.caches.names()}
+    except ValueError as exc:
+        parser.error(f"--caches: {exc}")
+    rank = lambda c: (order.index(names[c]) if names[c] in order else len(order), c)  # noqa: E731
+    caches = ["none"] + sorted((c for c in names if c != "none"), key=rank)
     header = ("| model | gen | sampler | cache | wall s | CPU s | speedup wall | speedup CPU | ans tok/s | canvas pos/s "
               "| NFE | acc % | same tokens | same answers | peak RSS MiB | cache MiB | full layers |")
     print(header)

@@ -38,13 +38,13 @@ from .base import (IncrementalCache, additive_mask, buffer, check_flag, first_ma
                    row_probabilities, shift_left, write_columns)
 
 
-
 def head_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Cosine similarity over dim 1 (heads) of ``[B, H, R, L]`` tensors -> ``[B, R, L]``; as
     ``F.normalize`` would give, written out because ``vector_norm`` over a middle dim of these small
     tensors costs ~10x more on CPU and this runs at every layer of every step."""
     norms = a.square().sum(1).sqrt().clamp(min=eps) * b.square().sum(1).sqrt().clamp(min=eps)
     return (a * b).sum(1) / norms
+
 
 @register("elastic")
 @dataclass

@@ -338,3 +338,44 @@ def test_caches_are_listed_with_parameters():
     assert rows["dkv-decode"]["params"]["refresh_interval"] == 8
     assert rows["dkv-greedy"]["params"] == {"refresh_interval": 2, "window": 4}
     assert rows["elastic"]["params"]["gamma"] == 0.9 and rows["elastic"]["params"]["window"] == 16
+
+
+def test_elastic_head_cosine_matches_normalize():
+    import torch.nn.functional as F
+
+    from dllm.caches.elastic import head_cosine
+
+    a, b = torch.rand(2, 6, 3, 40), torch.rand(2, 6, 3, 40)
+    b[0, :, 0] = 0  # an all-zero vector: F.normalize's eps keeps the cosine at 0
+    expected = (F.normalize(a, dim=1) * F.normalize(b, dim=1)).sum(1)
+    torch.testing.assert_close(head_cosine(a, b), expected)
+
+
+def _cache_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "caches.py"
+    spec = importlib.util.spec_from_file_location("cache_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("foo", "unknown cache 'foo'"),
+    ("dual:foo=1", "cache 'dual' has no parameter"),
+    ("dkv-greedy:refresh_interval=0", "refresh_interval=0 is out of range"),
+    ("dual:refresh_interval", "expects KEY=VALUE"),
+])
+def test_cache_benchmark_rejects_bad_cache_specs(spec, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # argparse prints its error; parse_key_values raises it
+        _cache_benchmark().main(["--models", "random:llada", "--caches", spec])
+    assert message in capsys.readouterr().err + str(exit_info.value.code)
+
+
+def test_cache_benchmark_parses_cache_parameters():
+    bench = _cache_benchmark()
+    assert bench.split_cache_spec("dkv-greedy:refresh_interval=8,window=2") == (
+        "dkv-greedy", '{"refresh_interval": 8, "window": 2}')
+    assert bench.split_cache_spec("dual") == ("dual", "{}")
