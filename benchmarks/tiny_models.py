@@ -145,6 +145,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ar-model", default=None, help="tiny-ar folder (default: the shipped one)")
     parser.add_argument("--batch", type=int, default=50, help="prompts per generate call")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="torch device of the diffusion models (e.g. cuda)")
     parser.add_argument("--settings", nargs="+", default=None,
                         help="subset of setting names (default: all three)")
     args = parser.parse_args(argv)
@@ -156,7 +157,8 @@ def main(argv=None) -> int:
     task_names = args.tasks or task_lib.names()
     tasks = [task_lib.get(t) for t in task_names]
     print(f"# Tiny-model benchmark: {args.n} held-out (eval split, seed 0) examples per task, greedy, "
-          f"batch {args.batch}, {torch.get_num_threads()} CPU threads")
+          f"batch {args.batch}, {torch.get_num_threads()} CPU threads"
+          + (f", diffusion models on {args.device}" if args.device != "cpu" else ""))
     all_ok = True
     if args.ar:
         from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
@@ -181,7 +183,7 @@ def main(argv=None) -> int:
           "steps = gen_length for `llada k=1`.")
     chosen = [s for s in settings() if args.settings is None or s[0] in args.settings]
     for model_name in args.models:
-        model = dllm.load(model_name)
+        model = dllm.load(model_name, device=args.device)
         n_params = sum(p.numel() for p in model.net.parameters())
         print(f"\n## {model_name} ({model.config.arch}, {n_params / 1e6:.2f}M parameters)")
         results = {}

@@ -5,6 +5,8 @@ cache buffers). Two backends compute the same thing: a Triton kernel (CUDA; or t
 interpreter on CPU for tests) and PyTorch's scaled-dot-product attention (everywhere). The
 backend is picked per call: ``backend=`` argument, else the ``DLLM_ATTENTION`` environment
 variable (``sdpa`` / ``triton``), else Triton on CUDA tensors when triton imports, SDPA otherwise.
+The kernel is forward-only: when autograd needs gradients through attention (training), SDPA is
+picked, and forcing Triton there is an error.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ import torch.nn.functional as F
 BACKENDS = ("sdpa", "triton")
 
 
-def _resolve_backend(backend: str | None, device: torch.device) -> str:
+def _resolve_backend(backend: str | None, device: torch.device, needs_grad: bool = False) -> str:
     choice = backend or os.environ.get("DLLM_ATTENTION") or ""
     if choice:
         if choice not in BACKENDS:
             raise ValueError(f"attention backend {choice!r} is unknown; choose one of {BACKENDS}")
+        if choice == "triton" and needs_grad:
+            raise ValueError("the Triton attention kernel is forward-only (no backward): use the 'sdpa' backend "
+                             "for training, or run decoding under torch.no_grad()")
         return choice
+    if needs_grad:  # training: only SDPA has a backward
+        return "sdpa"
     if device.type == "cuda":
         try:
             import triton  # noqa: F401
@@ -95,7 +102,8 @@ def attend(
     """
     if q.shape[1] % k.shape[1] != 0:
         raise ValueError(f"query heads {q.shape[1]} are not a multiple of key/value heads {k.shape[1]}")
-    chosen = _resolve_backend(backend, q.device)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    chosen = _resolve_backend(backend, q.device, needs_grad)
     if chosen == "triton":
         from .triton_attention import triton_attend
 

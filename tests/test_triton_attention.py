@@ -116,3 +116,23 @@ def test_missing_triton_gives_clear_import_error(monkeypatch):
     module = importlib.util.module_from_spec(spec)
     with pytest.raises(ImportError, match=r"dllm\[triton\]"):
         spec.loader.exec_module(module)
+
+
+def test_training_never_runs_the_forward_only_kernel(monkeypatch):
+    """The kernel has no backward: with gradients needed, auto-selection picks SDPA even on CUDA, and
+    forcing Triton is a clear error (a silent forward-only kernel would train without attention grads)."""
+    monkeypatch.delenv("DLLM_ATTENTION", raising=False)
+    from caches.attention import _resolve_backend, attend
+
+    cuda = torch.device("cuda")
+    assert _resolve_backend(None, cuda, needs_grad=True) == "sdpa"
+    q = torch.randn(1, 2, 3, 8, requires_grad=True)
+    k, v = torch.randn(1, 1, 5, 8), torch.randn(1, 1, 5, 8)
+    with pytest.raises(ValueError, match="forward-only"):
+        attend(q, k, v, backend="triton")
+    monkeypatch.setenv("DLLM_ATTENTION", "triton")
+    with pytest.raises(ValueError, match="forward-only"):
+        attend(q, k, v)
+    attend(q, k, v, backend="sdpa").sum().backward()
+    assert q.grad is not None and q.grad.abs().sum() > 0
+    assert _resolve_backend("triton", cuda, needs_grad=False) == "triton"  # decoding (no_grad) keeps it

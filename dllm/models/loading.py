@@ -302,7 +302,7 @@ def save_pretrained(net: Transformer, folder: str | Path, tokenizer=None, dtype:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    native = weights_mod.to_native(net.cfg.arch, {k: v.detach().to(dtype).contiguous() for k, v in net.state_dict().items()})
+    native = weights_mod.to_native(net.cfg.arch, {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()})
     save_file(native, str(folder / "model.safetensors"), metadata={"format": "pt"})
     (folder / "config.json").write_text(json.dumps(config_mod.to_native(net.cfg), indent=2) + "\n")
     if tokenizer is not None:

@@ -234,10 +234,13 @@ def layout_ar(prompts, targets):
 
 # ----------------------------------------------------------------------------------- losses
 def diffusion_loss(net, tokens, positions, valid, in_canvas, generator: torch.Generator, t_min: float = 0.1):
-    """LLaDA SFT loss with ``t`` clipped to ``[t_min, 1]`` and normalised by the canvas token count."""
+    """LLaDA SFT loss with ``t`` clipped to ``[t_min, 1]`` and normalised by the canvas token count.
+
+    The noise is drawn on the CPU generator whatever the batch's device, so a seed gives the same
+    masks on CPU and GPU."""
     batch = tokens.shape[0]
-    t = t_min + (1.0 - t_min) * torch.rand(batch, 1, generator=generator)
-    masked = (torch.rand(tokens.shape, generator=generator) < t) & in_canvas
+    t = (t_min + (1.0 - t_min) * torch.rand(batch, 1, generator=generator)).to(tokens.device)
+    masked = (torch.rand(tokens.shape, generator=generator).to(tokens.device) < t) & in_canvas
     noisy = torch.where(masked, torch.full_like(tokens, MASK_ID), tokens)
     logits = net(noisy, positions, valid)
     weights = (1.0 / t).expand_as(tokens)[masked]
@@ -411,8 +414,9 @@ def make_optimizer(params, recipe: Recipe):
 class Trainer:
     """One recipe's model, optimizer and data stream; ``step()`` runs one optimizer step."""
 
-    def __init__(self, recipe: Recipe, tokenizer=None):
+    def __init__(self, recipe: Recipe, tokenizer=None, device: str | torch.device = "cpu"):
         self.recipe = recipe
+        self.device = torch.device(device)
         torch.manual_seed(recipe.seed)
         self.tokenizer = tokenizer or load_tokenizer()
         self.stream = TaskStream(recipe.seed, recipe.task_weights, recipe.tasks)
@@ -422,7 +426,7 @@ class Trainer:
         self.model = build_ar(recipe) if recipe.kind == "ar" else build_diffusion(recipe)
         if recipe.kind == "ar" and recipe.init_from:
             init_ar_from_checkpoint(self.model, recipe.init_from)
-        self.model.train()
+        self.model.to(self.device).train()
         self.optimizer = make_optimizer(self.model.parameters(), recipe)
         self.step_index = 0
         self.queue: list = []
@@ -461,7 +465,8 @@ class Trainer:
         """One optimizer step on ``batch`` (default: the next batch of the stream); returns the loss."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step_index, self.recipe)
-        loss, _ = self.loss(self.batch() if batch is None else batch)
+        batch = self.batch() if batch is None else batch
+        loss, _ = self.loss([t.to(self.device) for t in batch])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -505,12 +510,12 @@ def partial_folder(out: Path) -> Path:
     return Path(out).with_name(Path(out).name + ".partial")
 
 
-def train(recipe: Recipe, out: Path | None, log=print, threads: int = 2) -> dict:
+def train(recipe: Recipe, out: Path | None, log=print, threads: int = 2, device: str = "cpu") -> dict:
     torch.set_num_threads(threads)
     start = time.time()
-    trainer = Trainer(recipe)
+    trainer = Trainer(recipe, device=device)
     n_params = sum(p.numel() for p in trainer.model.parameters())
-    log(f"[{recipe.name}] {n_params:,} parameters; {threads} threads; recipe {json.dumps({k: v for k, v in vars(recipe).items() if k != 'task_weights'})}")
+    log(f"[{recipe.name}] {n_params:,} parameters; {threads} threads on {device}; recipe {json.dumps({k: v for k, v in vars(recipe).items() if k != 'task_weights'})}")
     history, running = [], []
     for step in range(recipe.steps):
         running.append(trainer.step())
@@ -569,6 +574,8 @@ def main(argv=None) -> None:
                              "second (from --init-from, default the output folder)")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads (1 is much faster when other jobs load the machine)")
+    parser.add_argument("--device", default="cpu", help="torch device to train on (e.g. cuda); the recipe's "
+                        "data and noise streams are the same on every device")
     args = parser.parse_args(argv)
     recipe = RECIPES[args.name]
     if args.stage != "all" and not recipe.second_stage:
@@ -589,10 +596,10 @@ def main(argv=None) -> None:
     out = args.out if args.out is not None else MODELS_DIR / recipe.name
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     if args.stage != "2":
-        train(replace(recipe, second_stage=None), out, log=log, threads=args.threads)
+        train(replace(recipe, second_stage=None), out, log=log, threads=args.threads, device=args.device)
     if recipe.second_stage and args.stage != "1":  # command-line overrides apply to the first stage only
         first = Path(args.init_from) if args.stage == "2" and args.init_from else out
-        train(second_stage(RECIPES[args.name], first), out, log=log, threads=args.threads)
+        train(second_stage(RECIPES[args.name], first), out, log=log, threads=args.threads, device=args.device)
 
 
 if __name__ == "__main__":
