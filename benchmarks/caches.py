@@ -20,6 +20,12 @@ Models: the shipped ``tiny-llada`` / ``tiny-dream`` when present, else random-we
 tiny-model size (answers are noise then, and their chaotic attention drifts at every step). The shipped
 models' context is 1024 positions and their second training stage saw 256- and 512-position canvases.
 Torch runs with one intra-op thread (``--threads``): on a shared 2-core CPU, more spin-waits.
+
+On a GPU (``--device cuda``; attention then runs the Triton kernel, bf16 by default) add the peak GPU
+memory column; ``random:llada-8b`` / ``random:dream-7b`` are random-weight models of LLaDA-8B's and
+Dream-7B's shapes built directly on the device, for speed only (their answers are noise):
+
+    python benchmarks/caches.py --device cuda --models random:llada-8b --gen 256 --samples 2 --samplers llada
 """
 
 from __future__ import annotations
@@ -36,30 +42,79 @@ SAMPLERS = {"llada": ("llada", {}), "fast-dllm": ("fast-dllm", {"threshold": 0.9
 TASKS = ("copy", "reverse", "insert_index", "replace_index", "letters_sort", "words_sort", "sudoku", "cumsum")
 
 
-def _random_model(arch: str):
+# Random-weight models of the real checkpoints' shapes, for timing on a GPU (their answers are noise):
+# LLaDA-8B-Instruct and Dream-v0-Instruct-7B (Qwen2.5-7B) attention / MLP / vocabulary sizes and ids.
+FULL_SIZE = {
+    "llada-8b": dict(arch="llada", d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, head_dim=128,
+                     mlp_hidden=12288, vocab_size=126464, rope_theta=500000.0, rms_eps=1e-5, qkv_bias=False,
+                     shift_logits=False, rope_fp32=True, max_seq_len=4096, mask_token_id=126336,
+                     eos_token_ids=[126081], pad_token_id=126081),
+    "dream-7b": dict(arch="dream", d_model=3584, n_layers=28, n_heads=28, n_kv_heads=4, head_dim=128,
+                     mlp_hidden=18944, vocab_size=152064, rope_theta=1000000.0, rms_eps=1e-6, qkv_bias=True,
+                     shift_logits=True, rope_fp32=False, max_seq_len=4096, mask_token_id=151666,
+                     eos_token_ids=[151643], pad_token_id=151643),
+}
+
+
+def _full_size_model(name: str, device, dtype):
+    import torch
+
+    from dllm.models.config import ModelConfig
+    from dllm.models.loading import DiffusionModel
+    from dllm.models.transformer import Transformer
+
+    cfg = ModelConfig(**FULL_SIZE[name], torch_dtype=str(dtype).replace("torch.", ""))
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # built in its final dtype, on its device: no fp32 copy of 8B weights
+    try:
+        with torch.device(device):
+            net = Transformer(cfg).eval()
+    finally:
+        torch.set_default_dtype(default)
+    return DiffusionModel(net=net, config=cfg, tokenizer=None, mask_id=cfg.mask_token_id, eos_ids=cfg.eos_token_ids,
+                          pad_id=cfg.pad_token_id, bos_id=None, name=f"random-{name}")
+
+
+def _random_model(arch: str, device="cpu", dtype=None):
+    if arch in FULL_SIZE:
+        import torch
+
+        return _full_size_model(arch, device, dtype or torch.bfloat16)
     sys.path.insert(0, "tests")
     from _models import random_model
 
-    return random_model(arch, vocab=936, d_model=256, n_layers=4, n_heads=8, n_kv_heads=8 if arch == "llada" else 4,
-                        head_dim=32, mlp_hidden=704, max_seq_len=1024)
+    model = random_model(arch, vocab=936, d_model=256, n_layers=4, n_heads=8, n_kv_heads=8 if arch == "llada" else 4,
+                         head_dim=32, mlp_hidden=704, max_seq_len=1024)
+    model.net.to(device, dtype)
+    return model
 
 
-def load(name: str):
+def load(name: str, device: str = "cpu", dtype: str | None = None):
+    import torch
+
     import dllm
 
     if name.startswith("random:"):
-        return _random_model(name.split(":", 1)[1])
-    return dllm.load(name)
+        return _random_model(name.split(":", 1)[1], device, getattr(torch, dtype) if dtype else None)
+    return dllm.load(name, device=device, dtype=dtype)
 
 
-def prompts(model, count: int, seed: int = 0):
+def synchronize(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def prompts(model, count: int, seed: int = 0, random_prompt_tokens: int = 40):
     from dllm.eval import tasks
 
     out = []
     for i in range(count):
         task = tasks.get(TASKS[i % len(TASKS)])
         example = task.examples("eval", i // len(TASKS) + 1, seed)[-1]
-        ids = model.encode(example.prompt) if model.tokenizer is not None else list(range(5, 45))
+        ids = model.encode(example.prompt) if model.tokenizer is not None else list(range(5, 5 + random_prompt_tokens))
         out.append((task, example, ids))
     return out
 
@@ -82,19 +137,21 @@ def worker(args) -> dict:
     import dllm
 
     torch.set_num_threads(args.threads)
-    model = load(args.model)
+    model = load(args.model, args.device, args.dtype)
     name, params = SAMPLERS[args.sampler]
     cache = dllm.caches.get(args.cache, **json.loads(args.cache_params))
     rows, wall, cpu, states = [], 0.0, 0.0, {}
-    examples = prompts(model, args.samples)
+    examples = prompts(model, args.samples, random_prompt_tokens=args.random_prompt_tokens)
     dllm.generate(model, [examples[0][2]], sampler=dllm.samplers.get(name, **params), cache=cache,  # warm-up
                   gen_length=args.block, block_length=args.block)
     for task, example, ids in examples:
         torch.manual_seed(0)
+        synchronize(args.device)
         start_wall, start_cpu = time.perf_counter(), time.process_time()
         [result] = dllm.generate(model, [ids], sampler=dllm.samplers.get(name, **params), cache=cache,
                                  gen_length=args.gen, block_length=args.block,
                                  callback=lambda e: states.update(state=e.state))
+        synchronize(args.device)
         wall += time.perf_counter() - start_wall
         cpu += time.process_time() - start_cpu
         score = float(task.score(result.text, example)) if model.tokenizer is not None else float("nan")
@@ -109,6 +166,8 @@ def worker(args) -> dict:
     ext = getattr(state.cache_state, "extra", {}) or {}
     if ext.get("row_layers"):  # Elastic: share of (row, layer) pairs recomputed over every column
         extra["full_layer_fraction"] = ext["full_row_layers"] / ext["row_layers"]
+    if args.device.startswith("cuda"):
+        extra["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return {"rows": rows, "wall": wall, "cpu": cpu, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "cache_mb": (kv + cache_bytes(state)) / 2**20, **extra}
 
@@ -134,7 +193,8 @@ def run_config(args, model, gen, sampler, cache_spec) -> dict:
     cache, cache_params = split_cache_spec(cache_spec)
     cmd = [sys.executable, __file__, "--worker", "--model", model, "--gen", str(gen), "--block", str(args.block),
            "--sampler", sampler, "--cache", cache, "--cache-params", cache_params, "--samples", str(args.samples),
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads), "--device", args.device,
+           "--random-prompt-tokens", str(args.random_prompt_tokens)] + (["--dtype", args.dtype] if args.dtype else [])
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
@@ -151,6 +211,11 @@ def main(argv=None) -> None:
                         help="default: every registered cache; NAME:KEY=VALUE,... sets a cache's parameters")
     parser.add_argument("--samples", type=int, default=4, help="held-out prompts per configuration")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--random-prompt-tokens", type=int, default=40,
+                        help="prompt length of random:* models (e.g. 1024 for a few-shot prompt as in the papers)")
+    parser.add_argument("--device", default="cpu", help="torch device (e.g. cuda: the attention backend is then Triton)")
+    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                        help="model dtype (default: float32 on CPU; on CUDA the checkpoint's, bfloat16 for random:*-8b/7b)")
     parser.add_argument("--json", default=None, help="also write all results to this file")
     # internal: one configuration in this process
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -164,9 +229,13 @@ def main(argv=None) -> None:
         print(json.dumps(worker(args)))
         return
 
+    import torch
+
     import dllm
     from dllm.zoo import shipped_models
 
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch sees no CUDA GPU here")
     shipped = shipped_models()
     models = args.models or [n if n in shipped else f"random:{n.split('-')[1]}" for n in ("tiny-llada", "tiny-dream")]
     order = ["none", "prefix", "dual", "dkv-decode", "dkv-greedy", "elastic"]
@@ -177,7 +246,8 @@ def main(argv=None) -> None:
     rank = lambda c: (order.index(names[c]) if names[c] in order else len(order), c)  # noqa: E731
     caches = ["none"] + sorted((c for c in names if c != "none"), key=rank)
     header = ("| model | gen | sampler | cache | wall s | CPU s | speedup wall | speedup CPU | ans tok/s | canvas pos/s "
-              "| NFE | acc % | same tokens | same answers | peak RSS MiB | cache MiB | full layers |")
+              "| NFE | acc % | same tokens | same answers | peak RSS MiB | cache MiB | full layers |"
+              + (" peak GPU MiB |" if args.device.startswith("cuda") else ""))
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     results = []
@@ -199,7 +269,8 @@ def main(argv=None) -> None:
                             f"| {base['wall'] / res['wall']:.2f}x | {base['cpu'] / res['cpu']:.2f}x "
                             f"| {tokens / res['wall']:.1f} | {total / res['wall']:.1f} "
                             f"| {sum(r['nfe'] for r in rows) / n:.1f} | {acc:.1f} | {same / total:.3f} | {answers:.2f} "
-                            f"| {res['peak_rss_mb']:.0f} | {res['cache_mb']:.1f} | {full} |")
+                            f"| {res['peak_rss_mb']:.0f} | {res['cache_mb']:.1f} | {full} |"
+                            + (f" {res['peak_gpu_mb']:.0f} |" if "peak_gpu_mb" in res else ""))
                     print(line, flush=True)
                     results.append({"model": model, "gen": gen, "sampler": sampler, "cache": cache,
                                     **{k: v for k, v in res.items() if k != "rows"}, "accuracy": acc,

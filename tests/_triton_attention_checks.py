@@ -3,7 +3,9 @@ Triton interpreter in a separate process (``TRITON_INTERPRET=1`` must be set bef
 imported, so pytest cannot run these in its own process).
 
 Usage: ``TRITON_INTERPRET=1 python tests/_triton_attention_checks.py [CASE ...]`` (no case =
-all). Prints one JSON object per case on stdout, ``{"case", "ok", "max_abs_err", "seconds",
+all); on a CUDA machine ``DLLM_CHECKS_DEVICE=cuda python tests/_triton_attention_checks.py`` runs the
+same cases with the compiled kernel on the GPU (every tensor is created there; SDPA on the GPU is
+the reference; fp32 matmuls stay IEEE, TF32 off). Prints one JSON object per case on stdout, ``{"case", "ok", "max_abs_err", "seconds",
 "error"}``; ``max_abs_err`` maps each comparison to its max |triton - reference| over the rows
 that see at least one key. Exit status 1 when a case fails. Used by
 ``tests/test_triton_attention.py``.
@@ -26,6 +28,10 @@ from caches.attention import attend, attention_mask, sdpa_attend  # noqa: E402
 from caches.triton_attention import triton_attend  # noqa: E402
 
 ATOL = 1e-5  # fp32 vs fp32 reference
+DEVICE = os.environ.get("DLLM_CHECKS_DEVICE", "cpu")
+if DEVICE != "cpu":
+    torch.set_default_device(DEVICE)  # every tensor below (inputs, masks, positions) is made there
+    torch.backends.cuda.matmul.allow_tf32 = False  # an IEEE fp32 reference, as the kernel's fp32 dots
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -289,9 +295,10 @@ def case_dispatch_backend_arg(errs):
         out2, lse = attend(q, k, v, backend="triton", return_lse=True, **kw)
         if len(calls) != 2:
             raise AssertionError(f"attend(backend='triton') called triton_attend {len(calls)} times, expected 2")
-        attend(q, k, v, **kw)  # CPU default is sdpa
-        if len(calls) != 2:
-            raise AssertionError("attend() without backend on CPU must not use Triton")
+        attend(q, k, v, **kw)  # the default is sdpa on CPU, triton on CUDA
+        expected = 2 if DEVICE == "cpu" else 3
+        if len(calls) != expected:
+            raise AssertionError(f"attend() without backend on {DEVICE}: {len(calls) - 2} Triton calls")
     finally:
         restore()
     ref, ref_lse = sdpa_attend(q, k, v, return_lse=True, **kw)
@@ -337,8 +344,8 @@ def run_case(name):
 
 
 def main(argv):
-    if os.environ.get("TRITON_INTERPRET") != "1":
-        print("run with TRITON_INTERPRET=1", file=sys.stderr)
+    if os.environ.get("TRITON_INTERPRET") != "1" and DEVICE == "cpu":
+        print("run with TRITON_INTERPRET=1 (CPU) or DLLM_CHECKS_DEVICE=cuda (GPU)", file=sys.stderr)
         return 2
     names = argv or list(CASES)
     unknown = [n for n in names if n not in CASES]

@@ -379,3 +379,30 @@ def test_cache_benchmark_parses_cache_parameters():
     assert bench.split_cache_spec("dkv-greedy:refresh_interval=8,window=2") == (
         "dkv-greedy", '{"refresh_interval": 8, "window": 2}')
     assert bench.split_cache_spec("dual") == ("dual", "{}")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_gpu_benchmarks_say_plainly_when_there_is_no_gpu(capsys):
+    with pytest.raises(SystemExit):
+        _cache_benchmark().main(["--device", "cuda", "--models", "random:llada"])
+    assert "sees no CUDA GPU" in capsys.readouterr().err
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "attention.py"
+    spec = importlib.util.spec_from_file_location("attention_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([]) == 2
+    assert "none is available here" in capsys.readouterr().err
+
+
+def test_cache_benchmark_full_size_random_models_have_the_real_shapes():
+    """random:llada-8b / random:dream-7b (GPU speed runs) are built in their dtype, with 8.0B / 7.6B parameters."""
+    bench = _cache_benchmark()
+    llada = bench._full_size_model("llada-8b", "meta", torch.bfloat16)
+    dream = bench._full_size_model("dream-7b", "meta", torch.bfloat16)
+    count = lambda m: sum(p.numel() for p in m.net.parameters())  # noqa: E731
+    assert round(count(llada) / 1e9, 2) == 8.02 and round(count(dream) / 1e9, 2) == 7.62
+    assert next(llada.net.parameters()).dtype == torch.bfloat16
+    assert llada.mask_id == 126336 and dream.mask_id == 151666 and dream.config.shift_logits
