@@ -32,6 +32,10 @@ then the full mix.
 
 Optimizer: AdamW (betas 0.9/0.98, weight decay 0.01), linear warmup then cosine decay to 10 % of
 the peak rate, gradient clipping at 1.0, ``torch.set_num_threads(2)``.
+
+Device: the recipes are sized for a 2-core CPU; ``--device cuda`` runs the same recipe on a GPU (the
+data and noise streams are drawn on the CPU either way; attention uses SDPA there, as the Triton
+kernel has no backward), not bit-identical to a CPU run.
 """
 
 from __future__ import annotations
