@@ -387,6 +387,7 @@ def ar_generate(model, tokenizer, prompts: list[str], max_new_tokens: int) -> li
         attn[i, width - len(r):] = 1
     was_training = model.training
     model.eval()
+    ids, attn = ids.to(model.device), attn.to(model.device)
     out = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens, do_sample=False,
                          eos_token_id=EOS_ID, pad_token_id=PAD_ID)
     model.train(was_training)
