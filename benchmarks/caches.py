@@ -229,13 +229,16 @@ def main(argv=None) -> None:
         print(json.dumps(worker(args)))
         return
 
-    import torch
-
     import dllm
+    from dllm.models.loading import resolve_device
     from dllm.zoo import shipped_models
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: torch sees no CUDA GPU here")
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        parser.error(f"--device: {exc}")
+    if args.random_prompt_tokens < 1:
+        parser.error(f"--random-prompt-tokens must be at least 1, got {args.random_prompt_tokens}")
     shipped = shipped_models()
     models = args.models or [n if n in shipped else f"random:{n.split('-')[1]}" for n in ("tiny-llada", "tiny-dream")]
     order = ["none", "prefix", "dual", "dkv-decode", "dkv-greedy", "elastic"]

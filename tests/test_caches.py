@@ -351,12 +351,13 @@ def test_elastic_head_cosine_matches_normalize():
     torch.testing.assert_close(head_cosine(a, b), expected)
 
 
-def _cache_benchmark():
+def _benchmark(name: str = "caches"):
+    """The script ``benchmarks/NAME.py`` as a module (benchmarks/ is not a package)."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "caches.py"
-    spec = importlib.util.spec_from_file_location("cache_benchmark", path)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -370,12 +371,12 @@ def _cache_benchmark():
 ])
 def test_cache_benchmark_rejects_bad_cache_specs(spec, message, capsys):
     with pytest.raises(SystemExit) as exit_info:  # argparse prints its error; parse_key_values raises it
-        _cache_benchmark().main(["--models", "random:llada", "--caches", spec])
+        _benchmark().main(["--models", "random:llada", "--caches", spec])
     assert message in capsys.readouterr().err + str(exit_info.value.code)
 
 
 def test_cache_benchmark_parses_cache_parameters():
-    bench = _cache_benchmark()
+    bench = _benchmark()
     assert bench.split_cache_spec("dkv-greedy:refresh_interval=8,window=2") == (
         "dkv-greedy", '{"refresh_interval": 8, "window": 2}')
     assert bench.split_cache_spec("dual") == ("dual", "{}")
@@ -384,22 +385,21 @@ def test_cache_benchmark_parses_cache_parameters():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_gpu_benchmarks_say_plainly_when_there_is_no_gpu(capsys):
     with pytest.raises(SystemExit):
-        _cache_benchmark().main(["--device", "cuda", "--models", "random:llada"])
+        _benchmark().main(["--device", "cuda", "--models", "random:llada"])
     assert "sees no CUDA GPU" in capsys.readouterr().err
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "attention.py"
-    spec = importlib.util.spec_from_file_location("attention_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.main([]) == 2
+    assert _benchmark("attention").main([]) == 2
     assert "none is available here" in capsys.readouterr().err
+
+
+def test_cache_benchmark_rejects_an_empty_random_prompt(capsys):
+    with pytest.raises(SystemExit):
+        _benchmark().main(["--models", "random:llada", "--random-prompt-tokens", "0"])
+    assert "--random-prompt-tokens must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_cache_benchmark_full_size_random_models_have_the_real_shapes():
     """random:llada-8b / random:dream-7b (GPU speed runs) are built in their dtype, with 8.0B / 7.6B parameters."""
-    bench = _cache_benchmark()
+    bench = _benchmark()
     llada = bench._full_size_model("llada-8b", "meta", torch.bfloat16)
     dream = bench._full_size_model("dream-7b", "meta", torch.bfloat16)
     count = lambda m: sum(p.numel() for p in m.net.parameters())  # noqa: E731

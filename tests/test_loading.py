@@ -111,3 +111,18 @@ def test_causal_lm_folder_keeps_its_declared_tokenizer_class(tmp_path):
     model = dllm.load(tmp_path)
     text = "sudoku: 0 3 0 2, 2 1 3 4\nmath: 123+45\n"
     assert model.tokenizer.encode(text, add_special_tokens=False) == load_tokenizer().encode(text)
+
+
+def test_bad_devices_are_named_before_any_tensor_moves(folder):
+    from dllm.models.loading import resolve_device
+
+    folder, _ = folder
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="'gpu0' is not a torch device"):
+        dllm.load(folder, device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="'cuda': torch sees no CUDA GPU here"):
+            dllm.load(folder, device="cuda")
+    else:
+        with pytest.raises(ValueError, match="CUDA device"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")

@@ -241,6 +241,21 @@ def _eos_ids(cfg: ModelConfig, folder: Path, tokenizer) -> list[int]:
     return sorted(set(int(i) for i in ids))
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``, or a ``ValueError`` naming the problem when it is malformed or
+    this machine's torch cannot use it (e.g. ``cuda`` without a GPU), before any tensor moves there."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not a torch device ({exc})") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: torch sees no CUDA GPU here (torch {torch.__version__})")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return resolved
+
+
 def load(
     name_or_path: str | Path,
     *,
@@ -257,7 +272,7 @@ def load(
     if not config_file.exists():
         raise FileNotFoundError(f"no config.json in {folder}")
     raw = json.loads(config_file.read_text())
-    device = torch.device(device)
+    device = resolve_device(device)
     if str(raw.get("model_type", "")).lower() in _CAUSAL_LM_TYPES:
         return _load_causal_lm(folder, str(name_or_path), _DTYPES.get(dtype) if isinstance(dtype, str) else dtype, device)
     cfg = config_mod.from_native(raw)

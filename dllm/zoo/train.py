@@ -420,8 +420,10 @@ class Trainer:
     """One recipe's model, optimizer and data stream; ``step()`` runs one optimizer step."""
 
     def __init__(self, recipe: Recipe, tokenizer=None, device: str | torch.device = "cpu"):
+        from dllm.models.loading import resolve_device
+
         self.recipe = recipe
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         torch.manual_seed(recipe.seed)
         self.tokenizer = tokenizer or load_tokenizer()
         self.stream = TaskStream(recipe.seed, recipe.task_weights, recipe.tasks)
