@@ -30,3 +30,13 @@ def random_model(arch: str, seed: int = 0, vocab: int = VOCAB, **overrides) -> D
                           name=f"random-{arch}")
 
 
+def load_benchmark(name: str = "caches"):
+    """The script ``benchmarks/NAME.py`` as a module (benchmarks/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -15,7 +15,7 @@ from dllm.state import Decision, Edit
 from dllm.zoo import shipped_models
 from dllm.zoo.tokenizer import load_tokenizer
 
-from _models import MASK, random_model
+from _models import MASK, load_benchmark, random_model
 
 PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [20, 21, 22, 23, 24, 25, 26, 27]]
 SETTINGS = dict(gen_length=16, block_length=8)
@@ -351,18 +351,6 @@ def test_elastic_head_cosine_matches_normalize():
     torch.testing.assert_close(head_cosine(a, b), expected)
 
 
-def _benchmark(name: str = "caches"):
-    """The script ``benchmarks/NAME.py`` as a module (benchmarks/ is not a package)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("spec, message", [
     ("foo", "unknown cache 'foo'"),
     ("dual:foo=1", "cache 'dual' has no parameter"),
@@ -371,12 +359,12 @@ def _benchmark(name: str = "caches"):
 ])
 def test_cache_benchmark_rejects_bad_cache_specs(spec, message, capsys):
     with pytest.raises(SystemExit) as exit_info:  # argparse prints its error; parse_key_values raises it
-        _benchmark().main(["--models", "random:llada", "--caches", spec])
+        load_benchmark().main(["--models", "random:llada", "--caches", spec])
     assert message in capsys.readouterr().err + str(exit_info.value.code)
 
 
 def test_cache_benchmark_parses_cache_parameters():
-    bench = _benchmark()
+    bench = load_benchmark()
     assert bench.split_cache_spec("dkv-greedy:refresh_interval=8,window=2") == (
         "dkv-greedy", '{"refresh_interval": 8, "window": 2}')
     assert bench.split_cache_spec("dual") == ("dual", "{}")
@@ -385,21 +373,21 @@ def test_cache_benchmark_parses_cache_parameters():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_gpu_benchmarks_say_plainly_when_there_is_no_gpu(capsys):
     with pytest.raises(SystemExit):
-        _benchmark().main(["--device", "cuda", "--models", "random:llada"])
+        load_benchmark().main(["--device", "cuda", "--models", "random:llada"])
     assert "sees no CUDA GPU" in capsys.readouterr().err
-    assert _benchmark("attention").main([]) == 2
+    assert load_benchmark("attention").main([]) == 2
     assert "none is available here" in capsys.readouterr().err
 
 
 def test_cache_benchmark_rejects_an_empty_random_prompt(capsys):
     with pytest.raises(SystemExit):
-        _benchmark().main(["--models", "random:llada", "--random-prompt-tokens", "0"])
+        load_benchmark().main(["--models", "random:llada", "--random-prompt-tokens", "0"])
     assert "--random-prompt-tokens must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_cache_benchmark_full_size_random_models_have_the_real_shapes():
     """random:llada-8b / random:dream-7b (GPU speed runs) are built in their dtype, with 8.0B / 7.6B parameters."""
-    bench = _benchmark()
+    bench = load_benchmark()
     llada = bench._full_size_model("llada-8b", "meta", torch.bfloat16)
     dream = bench._full_size_model("dream-7b", "meta", torch.bfloat16)
     count = lambda m: sum(p.numel() for p in m.net.parameters())  # noqa: E731

@@ -89,6 +89,48 @@ def test_tiny_llada_answers_held_out_prompts():
         assert task.score(result.text, example) == 1.0, (example.prompt, example.target, result.text)
 
 
+def test_binding_probe_finds_the_name_columns():
+    from _models import load_benchmark
+
+    from dllm.zoo.train import load_tokenizer
+
+    probe = load_benchmark("binding")
+    tokenizer = load_tokenizer()
+    ids = tokenizer.encode("Emma Stone, Liam Park, Noah Reed", add_special_tokens=False)
+    firsts, lasts = probe.name_columns(ids, 3)
+    assert [tokenizer.decode([ids[i]]).strip() for i in firsts] == ["Emma", "Liam", "Noah"]
+    assert [tokenizer.decode([ids[i]]).strip() for i in lasts] == ["Stone", "Park", "Reed"]
+    with pytest.raises(ValueError, match="expected 8"):
+        probe.name_columns(ids[:-1], 3)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_binding_probe_scores_positional_copying_as_bound(name):
+    """Copy is answerable by position, so every shipped model binds there; the probe must say so
+    (and the chance column is the mean of 1/n)."""
+    _folder(name)
+    from _models import load_benchmark
+    from dllm.eval import tasks
+    from dllm.zoo.train import load_tokenizer
+
+    probe = load_benchmark("binding")
+    model = dllm.load(name)
+    examples = tasks.get("copy").examples("eval", 6, seed=0)
+    run = probe.probe_ar if isinstance(model, dllm.models.CausalLM) else probe.probe_diffusion
+    scores = run(model, load_tokenizer(), examples)
+    assert scores["last masked"] >= 0.9
+    assert scores.get("first masked", 1.0) >= 0.9
+    assert probe.chance(examples) == pytest.approx(sum(1 / e.meta["n"] for e in examples) / 6)
+
+
+def test_binding_probe_rejects_tasks_without_names(capsys):
+    from _models import load_benchmark
+
+    with pytest.raises(SystemExit):
+        load_benchmark("binding").main(["--tasks", "cumsum"])
+    assert "not a Waiting Line task" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ the recipe code
 def _tiny(kind):
     from dllm.zoo import train
