@@ -104,8 +104,11 @@ def main(argv=None) -> int:
     from dllm.zoo.train import load_tokenizer
 
     for name in args.tasks:
-        task = task_lib.get(name)
-        if getattr(task, "family", "") != "waiting_line":
+        try:
+            task = task_lib.get(name)
+        except ValueError as error:
+            parser.error(f"--tasks: {error}")
+        if task.family != "waiting_line":
             parser.error(f"--tasks: {name!r} is not a Waiting Line task (names First Last); choose from {PROBE_TASKS}")
     torch.set_num_threads(args.threads)
     tokenizer = load_tokenizer()

@@ -123,12 +123,13 @@ def test_binding_probe_scores_positional_copying_as_bound(name):
     assert probe.chance(examples) == pytest.approx(sum(1 / e.meta["n"] for e in examples) / 6)
 
 
-def test_binding_probe_rejects_tasks_without_names(capsys):
+@pytest.mark.parametrize("task, message", [("cumsum", "not a Waiting Line task"), ("nope", "unknown task 'nope'")])
+def test_binding_probe_rejects_tasks_without_names(task, message, capsys):
     from _models import load_benchmark
 
     with pytest.raises(SystemExit):
-        load_benchmark("binding").main(["--tasks", "cumsum"])
-    assert "not a Waiting Line task" in capsys.readouterr().err
+        load_benchmark("binding").main(["--tasks", task])
+    assert message in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ the recipe code
