@@ -13,7 +13,7 @@ each last name from the prefix that ends with the same slot's first name (``firs
 not apply to a left-to-right model).
 
 Chance, for a model that picks one of the list's names blindly, is ``mean(1/n)`` over list sizes
-(0.22 for 3-8 names). A model that binds names scores near 1.0 on every task; a model that only
+(0.20 for 3-8 names equally often). A model that binds names scores near 1.0 on every task; a model that only
 copies by position scores ~1.0 on copy / reverse and near chance on shuffle.
 
 Held-out (eval split) examples; answers tokenised as training and decoding see them
@@ -41,14 +41,14 @@ def name_columns(target_ids: list[int], n_items: int) -> tuple[list[int], list[i
     return [3 * i for i in range(n_items)], [3 * i + 1 for i in range(n_items)]
 
 
-def chance(examples) -> float:
-    return sum(1.0 / len(answer_items(e)) for e in examples) / len(examples)
-
-
 def answer_items(example) -> list[str]:
     from dllm.eval.tasks import parse_list
 
     return parse_list(example.target)
+
+
+def chance(examples) -> float:
+    return sum(1.0 / len(answer_items(e)) for e in examples) / len(examples)
 
 
 @torch.no_grad()
@@ -103,9 +103,10 @@ def main(argv=None) -> int:
     from dllm.eval import tasks as task_lib
     from dllm.zoo.train import load_tokenizer
 
+    probed = {}
     for name in args.tasks:
         try:
-            task = task_lib.get(name)
+            task = probed[name] = task_lib.get(name)
         except ValueError as error:
             parser.error(f"--tasks: {error}")
         if task.family != "waiting_line":
@@ -117,8 +118,8 @@ def main(argv=None) -> int:
     for model_name in args.models:
         model = dllm.load(model_name)
         is_ar = isinstance(model, dllm.models.CausalLM)
-        for name in args.tasks:
-            examples = task_lib.get(name).examples("eval", args.n, seed=0)
+        for name, task in probed.items():
+            examples = task.examples("eval", args.n, seed=0)
             scores = (probe_ar if is_ar else probe_diffusion)(model, tokenizer, examples)
             first = scores.get("first masked")
             print(f"| {model_name} | {name} | {scores['last masked']:.2f} | "
