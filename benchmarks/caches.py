@@ -4,6 +4,8 @@
     python benchmarks/caches.py --gen 256 --samples 2 --caches none dual elastic
     python benchmarks/caches.py --models /path/to/llada /path/to/dream   # any loadable dLLM folders
     python benchmarks/caches.py --caches dkv-decode:refresh_interval=32 dkv-greedy:refresh_interval=8,window=8
+    python benchmarks/caches.py --models tiny-llada --gen 512 --samples 64 --first 64 --json b.json  # a shard
+    python benchmarks/caches.py --merge a.json b.json       # one table pooled over shards (--first 0 / 64 ...)
 
 For each model x gen length x sampler (``llada`` one token per step, ``fast-dllm`` threshold 0.9,
 ``learn2pd`` + EoTP at its defaults)
@@ -12,7 +14,8 @@ x cache, the same held-out prompts (``dllm.eval.tasks``, eval split) are decoded
 own. Columns: wall and CPU seconds (summed over prompts; the CPU is shared, so CPU time is the
 steadier number), speedup over no cache with the same sampler (wall / CPU), answer tokens/s and
 canvas positions/s, NFE per prompt, accuracy (task scorer, %), fraction of canvas tokens and of
-answers (text before EOS) identical to the no-cache run, peak RSS of the process, the cache's own
+answers (text before EOS) identical to the no-cache run, ``gained / lost`` (prompts scored right by this cache
+and wrong without one / the reverse), peak RSS of the process, the cache's own
 buffers (K/V store, Elastic's per-layer inputs and queries) in MiB, and for Elastic the share of
 (row, layer) pairs recomputed over every column.
 
@@ -107,11 +110,13 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def prompts(model, count: int, seed: int = 0, random_prompt_tokens: int = 40):
+def prompts(model, count: int, seed: int = 0, random_prompt_tokens: int = 40, first: int = 0):
+    """Held-out prompts ``first .. first + count - 1`` (cycling over TASKS): a longer run extends a
+    shorter one, and ``first`` shards one run over several processes."""
     from dllm.eval import tasks
 
     out = []
-    for i in range(count):
+    for i in range(first, first + count):
         task = tasks.get(TASKS[i % len(TASKS)])
         example = task.examples("eval", i // len(TASKS) + 1, seed)[-1]
         ids = model.encode(example.prompt) if model.tokenizer is not None else list(range(5, 5 + random_prompt_tokens))
@@ -141,7 +146,7 @@ def worker(args) -> dict:
     name, params = SAMPLERS[args.sampler]
     cache = dllm.caches.get(args.cache, **json.loads(args.cache_params))
     rows, wall, cpu, states = [], 0.0, 0.0, {}
-    examples = prompts(model, args.samples, random_prompt_tokens=args.random_prompt_tokens)
+    examples = prompts(model, args.samples, random_prompt_tokens=args.random_prompt_tokens, first=args.first)
     dllm.generate(model, [examples[0][2]], sampler=dllm.samplers.get(name, **params), cache=cache,  # warm-up
                   gen_length=args.block, block_length=args.block)
     for task, example, ids in examples:
@@ -193,7 +198,7 @@ def run_config(args, model, gen, sampler, cache_spec) -> dict:
     cache, cache_params = split_cache_spec(cache_spec)
     cmd = [sys.executable, __file__, "--worker", "--model", model, "--gen", str(gen), "--block", str(args.block),
            "--sampler", sampler, "--cache", cache, "--cache-params", cache_params, "--samples", str(args.samples),
-           "--threads", str(args.threads), "--device", args.device,
+           "--first", str(args.first), "--threads", str(args.threads), "--device", args.device,
            "--random-prompt-tokens", str(args.random_prompt_tokens)] + (["--dtype", args.dtype] if args.dtype else [])
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -210,6 +215,10 @@ def main(argv=None) -> None:
     parser.add_argument("--caches", nargs="*", default=None,
                         help="default: every registered cache; NAME:KEY=VALUE,... sets a cache's parameters")
     parser.add_argument("--samples", type=int, default=4, help="held-out prompts per configuration")
+    parser.add_argument("--first", type=int, default=0,
+                        help="index of the first held-out prompt (shard a run: --first 0 / --first 64 ... then --merge)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="print one table pooled over the --json files of shards of the same configurations")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--random-prompt-tokens", type=int, default=40,
                         help="prompt length of random:* models (e.g. 1024 for a few-shot prompt as in the papers)")
@@ -228,6 +237,11 @@ def main(argv=None) -> None:
         args.gen = args.gen[0]
         print(json.dumps(worker(args)))
         return
+    if args.merge:
+        print_merged(args.merge)
+        return
+    if args.first < 0:
+        parser.error(f"--first must be at least 0, got {args.first}")
 
     import dllm
     from dllm.models.loading import resolve_device
@@ -248,40 +262,104 @@ def main(argv=None) -> None:
         parser.error(f"--caches: {exc}")
     rank = lambda c: (order.index(names[c]) if names[c] in order else len(order), c)  # noqa: E731
     caches = ["none"] + sorted((c for c in names if c != "none"), key=rank)
-    header = ("| model | gen | sampler | cache | wall s | CPU s | speedup wall | speedup CPU | ans tok/s | canvas pos/s "
-              "| NFE | acc % | same tokens | same answers | peak RSS MiB | cache MiB | full layers |"
-              + (" peak GPU MiB |" if args.device.startswith("cuda") else ""))
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
     results = []
+    print_header(args.device.startswith("cuda"))
     for model in models:
         for gen in args.gen:
             for sampler in args.samplers:
-                base = None
+                base, base_entry = None, None
                 for cache in caches:
                     res = run_config(args, model, gen, sampler, cache)
                     base = base or res
-                    rows, n = res["rows"], len(res["rows"])
-                    same = sum(a == b for r, s in zip(rows, base["rows"]) for a, b in zip(r["canvas"], s["canvas"]))
-                    total = sum(len(r["canvas"]) for r in rows)
-                    tokens = sum(r["gen_tokens"] for r in rows)
-                    acc = 100 * sum(r["score"] for r in rows) / n
-                    answers = sum(r["ids"] == s["ids"] for r, s in zip(rows, base["rows"])) / n
-                    full = f"{100 * res['full_layer_fraction']:.0f}%" if "full_layer_fraction" in res else ""
-                    line = (f"| {Path(model).name} | {gen} | {sampler} | {cache} | {res['wall']:.1f} | {res['cpu']:.1f} "
-                            f"| {base['wall'] / res['wall']:.2f}x | {base['cpu'] / res['cpu']:.2f}x "
-                            f"| {tokens / res['wall']:.1f} | {total / res['wall']:.1f} "
-                            f"| {sum(r['nfe'] for r in rows) / n:.1f} | {acc:.1f} | {same / total:.3f} | {answers:.2f} "
-                            f"| {res['peak_rss_mb']:.0f} | {res['cache_mb']:.1f} | {full} |"
-                            + (f" {res['peak_gpu_mb']:.0f} |" if "peak_gpu_mb" in res else ""))
-                    print(line, flush=True)
-                    results.append({"model": model, "gen": gen, "sampler": sampler, "cache": cache,
-                                    **{k: v for k, v in res.items() if k != "rows"}, "accuracy": acc,
-                                    "same_tokens": same / total, "same_answers": answers,
-                                    "nfe": sum(r["nfe"] for r in rows) / n})
+                    entry = {"model": model, "gen": gen, "sampler": sampler, "cache": cache, "first": args.first,
+                             **{k: v for k, v in res.items() if k != "rows"}, **compare(res["rows"], base["rows"])}
+                    base_entry = base_entry or entry
+                    print(table_row(entry, base_entry), flush=True)
+                    results.append(entry)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)
+
+
+def compare(rows: list[dict], base: list[dict]) -> dict:
+    """Counts over the prompts of one configuration against the no-cache run on the same prompts."""
+    return {
+        "prompts": len(rows), "correct": sum(r["score"] for r in rows),
+        "gained": sum(r["score"] > b["score"] for r, b in zip(rows, base)),
+        "lost": sum(r["score"] < b["score"] for r, b in zip(rows, base)),
+        "same_answer_count": sum(r["ids"] == b["ids"] for r, b in zip(rows, base)),
+        "same_token_count": sum(x == y for r, b in zip(rows, base) for x, y in zip(r["canvas"], b["canvas"])),
+        "canvas_tokens": sum(len(r["canvas"]) for r in rows), "gen_tokens": sum(r["gen_tokens"] for r in rows),
+        "nfe_total": sum(r["nfe"] for r in rows),
+    }
+
+
+def print_header(gpu: bool) -> None:
+    header = ("| model | gen | sampler | cache | wall s | CPU s | speedup wall | speedup CPU | ans tok/s | canvas pos/s "
+              "| NFE | acc % | gained / lost | same tokens | same answers | peak RSS MiB | cache MiB | full layers |"
+              + (" peak GPU MiB |" if gpu else ""))
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+
+
+def table_row(entry: dict, base: dict) -> str:
+    """One table line; ``gained / lost``: prompts this cache gets right / wrong that no cache gets wrong / right."""
+    n = entry["prompts"]
+    full = f"{100 * entry['full_layer_fraction']:.0f}%" if "full_layer_fraction" in entry else ""
+    return (f"| {Path(entry['model']).name} | {entry['gen']} | {entry['sampler']} | {entry['cache']} "
+            f"| {entry['wall']:.1f} | {entry['cpu']:.1f} "
+            f"| {base['wall'] / entry['wall']:.2f}x | {base['cpu'] / entry['cpu']:.2f}x "
+            f"| {entry['gen_tokens'] / entry['wall']:.1f} | {entry['canvas_tokens'] / entry['wall']:.1f} "
+            f"| {entry['nfe_total'] / n:.1f} | {100 * entry['correct'] / n:.1f} | +{entry['gained']} / -{entry['lost']} "
+            f"| {entry['same_token_count'] / entry['canvas_tokens']:.3f} | {entry['same_answer_count'] / n:.2f} "
+            f"| {entry['peak_rss_mb']:.0f} | {entry['cache_mb']:.1f} | {full} |"
+            + (f" {entry['peak_gpu_mb']:.0f} |" if "peak_gpu_mb" in entry else ""))
+
+
+SUMMED = ("wall", "cpu", "prompts", "correct", "gained", "lost", "same_answer_count", "same_token_count",
+          "canvas_tokens", "gen_tokens", "nfe_total")
+
+
+def merge(paths: list[str]) -> list[dict]:
+    """Pool shards (``--json`` files of runs with different ``--first``) configuration by configuration."""
+    pooled: dict[tuple, dict] = {}
+    seen: dict[tuple, set] = {}
+    for path in paths:
+        with open(path) as fh:
+            entries = json.load(fh)
+        for entry in entries:
+            if "prompts" not in entry:
+                raise SystemExit(f"{path}: written by an older version of this script (no per-prompt counts)")
+            key = (entry["model"], entry["gen"], entry["sampler"], entry["cache"])
+            if entry["first"] in seen.setdefault(key, set()):
+                raise SystemExit(f"{path}: prompts from {entry['first']} of {key} appear twice among the files")
+            seen[key].add(entry["first"])
+            if key not in pooled:
+                pooled[key] = dict(entry)
+                continue
+            into = pooled[key]
+            for name in SUMMED:
+                into[name] += entry[name]
+            for name in ("peak_rss_mb", "cache_mb", "peak_gpu_mb"):
+                if name in entry:
+                    into[name] = max(into[name], entry[name])
+            if "full_layer_fraction" in entry:  # weighted by prompts (rows of a shard have similar lengths)
+                into["full_layer_fraction"] = (into["full_layer_fraction"] * (into["prompts"] - entry["prompts"])
+                                               + entry["full_layer_fraction"] * entry["prompts"]) / into["prompts"]
+    return list(pooled.values())
+
+
+def print_merged(paths: list[str]) -> None:
+    entries = merge(paths)
+    print_header(any("peak_gpu_mb" in e for e in entries))
+    for entry in entries:
+        base = next((e for e in entries if e["cache"] == "none" and e["model"] == entry["model"]
+                     and e["gen"] == entry["gen"] and e["sampler"] == entry["sampler"]), None)
+        if base is None:
+            raise SystemExit(f"no no-cache run for {entry['model']} gen {entry['gen']} {entry['sampler']} to compare with")
+        if base["prompts"] != entry["prompts"]:
+            raise SystemExit(f"{entry['cache']} pooled {entry['prompts']} prompts but no cache {base['prompts']}")
+        print(table_row(entry, base))
 
 
 if __name__ == "__main__":

@@ -63,14 +63,16 @@ def attention_mask(
 
 
 def sdpa_attend(q, k, v, *, q_pos=None, k_pos=None, k_valid=None, block_size=None, return_lse=False):
-    """Reference backend: ``torch.nn.functional.scaled_dot_product_attention`` (GQA by repeat)."""
+    """Reference backend: ``torch.nn.functional.scaled_dot_product_attention`` (its own GQA: query
+    head ``h`` reads K/V head ``h // (Hq / Hkv)``, as ``repeat_interleave`` would, without copying
+    the full-length buffers)."""
+    mask = attention_mask(q_pos, k_pos, k_valid, block_size)
+    if not return_lse:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])
     n_rep = q.shape[1] // k.shape[1]
     if n_rep > 1:
         k = k.repeat_interleave(n_rep, dim=1)
         v = v.repeat_interleave(n_rep, dim=1)
-    mask = attention_mask(q_pos, k_pos, k_valid, block_size)
-    if not return_lse:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))

@@ -141,14 +141,15 @@ def gather_rows(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return t.gather(2, index[:, None, :, None].expand(-1, t.shape[1], -1, t.shape[3]))
 
 
-def row_probabilities(q: torch.Tensor, k: torch.Tensor, key_bias: torch.Tensor, lse=None) -> torch.Tensor:
+def row_probabilities(q: torch.Tensor, k: torch.Tensor, key_bias: torch.Tensor | None, lse=None) -> torch.Tensor:
     """Attention probabilities ``[B, Hq, n, L]`` of a few query rows ``q [B, Hq, n, D]`` over the K
-    buffer ``[B, Hkv, L, D]`` (GQA), ``key_bias [B, 1, 1, L]`` (0 or -inf). With the kernel's
-    log-sum-exp ``lse [B, Hq, n]`` they are ``exp(score - lse)``; without it, a softmax."""
+    buffer ``[B, Hkv, L, D]`` (GQA), ``key_bias [B, 1, 1, L]`` (0 or -inf; None: every key is real).
+    With the kernel's log-sum-exp ``lse [B, Hq, n]`` they are ``exp(score - lse)``; without it, a softmax."""
     (rows, heads, n, dim), kv_heads = q.shape, k.shape[1]
     q = (q.float() / math.sqrt(dim)).reshape(rows * kv_heads, heads // kv_heads * n, dim)
-    scores = torch.bmm(q, k.float().reshape(rows * kv_heads, -1, dim).transpose(1, 2))
-    scores = scores.view(rows, heads, n, -1) + key_bias
+    scores = torch.bmm(q, k.float().reshape(rows * kv_heads, -1, dim).transpose(1, 2)).view(rows, heads, n, -1)
+    if key_bias is not None:
+        scores = scores + key_bias
     return scores.softmax(-1) if lse is None else torch.exp(scores - lse[..., None])
 
 

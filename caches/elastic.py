@@ -106,25 +106,37 @@ class _Hook(LayerHook):
 
     def _setup(self, rows, query):
         rep = rows // self.batch
-        r = {k: v.repeat(rep, 1) if v.dim() == 2 else v.repeat(rep) for k, v in self.plan_rows.items()}
+        r = self.plan_rows if rep == 1 else {
+            k: v.repeat(rep, 1) if v.dim() == 2 else v.repeat(rep) for k, v in self.plan_rows.items()}
         self.active, self.wide = r["active"], r["full"] | (query is None)  # wide: computing every column
         self.start = torch.where(self.wide, 0, self.layers)  # first layer computed over all columns
-        self.key_bias, self.mass_bias = additive_mask(r["valid"])[:, None, None], additive_mask(r["keep"])
+        all_valid = bool(r["valid"].all())
+        self.key_bias = None if all_valid else additive_mask(r["valid"])[:, None, None]
+        self.mass_bias = additive_mask(r["keep"])
         self.track, track_real = padded_columns(r["track"])
         win, win_real = padded_columns(r["window"])
         self.rows = torch.cat([self.track, win], 1)  # the rows whose probabilities are needed
         self.track_weight = track_real[:, :, None] & r["valid"][:, None, :]
+        self.track_count = self.track_weight.sum((1, 2)).clamp(min=1)
         self.win_weight, self.has_win = win_real[:, None, :, None].float(), win_real.any(1, keepdim=True)
         self.testable = track_real.any(1) & self.active
+        self.drifted = False  # some row drifted and does not compute every column yet
+        self._update_test()
+
+    def _update_test(self):
+        self.test = self.testable & ~self.wide
+        self.any_test = bool(self.test.any())
 
     def layer_input(self, layer, x, query, kv):
         if self.wide is None:
             self._setup(x.shape[0], query)
         stored = buffer(self.ext["x"], layer, (x.shape[0], kv.length, x.shape[2]), x)
         write_columns(stored, 1, query, x)
-        pending = (self.start <= layer) & ~self.wide
-        if pending.any():  # drift: these rows now take every column, stale ones from the stored inputs
-            self.wide |= pending
+        if self.drifted and layer >= self.drift_from:
+            # these rows now take every column, the stale ones from the stored inputs
+            self.wide |= self.start <= layer
+            self.drifted = False
+            self._update_test()
             if self.wide.all():
                 query, x = None, stored
             else:
@@ -132,8 +144,7 @@ class _Hook(LayerHook):
                 padded = torch.cat([query, query[:, :1].expand(-1, kv.length - query.shape[1])], 1)
                 query = torch.where(self.wide[:, None], every, padded)
                 x = stored.gather(1, query[..., None].expand(-1, -1, x.shape[2]))
-        self.test = self.testable & ~self.wide
-        if self.tested != layer and self.cache.gamma > -1 and self.ext["q"][layer] is not None and self.test.any():
+        if self.tested != layer and self.cache.gamma > -1 and self.ext["q"][layer] is not None and self.any_test:
             self.p_old = row_probabilities(gather_rows(self.ext["q"][layer], self.track), kv.k[layer], self.key_bias)
         return x, query
 
@@ -155,16 +166,19 @@ class _Hook(LayerHook):
         n_track = self.track.shape[1]
         if self.p_old is not None:  # drift test: cosine across heads, mean over tracked rows and real keys
             cos = head_cosine(probs[:, :, :n_track], self.p_old)
-            sim = (cos * self.track_weight).sum((1, 2)) / self.track_weight.sum((1, 2)).clamp(min=1)
+            sim = (cos * self.track_weight).sum((1, 2)) / self.track_count
             drift = self.test & (sim < self.cache.gamma)
-            self.start = torch.where(drift, self.start.clamp(max=layer + self.cache.from_next_layer), self.start)
+            if bool(drift.any()):
+                self.drift_from = layer + self.cache.from_next_layer
+                self.start = torch.where(drift, self.start.clamp(max=self.drift_from), self.start)
+                self.drifted = True
             self.p_old, self.tested = None, layer
         mass = (probs[:, :, n_track:] * self.win_weight).sum((1, 2)) + self.mass_bias
         top = mass.topk(min(self.cache.track_num, mass.shape[1]), dim=1)
         self.tracks[layer] = (top.indices, self.has_win & (top.values > -math.inf))
 
     def recompute(self, layer):
-        return bool(((self.start <= layer) & ~self.wide).any())
+        return self.drifted and layer >= self.drift_from
 
     def finish(self) -> torch.Tensor:
         """Account the forward and return the tracked columns ``[B, L]`` for the next one."""

@@ -394,3 +394,59 @@ def test_cache_benchmark_full_size_random_models_have_the_real_shapes():
     assert round(count(llada) / 1e9, 2) == 8.02 and round(count(dream) / 1e9, 2) == 7.62
     assert next(llada.net.parameters()).dtype == torch.bfloat16
     assert llada.mask_id == 126336 and dream.mask_id == 151666 and dream.config.shift_logits
+
+
+def test_cache_benchmark_shards_extend_one_prompt_list():
+    """--first N starts at held-out prompt N: two shards together are the same prompts as one run."""
+    bench = load_benchmark()
+    model = dllm.load("tiny-llada") if "tiny-llada" in shipped_models() else random_model("llada")
+    whole = bench.prompts(model, 6)
+    shards = bench.prompts(model, 2) + bench.prompts(model, 4, first=2)
+    assert [ids for _, _, ids in shards] == [ids for _, _, ids in whole]
+    assert [task.name for task, _, _ in shards] == [task.name for task, _, _ in whole]
+
+
+def _shard(first, cache, prompts, correct, gained, lost, cpu, **extra):
+    return {"model": "tiny-llada", "gen": 512, "sampler": "llada", "cache": cache, "first": first, "wall": cpu,
+            "cpu": cpu, "prompts": prompts, "correct": correct, "gained": gained, "lost": lost,
+            "same_answer_count": prompts - gained - lost, "same_token_count": 100 * prompts,
+            "canvas_tokens": 100 * prompts, "gen_tokens": 10 * prompts, "nfe_total": 512 * prompts,
+            "peak_rss_mb": 400.0 + first, "cache_mb": 1.5, **extra}
+
+
+def test_cache_benchmark_merge_pools_shards(tmp_path, capsys):
+    import json
+
+    bench = load_benchmark()
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps([_shard(0, "none", 4, 2, 0, 0, 80.0),
+                             _shard(0, "elastic", 4, 1, 0, 1, 20.0, full_layer_fraction=0.1)]))
+    b.write_text(json.dumps([_shard(4, "none", 12, 6, 0, 0, 240.0),
+                             _shard(4, "elastic", 12, 7, 2, 1, 40.0, full_layer_fraction=0.3)]))
+    pooled = {e["cache"]: e for e in bench.merge([str(a), str(b)])}
+    elastic = pooled["elastic"]
+    assert (elastic["prompts"], elastic["correct"], elastic["gained"], elastic["lost"]) == (16, 8, 2, 2)
+    assert elastic["cpu"] == 60.0 and elastic["peak_rss_mb"] == 404.0
+    assert elastic["full_layer_fraction"] == pytest.approx((0.1 * 4 + 0.3 * 12) / 16)
+    bench.main(["--merge", str(a), str(b)])
+    line = [row for row in capsys.readouterr().out.splitlines() if "| elastic |" in row][0]
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[8] == "5.33x" and cells[12] == "50.0" and cells[13] == "+2 / -2" and cells[18] == "25%"
+
+
+def test_cache_benchmark_merge_rejects_overlapping_or_incomplete_shards(tmp_path):
+    import json
+
+    bench = load_benchmark()
+    a, b, old = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "old.json"
+    a.write_text(json.dumps([_shard(0, "none", 4, 2, 0, 0, 80.0), _shard(0, "dual", 4, 2, 0, 0, 10.0)]))
+    b.write_text(json.dumps([_shard(4, "dual", 4, 2, 0, 0, 10.0)]))
+    old.write_text(json.dumps([{"model": "tiny-llada", "cache": "none", "accuracy": 50.0}]))
+    with pytest.raises(SystemExit, match="appear twice"):
+        bench.merge([str(a), str(a)])
+    with pytest.raises(SystemExit, match="pooled 8 prompts but no cache 4"):
+        bench.print_merged([str(a), str(b)])
+    with pytest.raises(SystemExit, match="older version"):
+        bench.merge([str(old)])
+    with pytest.raises(SystemExit):
+        bench.main(["--models", "random:llada", "--first", "-1"])

@@ -39,24 +39,24 @@ class RMSNorm(nn.Module):
 
 
 def rope_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin ``[B, 1, Lq, D]`` in fp32 for integer positions ``[B, Lq]`` (rotate-half layout)."""
+    """cos and *signed* sin ``[B, 1, Lq, D]`` in fp32 for integer positions ``[B, Lq]``.
+
+    Rotate-half RoPE is ``t * cos + cat(-t2, t1) * sin``; with the sign folded into the table
+    (``cat(-sin, sin)``) the second term is ``roll(t, D/2) * signed_sin``, which gives the same
+    bits with fewer operators per layer (a sign flip is exact)."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
     freqs = positions.float()[..., None] * inv_freq
-    emb = torch.cat([freqs, freqs], dim=-1)[:, None]
-    return emb.cos(), emb.sin()
+    sin = freqs.sin()
+    return torch.cat([freqs, freqs], dim=-1)[:, None].cos(), torch.cat([-sin, sin], dim=-1)[:, None]
 
 
-def _rotate_half(t: torch.Tensor) -> torch.Tensor:
-    first, second = t.chunk(2, dim=-1)
-    return torch.cat([-second, first], dim=-1)
-
-
-def apply_rope(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, fp32: bool) -> torch.Tensor:
-    if fp32:
+def apply_rope(t: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor, fp32: bool) -> torch.Tensor:
+    if fp32 and t.dtype != torch.float32:
         tf = t.float()
-        return (tf * cos + _rotate_half(tf) * sin).to(t.dtype)
-    cos, sin = cos.to(t.dtype), sin.to(t.dtype)
-    return t * cos + _rotate_half(t) * sin
+        return (tf * cos + tf.roll(t.shape[-1] // 2, -1) * signed_sin).to(t.dtype)
+    if t.dtype != cos.dtype:
+        cos, signed_sin = cos.to(t.dtype), signed_sin.to(t.dtype)
+    return t * cos + t.roll(t.shape[-1] // 2, -1) * signed_sin
 
 
 @dataclass
@@ -189,6 +189,8 @@ class Transformer(nn.Module):
             raise ValueError("a forward over a subset of columns (or with a layer hook) needs a KVStore")
         if kv is not None and kv.length != length:
             raise ValueError(f"KV store holds {kv.length} columns but the canvas has {length}")
+        if key_valid is not None and bool(key_valid.all()):
+            key_valid = None  # no padding: attention without a mask is the same and cheaper
         x = self.embed(tokens if query is None else tokens.gather(1, query))
         rope = self._rope(positions, query)
         run = dict(positions=positions, key_valid=key_valid, kv=kv, attention_backend=attention_backend, hook=hook)
