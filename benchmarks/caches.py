@@ -15,7 +15,7 @@ own. Columns: wall and CPU seconds (summed over prompts; the CPU is shared, so C
 steadier number), speedup over no cache with the same sampler (wall / CPU), answer tokens/s and
 canvas positions/s, NFE per prompt, accuracy (task scorer, %), fraction of canvas tokens and of
 answers (text before EOS) identical to the no-cache run, ``gained / lost`` (prompts scored right by this cache
-and wrong without one / the reverse), peak RSS of the process, the cache's own
+and wrong without one / the reverse) and the paired accuracy change in points with a 95 % interval, peak RSS of the process, the cache's own
 buffers (K/V store, Elastic's per-layer inputs and queries) in MiB, and for Elastic the share of
 (row, layer) pairs recomputed over every column.
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -296,21 +297,31 @@ def compare(rows: list[dict], base: list[dict]) -> dict:
 
 def print_header(gpu: bool) -> None:
     header = ("| model | gen | sampler | cache | wall s | CPU s | speedup wall | speedup CPU | ans tok/s | canvas pos/s "
-              "| NFE | acc % | gained / lost | same tokens | same answers | peak RSS MiB | cache MiB | full layers |"
+              "| NFE | acc % | gained / lost | Δ acc (95 % CI) | same tokens | same answers | peak RSS MiB | cache MiB | full layers |"
               + (" peak GPU MiB |" if gpu else ""))
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
 
 
+def accuracy_change(gained: int, lost: int, n: int) -> tuple[float, float]:
+    """Paired accuracy change against no cache on the same prompts, in points, and the half-width of
+    its normal-approximation 95 % interval (each prompt contributes +1, -1 or 0)."""
+    delta = (gained - lost) / n
+    spread = math.sqrt(max((gained + lost) / n - delta**2, 0.0) / n)
+    return 100 * delta, 100 * 1.96 * spread
+
+
 def table_row(entry: dict, base: dict) -> str:
     """One table line; ``gained / lost``: prompts this cache gets right / wrong that no cache gets wrong / right."""
     n = entry["prompts"]
+    delta, half_width = accuracy_change(entry["gained"], entry["lost"], n)
     full = f"{100 * entry['full_layer_fraction']:.0f}%" if "full_layer_fraction" in entry else ""
     return (f"| {Path(entry['model']).name} | {entry['gen']} | {entry['sampler']} | {entry['cache']} "
             f"| {entry['wall']:.1f} | {entry['cpu']:.1f} "
             f"| {base['wall'] / entry['wall']:.2f}x | {base['cpu'] / entry['cpu']:.2f}x "
             f"| {entry['gen_tokens'] / entry['wall']:.1f} | {entry['canvas_tokens'] / entry['wall']:.1f} "
             f"| {entry['nfe_total'] / n:.1f} | {100 * entry['correct'] / n:.1f} | +{entry['gained']} / -{entry['lost']} "
+            f"| {delta:+.1f} ± {half_width:.1f} "
             f"| {entry['same_token_count'] / entry['canvas_tokens']:.3f} | {entry['same_answer_count'] / n:.2f} "
             f"| {entry['peak_rss_mb']:.0f} | {entry['cache_mb']:.1f} | {full} |"
             + (f" {entry['peak_gpu_mb']:.0f} |" if "peak_gpu_mb" in entry else ""))

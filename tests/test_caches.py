@@ -431,7 +431,8 @@ def test_cache_benchmark_merge_pools_shards(tmp_path, capsys):
     bench.main(["--merge", str(a), str(b)])
     line = [row for row in capsys.readouterr().out.splitlines() if "| elastic |" in row][0]
     cells = [c.strip() for c in line.split("|")]
-    assert cells[8] == "5.33x" and cells[12] == "50.0" and cells[13] == "+2 / -2" and cells[18] == "25%"
+    assert cells[8] == "5.33x" and cells[12] == "50.0" and cells[13] == "+2 / -2" and cells[19] == "25%"
+    assert cells[14] == "+0.0 ± 24.5"  # 1.96 * sqrt((4 / 16) / 16) = 0.245
 
 
 def test_cache_benchmark_merge_rejects_overlapping_or_incomplete_shards(tmp_path):
