@@ -14,9 +14,9 @@ x cache, the same held-out prompts (``dllm.eval.tasks``, eval split) are decoded
 own. Columns: wall and CPU seconds (summed over prompts; the CPU is shared, so CPU time is the
 steadier number), speedup over no cache with the same sampler (wall / CPU), answer tokens/s and
 canvas positions/s, NFE per prompt, accuracy (task scorer, %), fraction of canvas tokens and of
-answers (text before EOS) identical to the no-cache run, ``gained / lost`` (prompts scored right by this cache
-and wrong without one / the reverse) and the paired accuracy change in points with a 95 % interval, peak RSS of the process, the cache's own
-buffers (K/V store, Elastic's per-layer inputs and queries) in MiB, and for Elastic the share of
+answers (text before EOS) identical to the no-cache run, ``gained / lost`` (prompts scored right by
+this cache and wrong without one / the reverse) and the paired accuracy change in points with a 95 %
+interval, peak RSS of the process, the cache's own buffers (K/V store, Elastic's per-layer inputs and queries) in MiB, and for Elastic the share of
 (row, layer) pairs recomputed over every column.
 
 Models: the shipped ``tiny-llada`` / ``tiny-dream`` when present, else random-weight models of a

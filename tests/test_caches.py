@@ -435,7 +435,7 @@ def test_cache_benchmark_merge_pools_shards(tmp_path, capsys):
     assert cells[14] == "+0.0 ± 24.5"  # 1.96 * sqrt((4 / 16) / 16) = 0.245
 
 
-def test_cache_benchmark_merge_rejects_overlapping_or_incomplete_shards(tmp_path):
+def test_cache_benchmark_merge_rejects_overlapping_or_incomplete_shards(tmp_path, capsys):
     import json
 
     bench = load_benchmark()
@@ -451,3 +451,18 @@ def test_cache_benchmark_merge_rejects_overlapping_or_incomplete_shards(tmp_path
         bench.merge([str(old)])
     with pytest.raises(SystemExit):
         bench.main(["--models", "random:llada", "--first", "-1"])
+    assert "--first must be at least 0, got -1" in capsys.readouterr().err
+
+
+def test_op_count_benchmark_counts_and_rejects_bad_input(capsys):
+    bench = load_benchmark("op_count")
+    bench.main(["--layers", "2", "--gen", "8", "--caches", "none", "dual"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| none") or line.startswith("| dual")]
+    counts = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in rows}
+    assert counts["none"] > 0 and counts["dual"] > counts["none"]  # dual adds its K/V writes and plan
+    with pytest.raises(SystemExit):
+        bench.main(["--caches", "foo"])
+    assert "unknown ['foo']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--layers", "0"])
+    assert "must be at least 1" in capsys.readouterr().err
