@@ -12,8 +12,10 @@ from dllm.metrics import GenerationResult, StepRecord
 from dllm.models import DiffusionModel, load
 
 from dllm import caches, samplers  # noqa: E402  (registries; import after the core)
+from dllm import drafters  # noqa: E402
+from dllm.drafters import speculate  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["DiffusionModel", "GenerationConfig", "GenerationResult", "StepEvent", "StepRecord", "caches",
-           "generate", "load", "samplers"]
+__all__ = ["DiffusionModel", "GenerationConfig", "GenerationResult", "StepEvent", "StepRecord", "caches", "drafters",
+           "generate", "load", "samplers", "speculate"]

@@ -90,3 +90,105 @@ class GenerationResult:
         if with_trace:
             out["trace"] = [asdict(r) for r in self.trace]
         return out
+
+
+# ---- speculative decoding (draft and verify) ------------------------------------------------
+# - **round**: one draft (possibly empty) and one verifier forward that scores all of it.
+# - **verifier forwards**: every forward of the verifier; the first round's forward also encodes
+#   the prompt (there is no separate prefill), so plain AR decoding of n tokens takes n forwards.
+# - **drafted / accepted**: draft tokens verified / accepted (the correction or bonus token that
+#   every round adds is *not* an accepted draft token).
+# - **tau** (mean accepted length, DiffuSpec's L_acc, "MAT" without bonus): accepted / rounds.
+# - **tau with bonus** (Spec-Bench's mean accepted tokens): committed tokens / rounds, where a
+#   round commits accepted + 1 tokens unless EOS or max_new_tokens cut it.
+# - **tokens per verifier forward**: generated tokens (before the first EOS, as everywhere) /
+#   verifier forwards.
+# - **acceptance rate**: accepted / drafted; **acceptance by position**: of the rounds whose
+#   verification reached draft position i, the share that accepted it.
+
+
+def mean_accepted_length(accepted: int, rounds: int) -> float:
+    return accepted / rounds if rounds else 0.0
+
+
+def acceptance_rate(accepted: int, drafted: int) -> float:
+    return accepted / drafted if drafted else 0.0
+
+
+@dataclass
+class RoundRecord:
+    """One round of one row: the draft, how much of it was accepted, the token that followed."""
+
+    k: int                          # draft length asked for
+    draft: list[int]
+    accepted: int
+    token: int | None               # the correction (accepted < len(draft)) or bonus token; None if cut
+    committed: list[int]            # what the round added (after the EOS / budget cut)
+
+
+@dataclass
+class SpeculativeResult:
+    """One row of speculative decoding: the answer and the counts defined above."""
+
+    ids: list[int]                  # answer tokens, stopped before the first EOS
+    text: str
+    gen_tokens: int
+    rounds: int
+    drafted: int
+    accepted: int
+    committed: int
+    verifier_forwards: int
+    drafter_forwards: int
+    seconds: float                  # batch wall time, like GenerationResult.seconds
+    draft_seconds: float
+    verify_seconds: float
+    reached: list[int] = field(default_factory=list)        # rounds whose verification reached position i
+    accepted_at: list[int] = field(default_factory=list)    # ... and accepted it
+    trace: list[RoundRecord] = field(default_factory=list)
+
+    @property
+    def tau(self) -> float:
+        return mean_accepted_length(self.accepted, self.rounds)
+
+    @property
+    def tau_with_bonus(self) -> float:
+        return mean_accepted_length(self.committed, self.rounds)
+
+    @property
+    def tokens_per_verifier_forward(self) -> float:
+        return tokens_per_forward(self.gen_tokens, self.verifier_forwards)
+
+    @property
+    def acceptance_rate(self) -> float:
+        return acceptance_rate(self.accepted, self.drafted)
+
+    @property
+    def acceptance_by_position(self) -> list[float]:
+        return [a / r if r else 0.0 for a, r in zip(self.accepted_at, self.reached)]
+
+    @property
+    def other_seconds(self) -> float:
+        return max(0.0, self.seconds - self.draft_seconds - self.verify_seconds)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return throughput(self.gen_tokens, self.seconds)
+
+    def stats(self) -> dict:
+        return {
+            "gen_tokens": self.gen_tokens, "rounds": self.rounds, "drafted": self.drafted, "accepted": self.accepted,
+            "tau": round(self.tau, 4), "tau_with_bonus": round(self.tau_with_bonus, 4),
+            "tokens_per_verifier_forward": round(self.tokens_per_verifier_forward, 4),
+            "acceptance_rate": round(self.acceptance_rate, 4),
+            "acceptance_by_position": [round(a, 4) for a in self.acceptance_by_position],
+            "verifier_forwards": self.verifier_forwards, "drafter_forwards": self.drafter_forwards,
+            "seconds": round(self.seconds, 4), "draft_seconds": round(self.draft_seconds, 4),
+            "verify_seconds": round(self.verify_seconds, 4), "other_seconds": round(self.other_seconds, 4),
+            "tokens_per_second": round(self.tokens_per_second, 2),
+        }
+
+    def to_dict(self, with_trace: bool = False) -> dict:
+        out = {"text": self.text, "ids": self.ids, **self.stats()}
+        if with_trace:
+            out["trace"] = [asdict(r) for r in self.trace]
+        return out

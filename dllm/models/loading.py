@@ -26,6 +26,14 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bf
 _EOT_TOKENS = ("<|eot_id|>", "<|im_end|>")
 
 
+def chat_text(tokenizer, name: str, text: str) -> str:
+    """``text`` as one user turn of the tokenizer's chat template, ready for the assistant's answer."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"the tokenizer of {name!r} has no chat template; drop the chat option")
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                         tokenize=False)
+
+
 @dataclass
 class DiffusionModel:
     """A loaded dLLM: the network plus the token facts every sampler needs."""
@@ -62,10 +70,7 @@ class DiffusionModel:
         if self.tokenizer is None:
             raise ValueError(f"model {self.name!r} was loaded without a tokenizer; pass token ids instead of text")
         if chat:
-            if not getattr(self.tokenizer, "chat_template", None):
-                raise ValueError(f"the tokenizer of {self.name!r} has no chat template; drop the chat option")
-            text = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+            text = chat_text(self.tokenizer, self.name, text)
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         if add_bos and self.bos_id is not None and (not ids or ids[0] != self.bos_id):
             ids = [self.bos_id] + ids
@@ -97,7 +102,27 @@ class CausalLM:
     name: str
     path: Path | None = None
 
-    def encode(self, text: str, add_bos: bool = True) -> list[int]:
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def vocab_size(self) -> int:
+        """Width of the logits (the LM head may be padded beyond the tokenizer)."""
+        return int(self.net.get_output_embeddings().weight.shape[0])
+
+    @property
+    def max_length(self) -> int:
+        return int(getattr(self.net.config, "max_position_embeddings", None) or 1 << 30)
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id if self.tokenizer is not None else None
+        return int(pad) if pad is not None else self.eos_ids[0]
+
+    def encode(self, text: str, add_bos: bool = True, chat: bool = False) -> list[int]:
+        if chat:
+            text = chat_text(self.tokenizer, self.name, text)
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         bos = self.tokenizer.bos_token_id
         return [bos] + ids if add_bos and bos is not None and (not ids or ids[0] != bos) else ids

@@ -1,0 +1,50 @@
+"""Any dLLM with any registered sampler and cache as a multi-step drafter.
+
+Each round runs ``dllm.generate`` over ``context + [MASK] * k`` (one block of length k) with the
+named sampler and cache, e.g. Fast-dLLM's threshold rule, and proposes the denoised block cut
+after its first stop token. Every sampler of the project thereby becomes a drafter; drafter
+forwards are the generation's NFE. Multi-step denoising is a deterministic function of the
+context (greedy denoising), so sampling verification uses the point-mass rule: the final-pass
+marginals are not the distributions the tokens were drawn from (specs/drafters.md §2.3, case 3).
+Rows asking for different k are generated in separate calls, so a row's draft never depends on
+the rest of the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import register
+from .base import DiffusionDrafter, Proposal, eos_aware_length, stop_cut
+
+
+@register("dllm")
+@dataclass
+class DenoisingDrafter(DiffusionDrafter):
+    """A dLLM decoding k masks with any registered sampler and cache; the block is the draft."""
+
+    sampler: str = "fast-dllm"
+    sampler_params: dict = field(default_factory=dict)
+    cache: str = "none"
+    cache_params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        from dllm import caches, samplers
+
+        self.sampler_obj = samplers.get(self.sampler, **self.sampler_params)
+        self.cache_obj = caches.get(self.cache, **self.cache_params)
+
+    def propose(self, requests):
+        from dllm.generate import generate
+
+        out = {}
+        for k in sorted({r.k for r in requests}):
+            group = [r for r in requests if r.k == k]
+            results = generate(self.dlm, [r.context for r in group], sampler=self.sampler_obj, cache=self.cache_obj,
+                               gen_length=k, block_length=k)
+            for request, result in zip(group, results):
+                raw = result.canvas
+                tokens = stop_cut(self.vocab.usable_prefix(raw), self.stop_ids)
+                out[id(request)] = Proposal(tokens=tokens, kind="deterministic", raw_len=len(raw),
+                                            gen_len=eos_aware_length(raw, self.stop_ids), forwards=result.nfe)
+        return [out[id(r)] for r in requests]

@@ -1,0 +1,139 @@
+"""A Hugging Face causal LM over a batch of growing token sequences, with a rollback-able KV cache.
+
+Each row's cache holds the K/V of a prefix of that row's sequence. ``feed`` appends ragged new
+tokens to every row in one forward and returns their logits; ``keep`` rolls each row back to a
+given length (speculative decoding throws away rejected drafts). At batch 1 the rollback is the
+cache's own ``crop``. With several rows the rows hold different lengths: each row's entries
+are kept right-aligned in the shared ``DynamicCache`` tensors (left padding, hidden by the
+attention mask, RoPE positions per row), and a rollback shifts every row's entries so that they
+end at the last column again. The values themselves are never recomputed, so a row reads the
+same K/V it would alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+
+def crop_cache(cache, length: int) -> None:
+    """Keep the first ``length`` positions of every layer (``DynamicCache.crop`` takes a length in
+    transformers 4 and the number of positions to remove, negative, in transformers 5)."""
+    current = cache.get_seq_length()
+    if length >= current:
+        return
+    parameter = next(iter(inspect.signature(cache.crop).parameters))
+    cache.crop(length if parameter == "max_length" else length - current)
+
+
+class CausalRunner:
+    """Batched incremental forwards of ``net`` (a ``transformers`` causal LM) with per-row rollback."""
+
+    def __init__(self, net, pad_id: int):
+        self.net, self.pad_id = net, pad_id
+        self.device = next(net.parameters()).device
+        # transformers 5.2x renamed ``past_key_values`` to ``cache`` (the old name is deprecated).
+        self.cache_arg = "cache" if "cache" in inspect.signature(net.forward).parameters else "past_key_values"
+        self.reset(0)
+
+    def reset(self, batch: int) -> None:
+        from transformers import DynamicCache
+
+        self.cache = DynamicCache()
+        self.ids: list[list[int]] = [[] for _ in range(batch)]  # the tokens whose K/V each row caches
+        self.width = 0
+        self.forwards = 0
+
+    @property
+    def batch(self) -> int:
+        return len(self.ids)
+
+    def lengths(self) -> list[int]:
+        return [len(row) for row in self.ids]
+
+    def select(self, rows: list[int]) -> None:
+        """Keep only ``rows`` (in this order): finished rows leave the batch."""
+        if rows == list(range(self.batch)):
+            return
+        self.ids = [self.ids[r] for r in rows]
+        if self.width:
+            index = torch.tensor(rows, dtype=torch.long, device=self.device)
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[index], layer.values[index]
+        self._trim()
+
+    def feed(self, new: list[list[int]]) -> torch.Tensor:
+        """Append ``new[b]`` to each row (a row may get none this time, not all); fp32 logits
+        ``[B, F, V]`` for the fed columns (``F = max len(new[b])``; row b's column i predicts the
+        token after ``new[b][i]``)."""
+        if len(new) != self.batch or not any(new):
+            raise ValueError(f"feed needs one token list per row ({self.batch}), at least one of them non-empty")
+        fed = max(len(tokens) for tokens in new)
+        lengths = torch.tensor(self.lengths(), device=self.device)
+        inputs = torch.full((self.batch, fed), self.pad_id, dtype=torch.long, device=self.device)
+        for row, tokens in enumerate(new):
+            inputs[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long, device=self.device)
+        columns = torch.arange(self.width + fed, device=self.device)[None]
+        counts = torch.tensor([len(tokens) for tokens in new], device=self.device)[:, None]
+        # Hidden: each row's left padding in the cache and the padding after its new tokens.
+        mask = ((columns >= self.width - lengths[:, None]) & (columns < self.width + counts)).long()
+        positions = lengths[:, None] + torch.arange(fed, device=self.device)
+        with torch.no_grad():
+            out = self.net(input_ids=inputs, attention_mask=mask, position_ids=positions, use_cache=True,
+                           **{self.cache_arg: self.cache})
+        self.cache = out[self.cache_arg]
+        self.forwards += 1
+        old = self.lengths()
+        self.ids = [row + list(tokens) for row, tokens in zip(self.ids, new)]
+        self._realign(old, fed)
+        return out.logits.float()
+
+    def keep(self, lengths: list[int]) -> None:
+        """Roll row b back to its first ``lengths[b]`` cached tokens."""
+        old = self.lengths()
+        if any(not 0 <= n <= o for n, o in zip(lengths, old)):
+            raise ValueError(f"cannot keep {lengths} tokens of rows caching {old}")
+        self.ids = [row[:n] for row, n in zip(self.ids, lengths)]
+        self._realign(old, 0)
+
+    def _realign(self, old: list[int], fed: int) -> None:
+        """Rows cached ``old[b]`` tokens right-aligned in ``width`` columns, then ``fed`` columns were
+        appended; move each row's first ``len(ids[b])`` tokens so that they end at the last column."""
+        width = self.width + fed
+        new = self.lengths()
+        target = max(new)
+        if self.batch == 1:
+            # Batch 1 never pads: the row fills the cache, and rolling back is the cache's own crop.
+            crop_cache(self.cache, target)
+            self.width = target
+            return
+        offsets = [(self.width - o) - (target - n) for o, n in zip(old, new)]
+        if all(off == offsets[0] for off in offsets) and offsets[0] >= 0:
+            start = offsets[0]
+            for layer in self.cache.layers:
+                layer.keys = layer.keys[:, :, start: start + target]
+                layer.values = layer.values[:, :, start: start + target]
+        else:
+            source = torch.arange(target, device=self.device)[None] + torch.tensor(offsets, device=self.device)[:, None]
+            pad = torch.arange(target, device=self.device)[None] < torch.tensor(
+                [target - n for n in new], device=self.device)[:, None]
+            source = source.clamp(0, width - 1)
+            pad = pad[:, None, :, None]
+            for layer in self.cache.layers:
+                index = source[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[-1])
+                # Padding is zeroed: the attention mask hides it, and zeros can never turn into NaN.
+                layer.keys = layer.keys.gather(2, index).masked_fill(pad, 0.0)
+                layer.values = layer.values.gather(2, index).masked_fill(pad, 0.0)
+        self.width = target
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop leading columns that are padding in every row."""
+        target = max(self.lengths(), default=0)
+        if target < self.width and self.cache.layers:
+            drop = self.width - target
+            for layer in self.cache.layers:
+                if layer.keys is not None and layer.keys.numel():
+                    layer.keys, layer.values = layer.keys[:, :, drop:], layer.values[:, :, drop:]
+        self.width = target
