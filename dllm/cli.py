@@ -1,4 +1,5 @@
-"""Command line: ``dllm generate``, ``dllm samplers``, ``dllm caches``, ``dllm models``."""
+"""Command line: ``dllm generate``, ``dllm speculate``, ``dllm samplers``, ``dllm caches``, ``dllm drafters``,
+``dllm models``."""
 
 from __future__ import annotations
 
@@ -55,8 +56,27 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--show-steps", action="store_true", help="render the unmasking order")
     gen.add_argument("--json", action="store_true", help="machine-readable output")
 
+    spec = sub.add_parser("speculate", help="speculative decoding: a drafter proposes, an AR verifier checks")
+    spec.add_argument("verifier", help="causal LM verifier (tiny-ar, a local folder or hub id)")
+    spec.add_argument("prompt", nargs="+", help="one or more prompts (a batch); use \\n for newlines")
+    spec.add_argument("--drafter", default="none", help="drafter name (see `dllm drafters`); none = plain AR decoding")
+    spec.add_argument("--drafter-model", help="the drafter's model parameter (tiny-dream, tiny-ar-draft, ...)")
+    spec.add_argument("-d", "--drafter-arg", action="append", metavar="KEY=VALUE", help="any drafter parameter")
+    spec.add_argument("--length", help="draft-length controller (see `dllm drafters`; default: the drafter's)")
+    spec.add_argument("-l", "--length-arg", action="append", metavar="KEY=VALUE", help="length-controller parameter")
+    spec.add_argument("--max-new-tokens", type=int, default=64)
+    spec.add_argument("--temperature", type=float, default=0.0)
+    spec.add_argument("--top-k", type=int)
+    spec.add_argument("--top-p", type=float)
+    spec.add_argument("--seed", type=int, default=0)
+    spec.add_argument("--device", default="cpu")
+    spec.add_argument("--chat", action="store_true", help="wrap prompts in the tokenizer's chat template")
+    spec.add_argument("--show-rounds", action="store_true", help="render each round's draft and verdict")
+    spec.add_argument("--json", action="store_true", help="machine-readable output")
+
     sub.add_parser("samplers", help="list sampler plugins and their parameters")
     sub.add_parser("caches", help="list cache policies and their parameters")
+    sub.add_parser("drafters", help="list drafter plugins and draft-length controllers")
     sub.add_parser("models", help="list the shipped models")
 
     from dllm.eval.cli import add_parser as add_eval_parser
@@ -147,6 +167,112 @@ def _generate(args) -> int:
     return 0
 
 
+def _build_drafter(args):
+    """The drafter and length controller the flags name (None, None for plain AR decoding)."""
+    import dllm.drafters
+    from dllm.drafters import length as lengths
+
+    params = parse_key_values(args.drafter_arg, "--drafter-arg")
+    if args.drafter_model is not None:
+        if "model" in params:
+            raise ValueError("the drafter's model is given twice: --drafter-model and --drafter-arg model=...")
+        params["model"] = args.drafter_model
+    length_params = parse_key_values(args.length_arg, "--length-arg")
+    if args.drafter.lower() == "none":
+        given = [flag for flag, value in (("--drafter-model", args.drafter_model), ("--drafter-arg", args.drafter_arg),
+                                          ("--length", args.length), ("--length-arg", args.length_arg)) if value]
+        if given:
+            raise ValueError(f"{', '.join(given)} given without a drafter; "
+                             "pick one with --drafter (see `dllm drafters`)")
+        return None, None
+    try:
+        drafter = dllm.drafters.get(args.drafter, **params)
+        if args.length is not None:
+            controller = lengths.get(args.length, **length_params)
+        else:  # the drafter's own controller, with any -l parameters
+            controller = lengths.get(type(drafter.default_length()), **length_params)
+    except TypeError as exc:  # a parameter value of the wrong type, e.g. a string compared with a number
+        raise ValueError(f"bad drafter or length-controller parameter: {exc}") from exc
+    return drafter, controller
+
+
+def _token_text(model, tok: int) -> str:
+    return model.decode([tok]).replace("\n", "⏎")
+
+
+def _render_rounds(console, verifier, result) -> None:
+    """One line per round: accepted drafts, the rejected rest, the correction or bonus token."""
+    from rich.text import Text
+
+    legend = Text()
+    legend.append("legend: ", style="dim")
+    for label, style in (("accepted", "green"), ("rejected", "red strike"), ("rest of draft", "red dim strike"),
+                         ("→correction", "bold yellow"), ("+bonus", "bold cyan"), ("verifier token", "cyan"),
+                         ("■ answer ended", "dim")):
+        legend.append(label, style=style)
+        legend.append("  ")
+    console.print(legend, soft_wrap=True)
+    for number, record in enumerate(result.trace, 1):
+        n, draft = record.accepted, record.draft
+        head = f"{number:>3} k={record.k:<2} {n}/{len(draft)} " if record.k or draft else f"{number:>3} "
+        line = Text()
+        line.append(head, style="dim")
+        for i, tok in enumerate(draft):
+            style = "green" if i < n else ("red strike" if i == n else "red dim strike")
+            line.append(_token_text(verifier, tok), style=style)
+            line.append("·", style="dim")
+        if record.token is None:
+            line.append("■", style="dim")  # the round ended the answer (stop token or token budget)
+        elif n < len(draft):
+            line.append("→" + _token_text(verifier, record.token), style="bold yellow")
+        elif draft:
+            line.append("+" + _token_text(verifier, record.token), style="bold cyan")
+        else:  # no draft this round: the verifier's own token
+            line.append(_token_text(verifier, record.token), style="cyan")
+        console.print(line, soft_wrap=True)
+
+
+def _speculate(args) -> int:
+    import dllm
+    from dllm.drafters import SpeculativeConfig
+    from dllm.drafters.loop import as_verifier
+
+    drafter, controller = _build_drafter(args)
+    config = SpeculativeConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                               top_p=args.top_p, seed=args.seed, trace=args.show_rounds)
+    verifier = as_verifier(dllm.load(args.verifier, device=args.device))
+    prompts = [p.replace("\\n", "\n") for p in args.prompt]
+    results = dllm.speculate(verifier, prompts, drafter=drafter, length=controller, config=config, chat=args.chat)
+    name = drafter.name if drafter is not None else "none"
+    length_name = controller.name if controller is not None else None
+    if args.json:
+        payload = [{"prompt": p, "drafter": name, "length": length_name, **r.to_dict(with_trace=args.show_rounds)}
+                   for p, r in zip(prompts, results)]
+        print(json.dumps(payload if len(payload) > 1 else payload[0], indent=2))
+        return 0
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    for prompt, result in zip(prompts, results):
+        console.print(f"[bold]prompt[/bold] {escape(repr(prompt))}", soft_wrap=True)
+        console.print(f"[bold]output[/bold] {escape(result.text)}", soft_wrap=True)
+        console.print(
+            f"[dim]drafter={name}{f' length={length_name}' if length_name else ''} rounds={result.rounds}"
+            f" tau={result.tau:.2f} tau+bonus={result.tau_with_bonus:.2f}"
+            f" tokens/verifier-forward={result.tokens_per_verifier_forward:.2f}"
+            f" acceptance={result.acceptance_rate:.2f} verifier-forwards={result.verifier_forwards}"
+            f" drafter-forwards={result.drafter_forwards} tokens={result.gen_tokens}"
+            f" {result.tokens_per_second:.1f} tok/s seconds={result.seconds:.2f}"
+            f" (draft {result.draft_seconds:.2f} / verify {result.verify_seconds:.2f}"
+            f" / other {result.other_seconds:.2f})[/dim]",
+            soft_wrap=True, highlight=False,
+        )
+        if args.show_rounds:
+            _render_rounds(console, verifier, result)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:2] == ["eval", "lm-eval"]:  # lm-eval's own CLI parses the rest
@@ -157,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return _generate(args)
+        if args.command == "speculate":
+            return _speculate(args)
         if args.command == "eval":
             from dllm.eval.cli import run as run_eval
 
@@ -169,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
             import dllm.caches
 
             _list_plugins(dllm.caches, "caches")
+        elif args.command == "drafters":
+            import dllm.drafters
+
+            _list_plugins(dllm.drafters, "drafters")
+            _list_plugins(dllm.drafters.length, "draft-length controllers")
         elif args.command == "models":
             from dllm.zoo import shipped_models
 

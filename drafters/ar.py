@@ -2,7 +2,7 @@
 
 Each round the drafter's own KV cache is rolled back to the longest prefix it shares with the
 committed tokens, the uncached tail is fed, then ``k`` tokens are drafted one forward each: the
-argmax when the verifier is greedy, else a sample from q = the drafter's distribution under the
+argmax when the verifier is greedy (or ``greedy=True``: then a deterministic proposal), else a sample from q = the drafter's distribution under the
 verifier's logits processors (``sequential`` proposals: token i is drawn given tokens < i).
 
 Source: Leviathan et al. 2023 (arXiv 2211.17192), Chen et al. 2023 (arXiv 2302.01318); the same
@@ -28,6 +28,7 @@ class ARDrafter(Drafter):
     """A small causal LM drafting k tokens sequentially with its own rolled-back KV cache."""
 
     model: object = "tiny-ar-draft"
+    greedy: bool = False  # draft the argmax even when the verifier samples (a deterministic proposal)
 
     def bind(self, verifier, sampling) -> None:
         from dllm.models import CausalLM
@@ -79,7 +80,7 @@ class ARDrafter(Drafter):
             logits = self.runner.feed([feeds[i] if i in live else [] for i in range(len(requests))])
             for i in live:
                 last = self.vocab.logits(logits[i, len(feeds[i]) - 1][None])
-                if self.sampling.greedy:
+                if self.sampling.greedy or self.greedy:
                     token = int(last.argmax())
                 else:
                     q = self.sampling.probabilities(last, requests[i].context + drafts[i])[0]

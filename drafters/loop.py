@@ -34,20 +34,21 @@ class SpeculativeConfig:
     """max_new_tokens: generated tokens at most (stop tokens included).
     temperature: 0 = greedy verification; > 0 samples from the verifier's processed distribution.
     top_k / top_p: ``transformers`` top-k / nucleus filtering of that distribution (None = off).
-    seed: seeds each row's verifier and drafter generators (the same for every row).
+    seed: seeds each row's verifier and drafter generators: one seed for every row (a row's output is
+        then its output alone), or a list with one seed per prompt.
     trace: keep a ``RoundRecord`` per round."""
 
     max_new_tokens: int = 64
     temperature: float = 0.0
     top_k: int | None = None
     top_p: float | None = None
-    seed: int = 0
+    seed: int | list[int] = 0
     trace: bool = False
 
     def __post_init__(self):
         owner = "SpeculativeConfig"
-        for name in ("max_new_tokens", "seed", "top_k"):
-            value = getattr(self, name)
+        seeds = list(self.seed) if isinstance(self.seed, (list, tuple)) else [self.seed]
+        for name, value in [("max_new_tokens", self.max_new_tokens), ("top_k", self.top_k)] + [("seed", s) for s in seeds]:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise ValueError(f"{owner}.{name}={value!r} must be an integer")
         for name in ("temperature", "top_p"):
@@ -57,7 +58,8 @@ class SpeculativeConfig:
                 raise ValueError(f"{owner}.{name}={value!r} must be a finite number")
         check_range(owner, "max_new_tokens", self.max_new_tokens, 1)
         check_range(owner, "temperature", self.temperature, 0.0)
-        check_range(owner, "seed", self.seed, 0, 2**63 - 1)
+        for seed in seeds:
+            check_range(owner, "seed", seed, 0, 2**63 - 1)
         if self.top_k is not None:
             check_range(owner, "top_k", self.top_k, 1)
         if self.top_p is not None:
@@ -66,6 +68,13 @@ class SpeculativeConfig:
     @property
     def sampling(self) -> Sampling:
         return Sampling(self.temperature, self.top_k, self.top_p)
+
+    def row_seeds(self, rows: int) -> list[int]:
+        if not isinstance(self.seed, (list, tuple)):
+            return [self.seed] * rows
+        if len(self.seed) != rows:
+            raise ValueError(f"SpeculativeConfig.seed has {len(self.seed)} seeds for {rows} prompts")
+        return list(self.seed)
 
 
 def as_verifier(verifier, device="cpu"):
@@ -80,8 +89,9 @@ def as_verifier(verifier, device="cpu"):
     return verifier
 
 
-def _row_generators(seed: int, rows: int, device, salt: int) -> list[torch.Generator]:
-    return [torch.Generator(device=device).manual_seed((seed * 2 + salt) % 2**63) for _ in range(rows)]
+def _row_generators(seeds: list[int], device, salt: int) -> list[torch.Generator]:
+    """Separate verifier (salt 0) and drafter (salt 1) generators per row."""
+    return [torch.Generator(device=device).manual_seed((seed * 2 + salt) % 2**63) for seed in seeds]
 
 
 def speculate(verifier, prompts, drafter=None, *, length=None, config: SpeculativeConfig | None = None,
@@ -145,8 +155,9 @@ class _Run:
         start = time.perf_counter()
         rows = len(prompts)
         device = self.verifier.device
-        verifier_rng = _row_generators(self.config.seed, rows, device, 0)
-        drafter_rng = _row_generators(self.config.seed, rows, device, 1)
+        seeds = self.config.row_seeds(rows)
+        verifier_rng = _row_generators(seeds, device, 0)
+        drafter_rng = _row_generators(seeds, device, 1)
         committed = [list(p) for p in prompts]
         out: list[list[int]] = [[] for _ in range(rows)]
         stats = [dict(rounds=0, drafted=0, accepted=0, committed=0, verifier_forwards=0, drafter_forwards=0,
