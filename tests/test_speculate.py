@@ -454,3 +454,10 @@ def test_length_controllers():
 def test_bad_input_is_a_clear_error(call, message, tiny_ar):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         call(tiny_ar)
+
+
+def test_tiny_ar_draft_is_a_two_layer_tiny_ar_with_the_same_tokenizer(tiny_ar):
+    draft = dllm.load("tiny-ar-draft")
+    assert isinstance(draft, CausalLM) and draft.net.config.num_hidden_layers == 2
+    assert draft.tokenizer.get_vocab() == tiny_ar.tokenizer.get_vocab() and draft.eos_ids == tiny_ar.eos_ids
+    assert sum(p.numel() for p in draft.net.parameters()) < 0.6 * sum(p.numel() for p in tiny_ar.net.parameters())

@@ -1,0 +1,180 @@
+"""Speculative decoding on the shipped tiny models: tiny-ar verifies, AR and diffusion drafters propose.
+
+    python benchmarks/speculate.py [--samples 8] [--threads 1] [--batch 8] [--json FILE]
+
+Held-out (eval split) prompts of the 8 tasks the sampler benchmark uses, greedy, ``max_new_tokens``
+= the task's budget, every prompt decoded alone (batch 1) and timed. Plain AR is ``transformers``'
+own ``generate`` (greedy, KV cache), the wall-clock baseline; "AR through the loop" is the same
+decoding through ``dllm.speculate`` without a drafter. Columns (definitions in ``dllm.metrics``):
+tokens per verifier forward (TPVF), τ (accepted draft tokens per round), τ + bonus (committed
+tokens per round), acceptance by draft position (positions 1, 2, 4, 8), drafter forwards per
+round, wall-clock speedup over plain AR (summed seconds), and the share of outputs identical to
+plain AR. The last table runs the best dLLM drafter on batches of ``--batch`` prompts: TPVF and
+identity must stay those of batch 1 (each row is decoded as it would be alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+TASKS = ("copy", "reverse", "sort", "shuffle", "insert_index", "replace_random", "cumsum", "letters_sort")
+CONFIGS = [  # (label, drafter name or None, drafter params, length controller or None)
+    ("AR through the loop", None, {}, None),
+    ("ar: tiny-ar-draft, HF heuristic k", "ar", {}, None),
+    ("ar: tiny-ar-draft, k = 8", "ar", {}, ("fixed", {"k": 8})),
+    ("onepass tiny-dream, k = 8", "onepass", {"model": "tiny-dream"}, ("fixed", {"k": 8})),
+    ("onepass tiny-dream, k = 16", "onepass", {"model": "tiny-dream"}, ("fixed", {"k": 16})),
+    ("onepass tiny-llada, k = 16", "onepass", {"model": "tiny-llada"}, ("fixed", {"k": 16})),
+    ("diffuspec tiny-dream (CPS + ADL)", "diffuspec", {"model": "tiny-dream"}, None),
+    ("diffuspec tiny-llada (CPS + ADL)", "diffuspec", {"model": "tiny-llada"}, None),
+    ("diffuspec tiny-dream, no proxy", "diffuspec", {"model": "tiny-dream", "proxy": "none"}, None),
+    ("dllm tiny-dream fast-dllm 0.9, k = 16", "dllm", {"model": "tiny-dream"}, ("fixed", {"k": 16})),
+    ("dllm tiny-dream fast-dllm 0.9 + dual, k = 16", "dllm", {"model": "tiny-dream", "cache": "dual"},
+     ("fixed", {"k": 16})),
+]
+POSITIONS = (1, 2, 4, 8)
+
+
+def prompts_and_budgets(samples: int) -> list[tuple[str, int]]:
+    from dllm.eval import tasks
+
+    out = []
+    for name in TASKS:
+        task = tasks.get(name)
+        out += [(e.prompt, task.max_new_tokens) for e in task.examples("eval", samples, seed=0)]
+    return out
+
+
+def plain_ar(verifier, items) -> tuple[list[list[int]], float]:
+    from dllm.metrics import answer_length
+
+    outputs, seconds = [], []
+    for prompt, budget in items:
+        ids = torch.tensor([verifier.encode(prompt)])
+        start = time.perf_counter()
+        with torch.no_grad():
+            gen = verifier.net.generate(ids, max_new_tokens=budget, do_sample=False, eos_token_id=verifier.eos_ids,
+                                        pad_token_id=verifier.pad_id)
+        seconds.append(time.perf_counter() - start)
+        tokens = gen[0, ids.shape[1]:].tolist()
+        outputs.append(tokens[: answer_length(tokens, verifier.eos_ids)])
+    return outputs, sum(seconds), seconds
+
+
+def run_config(verifier, items, drafter_name, params, length, batch: int = 1):
+    import dllm
+    from dllm.drafters import length as lengths
+
+    results, seconds = [None] * len(items), 0.0
+    for start in range(0, len(items), batch):
+        chunk = list(range(start, min(start + batch, len(items))))
+        for budget in sorted({items[i][1] for i in chunk}):  # one max_new_tokens per call
+            part = [i for i in chunk if items[i][1] == budget]
+            drafter = None if drafter_name is None else dllm.drafters.get(drafter_name, **params)
+            controller = None if length is None else lengths.get(length[0], **length[1])
+            out = dllm.speculate(verifier, [items[i][0] for i in part], drafter, length=controller,
+                                 max_new_tokens=budget)
+            seconds += out[0].seconds
+            for i, result in zip(part, out):
+                results[i] = result
+    return results, seconds
+
+
+def summarise(label, results, seconds, reference, baseline_seconds) -> dict:
+    rounds = sum(r.rounds for r in results)
+    reached = [sum(r.reached[i - 1] for r in results if len(r.reached) >= i) for i in POSITIONS]
+    accepted = [sum(r.accepted_at[i - 1] for r in results if len(r.accepted_at) >= i) for i in POSITIONS]
+    return {
+        "config": label,
+        "tpvf": sum(r.gen_tokens for r in results) / sum(r.verifier_forwards for r in results),
+        "tau": sum(r.accepted for r in results) / rounds,
+        "tau_bonus": sum(r.committed for r in results) / rounds,
+        "acceptance_by_position": [a / n if n else None for a, n in zip(accepted, reached)],
+        "drafter_forwards_per_round": sum(r.drafter_forwards for r in results) / rounds,
+        "seconds": seconds,
+        "draft_share": sum(r.draft_seconds for r in results) / max(1e-9, sum(r.seconds for r in results)),
+        "speedup": baseline_seconds / seconds,
+        "identical": sum(r.ids == ref for r, ref in zip(results, reference)) / len(results),
+    }
+
+
+def table(rows: list[dict], baseline_seconds: float) -> str:
+    head = ("| config | TPVF | τ | τ + bonus | accept @1 / 2 / 4 / 8 | drafter fwd / round | draft time | "
+            "seconds | speedup | identical |")
+    lines = [head, "|" + "---|" * 10, f"| plain AR (transformers generate) | 1.00* | — | 1.00 | — | — | — | "
+             f"{baseline_seconds:.2f} | 1.00× | 100 % |"]
+    for r in rows:
+        acc = " / ".join("—" if a is None else f"{a:.2f}" for a in r["acceptance_by_position"])
+        lines.append(f"| {r['config']} | {r['tpvf']:.2f} | {r['tau']:.2f} | {r['tau_bonus']:.2f} | {acc} | "
+                     f"{r['drafter_forwards_per_round']:.2f} | {100 * r['draft_share']:.0f} % | {r['seconds']:.2f} | "
+                     f"{r['speedup']:.2f}× | {100 * r['identical']:.0f} % |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", type=int, default=8, help="held-out prompts per task")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=8, help="batch size of the batched run")
+    parser.add_argument("--configs", nargs="+", default=None, help="labels (substrings) of the configs to run")
+    parser.add_argument("--json", default=None, help="write the rows to this file")
+    args = parser.parse_args(argv)
+    if args.samples < 1 or args.threads < 1 or args.batch < 1:
+        parser.error("--samples, --threads and --batch must be >= 1")
+    torch.set_num_threads(args.threads)
+    import dllm
+
+    verifier = dllm.load("tiny-ar")
+    items = prompts_and_budgets(args.samples)
+    plain_ar(verifier, items[:4])  # warm-up
+    reference, baseline, ar_seconds = plain_ar(verifier, items)
+    configs = [c for c in CONFIGS if args.configs is None or any(s in c[0] for s in args.configs)]
+    rows = []
+    for label, name, params, length in configs:
+        run_config(verifier, items[:2], name, params, length)  # warm-up (model loads, n-gram fit)
+        results, seconds = run_config(verifier, items, name, params, length)
+        rows.append({**summarise(label, results, seconds, reference, baseline), "results": results})
+        print(f"{label}: TPVF {rows[-1]['tpvf']:.2f} speedup {rows[-1]['speedup']:.2f}x "
+              f"identical {100 * rows[-1]['identical']:.0f} %", file=sys.stderr, flush=True)
+    print(f"# Speculative decoding, verifier tiny-ar, greedy: {len(items)} held-out prompts ({args.samples} per task: "
+          f"{', '.join(TASKS)}), batch 1, {args.threads} CPU thread(s)\n")
+    print(table(rows, baseline))
+    print("\n*plain AR: one forward per generated token plus one for the EOS, so its TPVF is slightly below 1.")
+    dllm_rows = [r for r in rows if not r["config"].startswith(("AR", "ar:"))]
+    best = max(dllm_rows, key=lambda r: r["tpvf"]) if dllm_rows else None
+    if best is not None:
+        print(f"\n## Per task: {best['config']}\n")
+        print("| task | TPVF | τ + bonus | speedup |\n|---|---:|---:|---:|")
+        for t, name in enumerate(TASKS):
+            part = slice(t * args.samples, (t + 1) * args.samples)
+            row = summarise(name, best["results"][part], sum(r.seconds for r in best["results"][part]),
+                            reference[part], sum(ar_seconds[part]))
+            print(f"| {name} | {row['tpvf']:.2f} | {row['tau_bonus']:.2f} | {row['speedup']:.2f}× |")
+    if best is not None and args.batch > 1:
+        label, name, params, length = next(c for c in configs if c[0] == best["config"])
+        results, seconds = run_config(verifier, items, name, params, length, batch=args.batch)
+        batched = summarise(label, results, seconds, reference, baseline)
+        print(f"\n## Batch {args.batch}: {label}\n")
+        print("| batch | TPVF | identical to plain AR | seconds | tokens/s |\n|---|---:|---:|---:|---:|")
+        tokens = sum(len(r) for r in reference)
+        print(f"| 1 | {best['tpvf']:.2f} | {100 * best['identical']:.0f} % | {best['seconds']:.2f} | "
+              f"{tokens / best['seconds']:.0f} |")
+        print(f"| {args.batch} | {batched['tpvf']:.2f} | {100 * batched['identical']:.0f} % | {seconds:.2f} | "
+              f"{tokens / seconds:.0f} |")
+        print(f"\nBatch {args.batch} keeps {100 * batched['tpvf'] / best['tpvf']:.0f} % of batch 1's tokens per "
+              f"verifier forward.")
+        rows.append({**batched, "config": f"{label} (batch {args.batch})"})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"baseline_seconds": baseline, "rows": [{k: v for k, v in r.items() if k != "results"}
+                                                              for r in rows]}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
