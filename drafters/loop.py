@@ -116,7 +116,10 @@ def speculate(verifier, prompts, drafter=None, *, length=None, config: Speculati
                              f"verifier's context of {limit} positions")
     sampling = config.sampling
     if drafter is not None:
-        drafter.bind(verifier, sampling)
+        bound = getattr(drafter, "bound_to", None)
+        if bound is None or bound[0] is not verifier or bound[1] != sampling:  # bind once per verifier + settings
+            drafter.bind(verifier, sampling)
+            drafter.bound_to = (verifier, sampling)
         controller = length_registry.get(length) if length is not None else drafter.default_length()
     elif length is not None:
         raise ValueError("a draft-length controller was given without a drafter")

@@ -79,9 +79,11 @@ class CausalRunner:
         # Hidden: each row's left padding in the cache and the padding after its new tokens.
         mask = ((columns >= self.width - lengths[:, None]) & (columns < self.width + counts)).long()
         positions = lengths[:, None] + torch.arange(fed, device=self.device)
+        # One unpadded row needs no mask or positions: the model's own causal defaults are the same
+        # and cheaper (it skips building a padding mask every forward).
+        extra = {} if self.batch == 1 else {"attention_mask": mask, "position_ids": positions}
         with torch.no_grad():
-            out = self.net(input_ids=inputs, attention_mask=mask, position_ids=positions, use_cache=True,
-                           **{self.cache_arg: self.cache})
+            out = self.net(input_ids=inputs, use_cache=True, **extra, **{self.cache_arg: self.cache})
         self.cache = out[self.cache_arg]
         self.forwards += 1
         old = self.lengths()

@@ -393,7 +393,7 @@ def test_different_tokenizers_are_a_clear_error(tiny_ar):
 
 
 def test_cps_candidate_sets_and_beam_search():
-    drafter = drafters.get("diffuspec", proxy="none", tau=0.8, m_max=3, beam=2, lam=1.0)
+    drafter = drafters.get("diffuspec", proxy="none", tau=0.8, m_max=3, beam=2, lam=1.0, normalize=False)
     drafter.stop_ids, drafter.ngram = {2}, None
     probs = torch.tensor([[0.05, 0.05, 0.02, 0.6, 0.28], [0.1, 0.1, 0.5, 0.2, 0.1], [0.2, 0.2, 0.2, 0.2, 0.2]])
     logp = probs.log()

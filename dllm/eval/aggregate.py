@@ -24,6 +24,12 @@ EOS padding included (``metrics.tokens_per_step`` over ``decoded_positions``). T
   (the curve is flat left of its first point and 0 right of its last).
 * ``pareto.csv``: the non-dominated settings on (parallelism, quality) per model and task and on
   the averages.
+
+Speculative runs (``mode`` = ``speculative``; model = the verifier) go through the same tables:
+their steps are draft-verify rounds, NFE and tokens per forward count verifier forwards, and their
+parallelism is tau with bonus (tokens committed per verifier forward, stop token included); the
+speedup is over the verifier's plain-AR run. Their rows add the means of ``SPECULATIVE_COLUMNS``
+and the share of the wall time spent drafting / verifying.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from typing import Iterable, Sequence
 from dllm import metrics
 
 QUALITY_LEVELS = (80.0, 75.0, 70.0)
+SPECULATIVE_COLUMNS = ("tau", "tau_with_bonus", "tokens_per_verifier_forward", "acceptance_rate", "verifier_forwards",
+                       "drafter_forwards")
 Z95 = 1.959963984540054
 
 
@@ -145,6 +153,8 @@ def setting_label(record: dict) -> str:
     params = dict(record["sampler_params"])
     if record.get("k") is not None:
         params["k"] = record["k"]
+    if record.get("length"):  # a speculative run's draft-length controller
+        params.update(length=record["length"], **_loads(record.get("length_params")))
     knob = record.get("knob")
     if knob and knob in params:
         return f"{knob}={params[knob]}"
@@ -158,9 +168,19 @@ def knob_value(record: dict):
     return record["sampler_params"].get(knob) if knob else None
 
 
+def _loads(params) -> dict:
+    """Parameters from a record (a dict) or an aggregate row (JSON text)."""
+    return json.loads(params) if isinstance(params, str) else dict(params or {})
+
+
+def length_key(rec: dict) -> str:
+    """A speculative run's length controller and its parameters ('' for dLLM runs)."""
+    return json.dumps([rec["length"], _loads(rec.get("length_params"))], sort_keys=True) if rec.get("length") else ""
+
+
 def _config_key(rec: dict) -> tuple:
     return (rec["model"], rec["family"], json.dumps(rec["sampler_params"], sort_keys=True), rec.get("k"),
-            rec["cache"], json.dumps(rec["cache_params"], sort_keys=True), block_label(rec))
+            rec["cache"], json.dumps(rec["cache_params"], sort_keys=True), block_label(rec), length_key(rec))
 
 
 def _family_key(rec: dict) -> tuple:
@@ -200,6 +220,9 @@ def aggregate_runs(records: list[dict]) -> list[dict]:
             "latency_p90": percentile(latencies, 90), "peak_mem_gb": max(r.get("peak_mem_gb", math.nan) for r in recs),
             "unmask_max": max((max(r["unmask_counts"]) if r["unmask_counts"] else 0) for r in recs),
             "ar_kendall": mean(r["ar_kendall"] for r in recs if r.get("ar_kendall") is not None),
+            "mode": r0.get("mode", "diffusion"), "length": r0.get("length") or "",
+            "length_params": json.dumps(r0.get("length_params") or {}, sort_keys=True),
+            **(_speculative_means(recs) if r0.get("mode") == "speculative" else {}),
         })
     _add_speedups(rows)
     for (model, task), group in _group(rows, lambda r: (r["model"], r["task"])).items():
@@ -207,6 +230,13 @@ def aggregate_runs(records: list[dict]) -> list[dict]:
             row["pareto"] = flag
     rows.sort(key=lambda r: (r["model"], r["task"], r["family"], r["cache"], r["block_length"], r["parallelism"]))
     return rows
+
+
+def _speculative_means(recs: list[dict]) -> dict:
+    wall = sum(r["batch_seconds"] for r in recs)  # batch-level times, so the shares weigh batches by size
+    return {**{col: mean(r[col] for r in recs) for col in SPECULATIVE_COLUMNS},
+            "draft_share": sum(r["draft_seconds"] for r in recs) / wall if wall else math.nan,
+            "verify_share": sum(r["verify_seconds"] for r in recs) / wall if wall else math.nan}
 
 
 def _group(rows, key) -> dict:
@@ -244,9 +274,10 @@ def averages(rows: list[dict], task_sets: dict) -> list[dict]:
     """Unweighted means over each task set, per (model, family, setting, cache, block)."""
     out = []
     def key(r):
-        return r["model"], r["family"], r["sampler_params"], r["k"], r["cache"], r["cache_params"], r["block"]
+        return (r["model"], r["family"], r["sampler_params"], r["k"], r["cache"], r["cache_params"], r["block"],
+                length_key(r))
 
-    for (model, family, params, k, cache, cache_params, block), group in _group(rows, key).items():
+    for (model, family, params, k, cache, cache_params, block, _), group in _group(rows, key).items():
         by_task = {r["task"]: r for r in group}
         for set_name, tasks in task_sets.get(model, {}).items():
             if not all(t in by_task for t in tasks):
@@ -257,10 +288,12 @@ def averages(rows: list[dict], task_sets: dict) -> list[dict]:
                 "model": model, "task_set": set_name, "n_tasks": len(tasks), "family": family, "setting": r0["setting"],
                 "knob": r0["knob"], "knob_value": r0["knob_value"], "k": k, "sampler": r0["sampler"],
                 "sampler_params": params, "cache": cache, "cache_params": cache_params, "block": block,
-                "reference": r0["reference"],
+                "reference": r0["reference"], "mode": r0["mode"], "length": r0["length"],
+                "length_params": r0["length_params"],
                 **{col: mean(m[col] for m in members) for col in (
                     "quality", "parallelism", "tokens_per_step", "tokens_per_forward", "steps", "nfe",
-                    "tokens_per_second", "latency_mean", "speedup")},
+                    "tokens_per_second", "latency_mean", "speedup",
+                    *(SPECULATIVE_COLUMNS + ("draft_share",) if r0["mode"] == "speculative" else ()))},
             })
     for (model, set_name), group in _group(out, lambda r: (r["model"], r["task_set"])).items():
         for row, flag in zip(group, pareto_front([(r["parallelism"], r["quality"]) for r in group])):

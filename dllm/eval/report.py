@@ -55,12 +55,29 @@ def summary_rows(tables: dict, task_set: str = "all") -> list[list[str]]:
 
 SUMMARY_HEADER = ["model", "family", "setting", "cache", "block", "quality %", "tok/step", "ans tok/step", "TPF",
                   "steps", "tok/s", "speedup", "pareto"]
+SPECULATIVE_HEADER = ["verifier", "family", "setting", "quality %", "τ", "τ + bonus", "TPVF", "acceptance",
+                      "drafter fwd", "draft share", "tok/s", "speedup"]
+
+
+def speculative_rows(tables: dict, task_set: str = "all") -> list[list[str]]:
+    """The speculative runs' averages with their stats (TPVF = tokens per verifier forward)."""
+    return [[r["model"], r["family"], r["setting"], _fmt(r["quality"], 1), _fmt(r["tau"]), _fmt(r["tau_with_bonus"]),
+             _fmt(r["tokens_per_verifier_forward"]), _fmt(r["acceptance_rate"]), _fmt(r["drafter_forwards"], 1),
+             _fmt(r["draft_share"]), _fmt(r["tokens_per_second"], 0), _fmt(r["speedup"])]
+            for r in tables["averages"] if r["task_set"] == task_set and r.get("mode") == "speculative"]
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def summary_markdown(tables: dict, task_set: str = "all") -> str:
-    lines = [f"### Averages over the task set `{task_set}`", "",
-             "| " + " | ".join(SUMMARY_HEADER) + " |", "|" + "---|" * len(SUMMARY_HEADER)]
-    lines += ["| " + " | ".join(row) + " |" for row in summary_rows(tables, task_set)]
+    lines = [f"### Averages over the task set `{task_set}`", "", *_markdown_table(SUMMARY_HEADER,
+                                                                                   summary_rows(tables, task_set))]
+    spec_rows = speculative_rows(tables, task_set)
+    if spec_rows:
+        lines += ["", "### Speculative decoding (steps = verifier forwards; τ = accepted draft tokens per round)", "",
+                  *_markdown_table(SPECULATIVE_HEADER, spec_rows)]
     lines += ["", "### Max tokens per step at average quality ≥ q, AUC, oracle", "",
               "| model | family | cache | block | " + " | ".join(f"max@{q:g}%" for q in QUALITY_LEVELS)
               + " | AUC | oracle quality % | oracle tok/step |",
@@ -89,6 +106,14 @@ def print_summary(tables: dict, task_set: str = "all") -> None:
     for row in summary_rows(tables, task_set):
         table.add_row(*row)
     console.print(table)
+    spec_rows = speculative_rows(tables, task_set)
+    if spec_rows:
+        st = Table(title="speculative decoding (TPVF = tokens per verifier forward, τ = accepted tokens per round)")
+        for col in SPECULATIVE_HEADER:
+            st.add_column(col, justify="left" if col in ("verifier", "family", "setting") else "right")
+        for row in spec_rows:
+            st.add_row(*row)
+        console.print(st)
     mt = Table(title="Max tokens/step at average quality >= q (0 = never reached), AUC over log2 tokens/step")
     for col in ["model", "family", "cache", "block", *(f"max@{q:g}%" for q in QUALITY_LEVELS), "AUC"]:
         mt.add_column(col)

@@ -15,6 +15,14 @@ applied to ``decoded_positions``: the parallelism axis of ParallelBench's plots,
 included. Latency is the loop's wall time for the batch divided by the batch size
 (``batch_seconds`` and ``batch_size`` are kept).
 
+Speculative run configs (``mode: "speculative"``, :mod:`dllm.eval.spec`) run ``dllm.speculate``
+on the same prompts and write records with the same fields, counted in the verifier's terms: a
+step is a draft-verify round, ``nfe`` = verifier forwards, ``tokens_per_forward`` = tokens per
+verifier forward, ``decoded_positions`` = committed tokens (the stop token included, like EOS
+padding), so ``canvas_tokens_per_step`` = tau with bonus; plus the speculative stats of
+``SpeculativeResult`` (``tau``, ``tau_with_bonus``, ``acceptance_rate``, ``drafter_forwards``, the
+batch's ``draft_seconds`` / ``verify_seconds``, ...) and ``drafter``, ``length``, ``length_params``.
+
 Data parallel: under ``torchrun`` / ``accelerate launch`` each rank takes samples i mod world_size
 of every config, appends them to ``records/<run_id>.rank<r>.jsonl`` (its resume file), and at the
 end of the config the records are gathered on rank 0, which appends them to the config's file in
@@ -25,6 +33,7 @@ be shared by the ranks.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -44,14 +53,19 @@ from dllm import metrics
 from dllm import samplers as sampler_registry
 from dllm.eval import tasks as task_lib
 from dllm.eval.distributed import Distributed
-from dllm.eval.spec import ModelEntry, RunConfig, Skipped, SweepSpec, canonical_json, expand, load_spec
+from dllm.eval.spec import PLAIN_AR, ModelEntry, RunConfig, Skipped, SweepSpec, canonical_json, expand, load_spec
 
 log = logging.getLogger("dllm.eval")
 
 ORACLE_NAMES = ("oracle", "mock:ideal")
 # Record fields that depend on timing, placement or the machine: excluded when comparing runs.
 VOLATILE_FIELDS = ("latency_s", "batch_seconds", "batch_size", "tokens_per_second", "peak_mem_gb", "started_at",
-                   "rank", "world_size", "device", "git_sha", "torch_version", "hostname")
+                   "rank", "world_size", "device", "git_sha", "torch_version", "hostname", "draft_seconds",
+                   "verify_seconds")
+# SpeculativeResult counts copied into speculative records.
+SPECULATIVE_FIELDS = ("rounds", "drafted", "accepted", "committed", "tau", "tau_with_bonus",
+                      "tokens_per_verifier_forward", "acceptance_rate", "acceptance_by_position", "verifier_forwards",
+                      "drafter_forwards", "draft_seconds", "verify_seconds")
 
 
 # ------------------------------------------------------------------------------------- files
@@ -179,9 +193,16 @@ def model_fingerprint(entry: ModelEntry, prebuilt: Any = None) -> str:
     return digest.hexdigest()[:12]
 
 
-def load_eval_model(entry: ModelEntry, device: str = "cpu"):
+def load_eval_model(entry: ModelEntry, device: str = "cpu", verifier: bool = False):
     """A model for the harness: ``oracle`` (the ideal-marginal mock), ``random:llada`` / ``random:dream``
-    (tiny random weights, :mod:`dllm.eval.mock`), or anything ``dllm.load`` reads."""
+    (tiny random weights, :mod:`dllm.eval.mock`), or anything ``dllm.load`` reads; with ``verifier``,
+    a causal LM that ``dllm.load`` reads (the verifier of speculative runs)."""
+    import dllm
+
+    if verifier:
+        from dllm.drafters.loop import as_verifier
+
+        return as_verifier(dllm.load(entry.name, dtype=entry.dtype, device=entry.device or device))
     if entry.name in ORACLE_NAMES:
         from dllm.eval.oracle import IdealMarginalModel
 
@@ -190,8 +211,6 @@ def load_eval_model(entry: ModelEntry, device: str = "cpu"):
 
     if entry.name.startswith(mock.PREFIX):
         return mock.from_name(entry.name, device=entry.device or device)
-    import dllm
-
     model = dllm.load(entry.name, dtype=entry.dtype, device=entry.device or device)
     if not isinstance(model, dllm.DiffusionModel):
         raise ValueError(f"model {entry.name!r} is autoregressive; the sweep runner evaluates diffusion LMs")
@@ -244,8 +263,13 @@ def ar_kendall(trace) -> float | None:
     1.0 = strictly left to right (autoregressive order), -1.0 = right to left; None when every
     position was committed in one step (no order to measure).
     """
-    pos = torch.tensor([p for step in trace for p in step.positions], dtype=torch.float64)
-    when = torch.tensor([step.step for step in trace for _ in step.positions], dtype=torch.float64)
+    return _kendall([p for step in trace for p in step.positions],
+                    [step.step for step in trace for _ in step.positions])
+
+
+def _kendall(positions: list[int], steps: list[int]) -> float | None:
+    pos = torch.tensor(positions, dtype=torch.float64)
+    when = torch.tensor(steps, dtype=torch.float64)
     n = pos.numel()
     if n < 2:
         return None
@@ -260,28 +284,52 @@ def ar_kendall(trace) -> float | None:
 def make_record(run: RunConfig, cfg, task, example, index: int, result, *, score: float, prompt_tokens: int,
                 batch_size: int, peak_mem: tuple[float, str], device: str, rank: int, world_size: int,
                 started_at: str) -> dict:
-    """One per-sample record (schema in the module docstring and docs/evaluate.md)."""
-    counts = [len(step.positions) for step in result.trace]
-    decoded = sum(counts)
+    """One per-sample record (schema in the module docstring and docs/evaluate.md); ``cfg`` and
+    ``result`` are a ``GenerationConfig`` / ``GenerationResult`` or, for a speculative run, a
+    ``SpeculativeConfig`` / ``SpeculativeResult``."""
     latency = result.seconds / batch_size
     return {
-        "run_id": run.run_id, "model": run.model, "task": run.task, "task_family": task.family, "split": run.split,
-        "sample_id": example.uid, "sample_index": index,
+        "run_id": run.run_id, "mode": run.mode, "model": run.model, "task": run.task, "task_family": task.family,
+        "split": run.split, "sample_id": example.uid, "sample_index": index,
         "sampler": run.sampler, "family": run.family, "knob": run.knob, "k": run.k,
         "sampler_params": run.sampler_params, "cache": run.cache, "cache_params": run.cache_params,
-        "gen_length": cfg.gen_length, "block_length": cfg.block_length, "steps_setting": cfg.steps,
         "temperature": cfg.temperature, "seed": cfg.seed, "reference": run.reference,
         "prompt_tokens": prompt_tokens, "prediction": result.text, "target": example.target, "score": score,
-        "steps": result.steps, "nfe": result.nfe, "gen_tokens": result.gen_tokens,
-        "canvas_len": len(result.canvas), "decoded_positions": decoded,
+        "gen_tokens": result.gen_tokens,
+        **(_speculative_counts(run, cfg, result) if run.speculative else _diffusion_counts(cfg, result)),
+        "latency_s": latency, "batch_seconds": result.seconds, "batch_size": batch_size,
+        "tokens_per_second": metrics.throughput(result.gen_tokens, latency),
+        "peak_mem_gb": round(peak_mem[0], 4), "peak_mem_kind": peak_mem[1], "device": device, "rank": rank,
+        "world_size": world_size, "started_at": started_at, **environment(),
+    }
+
+
+def _diffusion_counts(cfg, result) -> dict:
+    counts = [len(step.positions) for step in result.trace]
+    decoded = sum(counts)
+    return {
+        "gen_length": cfg.gen_length, "block_length": cfg.block_length, "steps_setting": cfg.steps,
+        "steps": result.steps, "nfe": result.nfe, "canvas_len": len(result.canvas), "decoded_positions": decoded,
         "tokens_per_forward": metrics.tokens_per_forward(result.gen_tokens, result.nfe),
         "tokens_per_step": metrics.tokens_per_step(result.gen_tokens, result.steps),
         "canvas_tokens_per_step": metrics.tokens_per_step(decoded, result.steps),
-        "latency_s": latency, "batch_seconds": result.seconds, "batch_size": batch_size,
-        "tokens_per_second": metrics.throughput(result.gen_tokens, latency),
-        "peak_mem_gb": round(peak_mem[0], 4), "peak_mem_kind": peak_mem[1],
-        "unmask_counts": counts, "ar_kendall": ar_kendall(result.trace), "device": device, "rank": rank,
-        "world_size": world_size, "started_at": started_at, **environment(),
+        "unmask_counts": counts, "ar_kendall": ar_kendall(result.trace),
+    }
+
+
+def _speculative_counts(run: RunConfig, cfg, result) -> dict:
+    """The diffusion counts in the verifier's terms (module docstring), plus the speculative stats."""
+    counts = [len(r.committed) for r in result.trace]
+    return {
+        "gen_length": cfg.max_new_tokens, "block_length": cfg.max_new_tokens, "steps_setting": None,
+        "steps": result.rounds, "nfe": result.verifier_forwards, "canvas_len": cfg.max_new_tokens,
+        "decoded_positions": result.committed, "tokens_per_forward": result.tokens_per_verifier_forward,
+        "tokens_per_step": metrics.tokens_per_step(result.gen_tokens, result.rounds),
+        "canvas_tokens_per_step": metrics.tokens_per_step(result.committed, result.rounds),
+        "unmask_counts": counts,
+        "ar_kendall": _kendall(list(range(result.committed)), [i for i, c in enumerate(counts) for _ in range(c)]),
+        "drafter": None if run.sampler == PLAIN_AR else run.sampler, "length": run.length,
+        "length_params": run.length_params, **{name: getattr(result, name) for name in SPECULATIVE_FIELDS},
     }
 
 
@@ -369,8 +417,8 @@ def run_sweep(
     out = Path(out_dir or spec.output_dir or Path("results") / spec.name)
     layout = Layout(out)
     models = dict(models or {})
-    entries = {m.label: m for m in spec.models}
-    fingerprints = {label: model_fingerprint(e, models.get(label)) for label, e in entries.items()}
+    entries = {m.label: m for m in spec.models + spec.verifiers}
+    fingerprints = {key: model_fingerprint(e, models.get(key)) for key, e in spec.weights().items()}
     runs, skipped = expand(spec, fingerprints)
     if max_configs is not None:
         runs = runs[:max_configs]
@@ -402,9 +450,11 @@ def run_sweep(
         for run, todo in todo_configs:
             if run.model not in loaded:
                 loaded.clear()  # one model in memory at a time (runs are ordered model-major)
-                model = models.get(run.model) or load_eval_model(entries[run.model], dist.device)
+                model = models.get(run.model) or load_eval_model(entries[run.model], dist.device, run.speculative)
                 loaded[run.model] = model
                 _warmup(model, run, spec.warmup)
+            elif run.speculative:  # each drafter loads its own model on first use
+                _warmup(loaded[run.model], run, spec.warmup)
             model = loaded[run.model]
             records, error = _run_config(run, dist.shard(todo), model, bs, layout, dist, bar, on_record)
             gathered = dist.gather_object((records, error))
@@ -450,16 +500,33 @@ def _append_skipped(layout: Layout, item: Skipped) -> None:
         fh.write(json.dumps({"combo": item.combo, "reason": item.reason}) + "\n")
 
 
-def _warmup(model, run: RunConfig, times: int) -> None:
+def _decoder(run: RunConfig, model, trace: bool = True) -> tuple[Callable[[list[str]], list], Any]:
+    """``(decode, config)``: ``decode(prompts)`` runs the run's ``dllm.generate`` (fresh sampler and
+    cache) or ``dllm.speculate`` (fresh drafter and length controller) on a batch of prompts."""
     import dllm
 
+    config = run.generation_config(trace=trace)
+    if run.speculative:
+        def decode(prompts):
+            drafter, length = run.drafter()
+            return dllm.speculate(model, prompts, drafter=drafter, length=length, config=config)
+    else:
+        def decode(prompts):
+            return dllm.generate(model, prompts, sampler=sampler_registry.get(run.sampler, **run.sampler_params),
+                                 cache=cache_registry.get(run.cache, **run.cache_params), config=config)
+    return decode, config
+
+
+def _warmup(model, run: RunConfig, times: int) -> None:
     if times <= 0:
         return
     example = task_lib.get(run.task).examples(run.split, 1, run.data_seed)[0]
+    if not run.speculative:  # a dLLM warms up without a cache (the model may not support the run's)
+        run = dataclasses.replace(run, cache="none", cache_params={})
+    decode = _decoder(run, model, trace=False)[0]
     for _ in range(times):
         try:
-            dllm.generate(model, [example.prompt], sampler=sampler_registry.get(run.sampler, **run.sampler_params),
-                          cache="none", config=run.generation_config(trace=False))
+            decode([example.prompt])
         except (ValueError, NotImplementedError) as exc:  # the run itself will report it
             log.info("warm-up skipped: %s", exc)
             return
@@ -468,16 +535,14 @@ def _warmup(model, run: RunConfig, times: int) -> None:
 def _run_config(run: RunConfig, todo: list[int], model, batch_size: int, layout: Layout, dist: Distributed, bar,
                 on_record) -> tuple[list[dict], str | None]:
     """Generate and record this rank's samples of one config; returns (records, error or None)."""
-    import dllm
-
     task = task_lib.get(run.task)
     examples = task.examples(run.split, run.num_samples, run.data_seed)
-    sampler = sampler_registry.get(run.sampler, **run.sampler_params)
-    cache = cache_registry.get(run.cache, **run.cache_params)
-    reason = unsupported_reason(model, sampler, cache)
-    if reason:
-        return [], reason
-    config = run.generation_config(trace=True)
+    if not run.speculative:
+        reason = unsupported_reason(model, sampler_registry.get(run.sampler, **run.sampler_params),
+                                    cache_registry.get(run.cache, **run.cache_params))
+        if reason:
+            return [], reason
+    decode, config = _decoder(run, model)
     path = layout.run_file(run.run_id) if dist.world_size == 1 else layout.rank_file(run.run_id, dist.rank)
     writer = JsonlWriter(path)
     device = model.device if isinstance(model.device, torch.device) else torch.device(model.device)
@@ -490,8 +555,7 @@ def _run_config(run: RunConfig, todo: list[int], model, batch_size: int, layout:
                 torch.cuda.synchronize(device)
                 torch.cuda.reset_peak_memory_stats(device)
             try:
-                results = dllm.generate(model, prompts, sampler=sampler_registry.get(run.sampler, **run.sampler_params),
-                                        cache=cache_registry.get(run.cache, **run.cache_params), config=config)
+                results = decode(prompts)
             except (ValueError, NotImplementedError) as exc:
                 return records, f"{type(exc).__name__}: {exc}"
             if device.type == "cuda":

@@ -21,12 +21,24 @@ A spec names models x tasks x samplers (with parameter grids) x caches x generat
     warmup: 1                          # untimed generate calls per model before the first run
     reference: true                    # add llada k=1 / no cache per (model, task, block): speedup baseline
     exclude: [{sampler: fast-dllm, cache: dual, reason: "not supported together"}]
+    speculative:                       # speculative decoding (dllm.speculate) beside the samplers
+      - {verifier: tiny-ar, drafter: diffuspec, params: {model: tiny-dream}, length: adl, family: diffuspec}
+      - {verifier: tiny-ar, drafter: none, family: plain AR}
 
 ``expand(spec)`` returns the run configs to execute and the skipped combinations, each with the
 reason it was skipped: a ``GenerationConfig`` / sampler / cache constructor rejected the values
 (e.g. steps not a multiple of the number of blocks, ``k`` larger than the block), or an
 ``exclude`` rule matched. Plugins are looked up by name in ``dllm.samplers`` / ``dllm.caches``,
 so new plugins are available to sweeps as soon as they are registered.
+
+A ``speculative`` entry x task is a run config in ``mode="speculative"``: ``dllm.speculate`` with
+the verifier (a causal LM; its label is the record's ``model``), the drafter (``dllm.drafters``;
+``none`` = plain AR decoding) with its ``params``, the length controller
+(``dllm.drafters.length``) with its ``length_params``, ``max_new_tokens`` = the gen length the
+task's dLLM runs get, and ``temperature`` / ``seed`` from ``generation``. The run's ``sampler`` /
+``sampler_params`` are the drafter's name and parameters. With ``reference: true`` the plain-AR
+run of every verifier x task is added; plain-AR runs are their verifier's speedup baseline. A spec
+may have ``speculative`` entries only (no ``models`` / ``samplers``).
 """
 
 from __future__ import annotations
@@ -42,19 +54,24 @@ from pathlib import Path
 from typing import Any
 
 from dllm import caches as cache_registry
+from dllm import drafters as drafter_registry
 from dllm import samplers as sampler_registry
 from dllm.config import GenerationConfig
+from dllm.drafters import SpeculativeConfig
+from dllm.drafters import length as length_registry
 
 TOP_KEYS = {
     "name", "output_dir", "models", "tasks", "num_samples", "split", "data_seed", "samplers", "caches",
-    "generation", "batch_size", "warmup", "reference", "exclude", "task_sets", "description",
+    "generation", "batch_size", "warmup", "reference", "exclude", "task_sets", "description", "speculative",
 }
 SAMPLER_KEYS = {"name", "family", "params", "grid", "k"}
 CACHE_KEYS = {"name", "params", "grid"}
 TASK_KEYS = {"name", "num_samples", "seed", "split", "gen_length"}
 MODEL_KEYS = {"name", "path", "dtype", "device", "label"}
+SPECULATIVE_KEYS = {"verifier", "drafter", "params", "length", "length_params", "family"}
 _GEN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GenerationConfig)}
 REFERENCE_SAMPLER, REFERENCE_FAMILY = "llada", "reference (1 token/step)"
+PLAIN_AR, PLAIN_AR_FAMILY = "none", "plain AR"   # speculative run without a drafter
 
 
 def canonical_json(obj: Any) -> str:
@@ -83,33 +100,50 @@ class RunConfig:
     cache: str
     cache_params: dict
     generation: dict                 # GenerationConfig fields that differ from the defaults
-    reference: bool = False          # the 1-token/step no-cache baseline added for speedups
+    reference: bool = False          # the speedup baseline (1-token/step no-cache dLLM run, or plain AR)
     model_fingerprint: str = ""
+    mode: str = "diffusion"          # or "speculative": model = verifier, sampler = drafter (or "none"),
+    length: str | None = None        # generation = SpeculativeConfig fields; the draft-length controller
+    length_params: dict = field(default_factory=dict)
     run_id: str = field(default="", compare=False)
+
+    @property
+    def speculative(self) -> bool:
+        return self.mode == "speculative"
 
     def identity(self) -> dict:
         """Everything that changes the outputs; hashed into ``run_id``. Batch size is not part of it."""
-        return {
+        out = {
             "model": self.model, "model_fingerprint": self.model_fingerprint, "task": self.task,
             "split": self.split, "num_samples": self.num_samples, "data_seed": self.data_seed,
             "sampler": self.sampler, "sampler_params": self.sampler_params, "cache": self.cache,
             "cache_params": self.cache_params, "generation": self.generation,
         }
+        if self.speculative:  # diffusion ids stay what they were
+            out.update(mode=self.mode, length=self.length, length_params=self.length_params)
+        return out
 
     def finalize(self) -> RunConfig:
         self.run_id = stable_id(self.identity())
         return self
 
-    def generation_config(self, trace: bool = True) -> GenerationConfig:
-        return GenerationConfig(**{**self.generation, "trace": trace})
+    def generation_config(self, trace: bool = True) -> GenerationConfig | SpeculativeConfig:
+        """The run's ``GenerationConfig``, or its ``SpeculativeConfig`` for a speculative run."""
+        return (SpeculativeConfig if self.speculative else GenerationConfig)(**{**self.generation, "trace": trace})
 
     @property
     def block_length(self) -> int:
-        return self.generation_config().block_length
+        return self.gen_length if self.speculative else self.generation_config().block_length
 
     @property
     def gen_length(self) -> int:
-        return self.generation_config().gen_length
+        return self.generation["max_new_tokens"] if self.speculative else self.generation_config().gen_length
+
+    def drafter(self):
+        """The drafter and the length controller of a speculative run (None, None for plain AR)."""
+        drafter = None if self.sampler == PLAIN_AR else drafter_registry.get(self.sampler, **self.sampler_params)
+        length = None if self.length is None else length_registry.get(self.length, **self.length_params)
+        return drafter, length
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -157,7 +191,19 @@ class SweepSpec:
     exclude: list[dict] = field(default_factory=list)
     output_dir: str | None = None
     task_sets: dict = field(default_factory=dict)
+    speculative: list[dict] = field(default_factory=list)
+    verifiers: list[ModelEntry] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
+
+    def weights(self) -> dict[str, ModelEntry]:
+        """Every model whose weights change the results, by fingerprint key: model and verifier labels,
+        and ``drafter:<name>`` for the models drafters load by name."""
+        out = {m.label: m for m in self.models + self.verifiers}
+        for entry in self.speculative:
+            if entry["drafter_model"]:
+                name = entry["drafter_model"]
+                out[f"drafter:{name}"] = ModelEntry(label=name, name=name)
+        return out
 
 
 def _as_list(value) -> list:
@@ -186,6 +232,42 @@ def _check_params(kind: str, registry, name: str, params) -> None:
         raise ValueError(f"{kind} {name!r} has no parameter(s) {unknown}; its parameters: {sorted(fields) or 'none'}")
 
 
+def _model_entry(entry, where: str) -> ModelEntry:
+    entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+    _check_keys(where, entry, MODEL_KEYS)
+    name = entry.get("path") or entry["name"]
+    return ModelEntry(label=entry.get("label") or entry["name"], name=str(name), dtype=entry.get("dtype"),
+                      device=entry.get("device"))
+
+
+def _speculative_entry(entry, where: str) -> dict:
+    """A validated ``speculative`` entry: the drafter and length controller are built once here, so an
+    unknown name, parameter or out-of-range value is an error at load."""
+    if not isinstance(entry, dict) or not entry.get("verifier"):
+        raise ValueError(f"{where}: expected a mapping with a 'verifier' (a causal LM such as tiny-ar) and a"
+                         f" 'drafter' (one of {', '.join(drafter_registry.names())} or none); got {entry!r}")
+    _check_keys(where, entry, SPECULATIVE_KEYS)
+    drafter = str(entry.get("drafter") or PLAIN_AR)
+    params, length_params = dict(entry.get("params") or {}), dict(entry.get("length_params") or {})
+    length = None if entry.get("length") is None else str(entry["length"])
+    if drafter == PLAIN_AR and (params or length or length_params):
+        raise ValueError(f"{where}: params / length / length_params need a drafter ('drafter: none' is plain AR)")
+    if length is None and length_params:
+        raise ValueError(f"{where}: length_params given without a length controller"
+                         f" (one of {', '.join(length_registry.names())})")
+    try:
+        built = None if drafter == PLAIN_AR else drafter_registry.get(drafter, **params)
+        if length is not None:
+            length_registry.get(length, **length_params)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    model = getattr(built, "model", None)
+    family = PLAIN_AR_FAMILY if drafter == PLAIN_AR else f"{drafter} {length}" if length else drafter
+    return {"verifier": _model_entry(entry["verifier"], f"{where}.verifier"), "drafter": drafter, "params": params,
+            "length": length, "length_params": length_params, "family": entry.get("family") or family,
+            "drafter_model": model if isinstance(model, str) else None}
+
+
 def load_spec(source: str | Path | dict) -> SweepSpec:
     """Parse and validate a sweep spec from a YAML file path, YAML text or a dict."""
     if isinstance(source, dict):
@@ -201,21 +283,27 @@ def load_spec(source: str | Path | dict) -> SweepSpec:
     if not isinstance(data, dict):
         raise ValueError("a sweep spec must be a mapping with models, tasks and samplers")
     _check_keys("spec", data, TOP_KEYS)
-    for key in ("models", "tasks", "samplers"):
+    diffusion = bool(data.get("models") or data.get("samplers") or not data.get("speculative"))
+    for key in ("models", "tasks", "samplers") if diffusion else ("tasks",):
         if not data.get(key):
             raise ValueError(f"spec: {key!r} must list at least one entry")
     from dllm.eval import tasks as task_lib
 
-    models = []
-    for entry in _as_list(data["models"]):
-        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
-        _check_keys("spec.models[]", entry, MODEL_KEYS)
-        name = entry.get("path") or entry["name"]
-        models.append(ModelEntry(label=entry.get("label") or entry["name"], name=str(name), dtype=entry.get("dtype"),
-                                 device=entry.get("device")))
+    models = [_model_entry(entry, "spec.models[]") for entry in _as_list(data.get("models") or [])]
     labels = [m.label for m in models]
     if len(set(labels)) != len(labels):
         raise ValueError(f"spec.models: duplicate labels {labels}; give each entry a distinct label")
+    speculative = [_speculative_entry(entry, f"spec.speculative[{i}]")
+                   for i, entry in enumerate(_as_list(data.get("speculative") or []))]
+    verifiers: dict[str, ModelEntry] = {}
+    for entry in speculative:
+        verifier = entry["verifier"]
+        if verifier.label in labels:
+            raise ValueError(f"spec.speculative: verifier label {verifier.label!r} is also a spec.models label;"
+                             f" give the verifier another label")
+        if verifiers.setdefault(verifier.label, verifier) != verifier:
+            raise ValueError(f"spec.speculative: verifier label {verifier.label!r} names two different models"
+                             f" ({verifiers[verifier.label]} and {verifier}); give each a distinct label")
     n_default = int(data.get("num_samples", 16))
     tasks = []
     for entry in _as_list(data["tasks"]):
@@ -229,7 +317,7 @@ def load_spec(source: str | Path | dict) -> SweepSpec:
                                split=entry.get("split", data.get("split", "eval")),
                                gen_length=entry.get("gen_length", "task")))
     samplers = []
-    for entry in _as_list(data["samplers"]):
+    for entry in _as_list(data.get("samplers") or []):
         entry = {"name": entry} if isinstance(entry, str) else dict(entry)
         _check_keys("spec.samplers[]", entry, SAMPLER_KEYS)
         params, grid = dict(entry.get("params") or {}), dict(entry.get("grid") or {})
@@ -255,7 +343,8 @@ def load_spec(source: str | Path | dict) -> SweepSpec:
         name=str(data.get("name", "sweep")), models=models, tasks=tasks, samplers=samplers, caches=caches,
         generation=generation, batch_size=batch_size, warmup=int(data.get("warmup", 1)),
         reference=bool(data.get("reference", True)), exclude=exclude, output_dir=data.get("output_dir"),
-        task_sets=dict(data.get("task_sets") or {}), raw=data,
+        task_sets=dict(data.get("task_sets") or {}), speculative=speculative, verifiers=list(verifiers.values()),
+        raw=data,
     )
 
 
@@ -298,6 +387,23 @@ def _generation(spec_gen: dict, gen_length: int) -> list[dict]:
     return out
 
 
+def _gen_length(spec: SweepSpec, task: TaskEntry) -> int:
+    """The task's generation budget: its ``gen_length``, else the spec's, where ``task`` = the task's
+    ``max_new_tokens`` (dLLM canvas length; speculative ``max_new_tokens``)."""
+    from dllm.eval import tasks as task_lib
+
+    length = task.gen_length if task.gen_length != "task" else spec.generation.get("gen_length", "task")
+    return task_lib.get(task.name).max_new_tokens if length in (None, "task") else int(length)
+
+
+def _add_run(runs: dict[str, RunConfig], run: RunConfig) -> None:
+    """Deduplicate by id; a spec's own run that is also the added reference keeps its family label."""
+    if run.run_id in runs:
+        runs[run.run_id].reference |= run.reference
+    else:
+        runs[run.run_id] = run
+
+
 def _compact(gen: dict) -> dict:
     """The GenerationConfig fields that define a run: lengths and steps, plus every other field that
     differs from its default (so adding a field to GenerationConfig does not change existing ids)."""
@@ -307,16 +413,12 @@ def _compact(gen: dict) -> dict:
 
 def expand(spec: SweepSpec, fingerprints: dict[str, str] | None = None) -> tuple[list[RunConfig], list[Skipped]]:
     """The run configs of ``spec`` (deduplicated by id, in a stable order) and the skipped combinations."""
-    from dllm.eval import tasks as task_lib
-
     fingerprints = fingerprints or {}
     runs: dict[str, RunConfig] = {}
     skipped: list[Skipped] = []
     for model, task in itertools.product(spec.models, spec.tasks):
-        gen_spec = dict(spec.generation)
-        length = task.gen_length if task.gen_length != "task" else gen_spec.get("gen_length", "task")
-        gen_length = task_lib.get(task.name).max_new_tokens if length in (None, "task") else int(length)
-        for gen in _generation(gen_spec, gen_length):
+        gen_length = _gen_length(spec, task)
+        for gen in _generation(spec.generation, gen_length):
             entries = [(e, False) for e in spec.samplers]
             if spec.reference:  # last, so that a spec's own llada k=1 run keeps its family label
                 entries.append(({"name": REFERENCE_SAMPLER, "family": REFERENCE_FAMILY, "params": {}, "grid": {},
@@ -360,8 +462,44 @@ def expand(spec: SweepSpec, fingerprints: dict[str, str] | None = None) -> tuple
                             generation=_compact(config.to_dict()), reference=is_reference,
                             model_fingerprint=fingerprints.get(model.label, ""),
                         ).finalize()
-                        if run.run_id in runs:
-                            runs[run.run_id].reference |= is_reference
-                        else:
-                            runs[run.run_id] = run
+                        _add_run(runs, run)
+    _expand_speculative(spec, fingerprints, runs, skipped)
     return list(runs.values()), skipped
+
+
+def _expand_speculative(spec: SweepSpec, fingerprints: dict[str, str], runs: dict[str, RunConfig],
+                        skipped: list[Skipped]) -> None:
+    """Speculative entries x tasks x (temperature, seed) of ``generation``, verifier-major, into ``runs``."""
+    entries = list(spec.speculative)
+    if spec.reference:  # last, so that a spec's own plain-AR entry keeps its family label
+        entries += [{"verifier": v, "drafter": PLAIN_AR, "params": {}, "length": None, "length_params": {},
+                     "drafter_model": None, "family": PLAIN_AR_FAMILY} for v in spec.verifiers]
+    order = [v.label for v in spec.verifiers]
+    entries.sort(key=lambda e: order.index(e["verifier"].label))  # one verifier in memory at a time
+    for entry, task in itertools.product(entries, spec.tasks):
+        verifier, gen_length = entry["verifier"].label, _gen_length(spec, task)
+        for gen in _generation(spec.generation, gen_length):
+            settings = {"max_new_tokens": gen_length, "temperature": gen.get("temperature", 0.0),
+                        "seed": gen.get("seed", 0)}
+            combo = {"model": verifier, "task": task.name, "sampler": entry["drafter"], "family": entry["family"],
+                     "sampler_params": entry["params"], "length": entry["length"],
+                     "length_params": entry["length_params"], "cache": "none", "block_length": gen_length,
+                     "gen_length": gen_length}
+            reason = _excluded(spec.exclude, combo)
+            try:
+                SpeculativeConfig(**settings)
+            except ValueError as exc:
+                reason = reason or str(exc)
+            if reason is not None:
+                skipped.append(Skipped(combo=combo, reason=reason))
+                continue
+            prints = [fingerprints.get(verifier, "")]
+            if entry["drafter_model"]:
+                prints.append(fingerprints.get(f"drafter:{entry['drafter_model']}", ""))
+            _add_run(runs, RunConfig(
+                model=verifier, task=task.name, split=task.split, num_samples=task.num_samples, data_seed=task.seed,
+                sampler=entry["drafter"], sampler_params=entry["params"], family=entry["family"], knob=None, k=None,
+                cache="none", cache_params={}, generation=settings, reference=entry["drafter"] == PLAIN_AR,
+                model_fingerprint="+".join(p for p in prints if p), mode="speculative", length=entry["length"],
+                length_params=entry["length_params"],
+            ).finalize())

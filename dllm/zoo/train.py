@@ -120,8 +120,8 @@ class Recipe:
     # copying (it learnt every answer format first); on the list-copying tasks alone the copying
     # circuit forms within ~1000 steps and then carries over to the other tasks.
     alignment_steps: int = 0
-    # Causal LMs only: start from these layers of ``init_from`` (layer-dropped initialisation of a
-    # smaller model; embeddings, final norm and head are copied as they are). None: the same config.
+    # Start from these layers of ``init_from`` (layer-dropped initialisation of a smaller model;
+    # embeddings, final norm and head are copied as they are). None: the same config.
     init_layers: tuple | None = None
     # Optional second stage, run after the first from its saved weights with a fresh optimizer, a
     # new warmup + cosine cycle and its own data seed: overrides of this recipe, e.g. {"steps": 2000}.
@@ -160,6 +160,10 @@ RECIPES = {
     # fine-tuned on the same mix, so it costs about half a verifier forward per drafted token.
     "tiny-ar-draft": Recipe("tiny-ar-draft", "ar", n_layers=2, n_kv_heads=3, steps=1500, lr=5e-4, warmup=50,
                             eval_every=500, seed=2, init_from="tiny-ar", init_layers=(0, 3)),
+    # The same for the diffusion drafter: half of tiny-dream (first and last layers), fine-tuned on the
+    # first-stage mix, so that a one-pass draft costs about half a verifier forward.
+    "tiny-dream-draft": Recipe("tiny-dream-draft", "dream", n_layers=2, n_kv_heads=3, steps=1500, lr=5e-4, warmup=50,
+                               eval_every=500, seed=2, init_from="tiny-dream", init_layers=(0, 3)),
 }
 
 
@@ -300,7 +304,7 @@ def build_diffusion(recipe: Recipe) -> Transformer:
     net = Transformer(cfg)
     _init_weights(net)
     if recipe.init_from:
-        init_from_checkpoint(net, recipe.init_from)
+        init_from_checkpoint(net, recipe.init_from, recipe.init_layers)
     return net
 
 
@@ -326,8 +330,9 @@ def resolve_init(source: str) -> Path:
     return folder
 
 
-def init_from_checkpoint(net: Transformer, source: str) -> None:
-    """Copy weights from a LLaDA- or Qwen2/Dream-named checkpoint folder (e.g. tiny-ar) into ``net``."""
+def init_from_checkpoint(net: Transformer, source: str, layers: tuple | None = None) -> None:
+    """Copy weights from a LLaDA- or Qwen2/Dream-named checkpoint folder (e.g. tiny-ar) into ``net``
+    (with ``layers``: only those blocks of it, renumbered; see ``Recipe.init_layers``)."""
     from dllm.models import weights as weights_mod
     from dllm.models.loading import read_state_dict
 
@@ -335,6 +340,8 @@ def init_from_checkpoint(net: Transformer, source: str) -> None:
     source_arch = json.loads((folder / "config.json").read_text()).get("model_type", "")
     naming = "llada" if str(source_arch).lower() == "llada" else "dream"  # Dream uses Qwen2's tensor names
     internal, unknown = weights_mod.to_internal(naming, read_state_dict(folder))
+    if layers is not None:
+        internal = pick_layers(internal, layers, "layers.")
     own = net.state_dict()
     bad = [k for k, v in internal.items() if k not in own or own[k].shape != v.shape]
     missing = sorted(set(own) - set(internal))
@@ -342,6 +349,19 @@ def init_from_checkpoint(net: Transformer, source: str) -> None:
         raise ValueError(f"cannot initialise from {folder}: unknown {unknown[:4]}, mismatched {bad[:4]}, "
                          f"missing {missing[:4]} (dimensions must match the recipe)")
     net.load_state_dict(internal)
+
+
+def pick_layers(state: dict, layers: tuple, prefix: str) -> dict:
+    """``state`` with only the blocks ``layers`` (keys ``PREFIX<N>.*``), renumbered 0, 1, ... in that order."""
+    picked = {}
+    for key, tensor in state.items():
+        if not key.startswith(prefix):
+            picked[key] = tensor
+            continue
+        index, rest = key[len(prefix):].split(".", 1)
+        if int(index) in layers:
+            picked[f"{prefix}{layers.index(int(index))}.{rest}"] = tensor
+    return picked
 
 
 def init_ar_from_checkpoint(model, source: str, layers: tuple | None = None) -> None:
@@ -352,15 +372,7 @@ def init_ar_from_checkpoint(model, source: str, layers: tuple | None = None) -> 
     folder = resolve_init(source)
     state = read_state_dict(folder)
     if layers is not None:
-        picked = {}
-        for key, tensor in state.items():
-            parts = key.split(".")
-            if len(parts) > 3 and parts[:2] == ["model", "layers"]:
-                if int(parts[2]) in layers:
-                    picked[".".join(parts[:2] + [str(layers.index(int(parts[2])))] + parts[3:])] = tensor
-            else:
-                picked[key] = tensor
-        state = picked
+        state = pick_layers(state, layers, "model.layers.")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"cannot initialise from {folder}: missing {missing[:4]}, unexpected {unexpected[:4]}")
