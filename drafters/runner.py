@@ -40,6 +40,9 @@ class CausalRunner:
     def reset(self, batch: int) -> None:
         from transformers import DynamicCache
 
+        # Built without the model config, every layer is a full DynamicLayer, even for sliding-window
+        # models (whose window is applied by the attention mask): it keeps every position, so it can
+        # always be rolled back, where a windowed layer refuses to crop once the window is full.
         self.cache = DynamicCache()
         self.ids: list[list[int]] = [[] for _ in range(batch)]  # the tokens whose K/V each row caches
         self.width = 0

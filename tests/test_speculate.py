@@ -461,3 +461,24 @@ def test_tiny_ar_draft_is_a_two_layer_tiny_ar_with_the_same_tokenizer(tiny_ar):
     assert isinstance(draft, CausalLM) and draft.net.config.num_hidden_layers == 2
     assert draft.tokenizer.get_vocab() == tiny_ar.tokenizer.get_vocab() and draft.eos_ids == tiny_ar.eos_ids
     assert sum(p.numel() for p in draft.net.parameters()) < 0.6 * sum(p.numel() for p in tiny_ar.net.parameters())
+
+
+def test_a_sliding_window_verifier_rolls_back_and_stays_exact():
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    cfg = MistralConfig(vocab_size=V, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        num_key_value_heads=1, max_position_embeddings=64, sliding_window=4, eos_token_id=EOS)
+    net = MistralForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.6)
+    verifier = CausalLM(net=net, tokenizer=TinyTokenizer(), eos_ids=[EOS], name="sliding-window")
+    prompt = [1, 2, 3, 4, 5, 1, 2]
+    with torch.no_grad():
+        reference = net.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False, eos_token_id=EOS,
+                                 pad_token_id=PAD)[0, len(prompt):].tolist()
+    [r] = dllm.speculate(verifier, [prompt], ScriptedDrafter(mode="wrong"), length=lengths.FixedLength(k=3),
+                         max_new_tokens=12)
+    assert r.ids == reference[: dllm.metrics.answer_length(reference, [EOS])]
