@@ -28,12 +28,7 @@ SPECULATIVE_STATS = {"tau", "tau_with_bonus", "tokens_per_verifier_forward", "ac
                      "drafter_forwards", "draft_seconds", "verify_seconds", "rounds", "drafted", "accepted"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_expand_speculative_entries():

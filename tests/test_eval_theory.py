@@ -16,12 +16,7 @@ from dllm.samplers.llada import uniform_schedule
 LETTERS = [chr(ord("A") + i) for i in range(26)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------- closed forms
