@@ -482,3 +482,9 @@ def test_a_sliding_window_verifier_rolls_back_and_stays_exact():
     [r] = dllm.speculate(verifier, [prompt], ScriptedDrafter(mode="wrong"), length=lengths.FixedLength(k=3),
                          max_new_tokens=12)
     assert r.ids == reference[: dllm.metrics.answer_length(reference, [EOS])]
+
+
+def test_tiny_dream_draft_is_a_two_layer_dream_drafter(tiny_ar):
+    draft = dllm.load("tiny-dream-draft")
+    assert isinstance(draft, DiffusionModel) and draft.config.n_layers == 2 and draft.config.shift_logits
+    assert draft.tokenizer.get_vocab() == tiny_ar.tokenizer.get_vocab() and draft.mask_id == 3
