@@ -529,18 +529,26 @@ class Trainer:
             self.model.generation_config.eos_token_id = EOS_ID
             self.model.generation_config.pad_token_id = PAD_ID
             self.model.save_pretrained(str(folder), safe_serialization=True)
-        else:
-            from dllm.models.loading import save_pretrained
+            return copy_tokenizer(folder)
+        return save_diffusion(self.model, folder)
 
-            save_pretrained(self.model, folder)
-            gen = {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "pad_token_id": PAD_ID,
-                   "mask_token_id": MASK_ID}
-            (folder / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
-        # The shipped tokenizer files verbatim (a transformers round trip rewrites them).
-        for src in TOKENIZER_DIR.iterdir():
-            if src.is_file():
-                shutil.copyfile(src, folder / src.name)
-        return folder
+
+def save_diffusion(net: Transformer, folder: Path) -> Path:
+    """A diffusion net as a native checkpoint folder with the shipped special ids and tokenizer."""
+    from dllm.models.loading import save_pretrained
+
+    save_pretrained(net, folder)
+    gen = {"bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "pad_token_id": PAD_ID, "mask_token_id": MASK_ID}
+    (Path(folder) / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+    return copy_tokenizer(folder)
+
+
+def copy_tokenizer(folder: Path) -> Path:
+    """The shipped tokenizer files verbatim (a transformers round trip rewrites them)."""
+    for src in TOKENIZER_DIR.iterdir():
+        if src.is_file():
+            shutil.copyfile(src, Path(folder) / src.name)
+    return Path(folder)
 
 
 def partial_folder(out: Path) -> Path:
