@@ -71,7 +71,7 @@ def plain_ar(verifier, items) -> tuple[list[list[int]], float]:
     return outputs, sum(seconds), seconds
 
 
-def run_config(verifier, items, drafter_name, params, length, batch: int = 1):
+def run_config(verifier, items, drafter_name, params, length, batch: int = 1, temperature: float = 0.0):
     import dllm
     from dllm.drafters import length as lengths
 
@@ -83,7 +83,7 @@ def run_config(verifier, items, drafter_name, params, length, batch: int = 1):
             part = [i for i in chunk if items[i][1] == budget]
             controller = None if length is None else lengths.get(length[0], **length[1])
             out = dllm.speculate(verifier, [items[i][0] for i in part], drafter, length=controller,
-                                 max_new_tokens=budget)
+                                 max_new_tokens=budget, temperature=temperature, seed=0)
             seconds += out[0].seconds
             for i, result in zip(part, out):
                 results[i] = result
@@ -121,6 +121,79 @@ def table(rows: list[dict], baseline_seconds: float, generate_seconds: float) ->
     return "\n".join(lines)
 
 
+DEER_STAGE1 = "~/.cache/dllm/zoo/tiny-deer-stage1"   # python -m dllm.zoo.deer --stage1-out DIR
+DEER_STAGE2_ONLY = "~/.cache/dllm/zoo/tiny-deer-stage2-only"   # python -m dllm.zoo.deer --stages 2 --out DIR
+DEER_CONFIGS = [
+    ("ar: tiny-ar-draft, HF heuristic k", "ar", {}, None),
+    ("diffuspec tiny-dream (CPS + ADL)", "diffuspec", {"model": "tiny-dream"}, None),
+    ("deer, no alignment (tiny-dream-draft)", "deer", {"model": "tiny-dream-draft"}, None),
+    ("deer, Stage I only", "deer", {"model": DEER_STAGE1}, None),
+    ("deer, Stage II only", "deer", {"model": DEER_STAGE2_ONLY}, None),
+    ("deer (tiny-deer: Stage I + II)", "deer", {}, None),
+]
+
+
+def acceptance_curve(results, depth: int = 32) -> list[float | None]:
+    reached = [sum(r.reached[i] for r in results if len(r.reached) > i) for i in range(depth)]
+    accepted = [sum(r.accepted_at[i] for r in results if len(r.accepted_at) > i) for i in range(depth)]
+    return [a / n if n >= 5 else None for a, n in zip(accepted, reached)]  # fewer than 5 rounds: not drawn
+
+
+def deer_suite(verifier, items, reference, args) -> int:
+    """DEER against its ablations, the AR drafter and DiffuSpec, greedy and at T = 1."""
+    from pathlib import Path
+
+    configs = []
+    for label, name, params, length in DEER_CONFIGS:
+        model = params.get("model")
+        if model and model.startswith("~") and not (Path(model).expanduser() / "config.json").exists():
+            print(f"skipped {label}: no checkpoint at {model} (see DEER_STAGE1 / DEER_STAGE2_ONLY)", file=sys.stderr)
+            continue
+        configs.append((label, name, {**params, "model": str(Path(model).expanduser())} if model else params, length))
+    curves, rows = {}, {}
+    for temperature in (0.0, 1.0):
+        _, baseline = run_config(verifier, items, None, {}, None, temperature=temperature)
+        for label, name, params, length in configs:
+            run_config(verifier, items[:2], name, params, length, temperature=temperature)  # warm-up
+            results, seconds = run_config(verifier, items, name, params, length, temperature=temperature)
+            rows[label, temperature] = summarise(label, results, seconds, reference, baseline)
+            if temperature == 0:
+                curves[label] = acceptance_curve(results)
+            print(f"T={temperature} {label}: τ {rows[label, temperature]['tau']:.2f}", file=sys.stderr, flush=True)
+    print(f"# DEER ablation, verifier tiny-ar: {len(items)} held-out prompts ({args.samples} per task), batch 1, "
+          f"{args.threads} CPU thread(s); speedup over the loop without a drafter at the same temperature\n")
+    print("| drafter | τ (T = 0) | TPVF (T = 0) | accept @1 / 2 / 4 / 8 | speedup (T = 0) | identical | "
+          "τ (T = 1) | TPVF (T = 1) | speedup (T = 1) |\n|---|---:|---:|---|---:|---:|---:|---:|---:|")
+    for label, *_ in configs:
+        g, t = rows[label, 0.0], rows[label, 1.0]
+        acc = " / ".join("—" if a is None else f"{a:.2f}" for a in g["acceptance_by_position"])
+        print(f"| {label} | {g['tau']:.2f} | {g['tpvf']:.2f} | {acc} | {g['speedup']:.2f}× | "
+              f"{100 * g['identical']:.0f} % | {t['tau']:.2f} | {t['tpvf']:.2f} | {t['speedup']:.2f}× |")
+    _plot(curves, args.plot)
+    print(f"\nAcceptance by draft position (greedy): {args.plot}")
+    return 0
+
+
+def _plot(curves: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, curve in curves.items():
+        xs = [i + 1 for i, a in enumerate(curve) if a is not None]
+        ax.plot(xs, [a for a in curve if a is not None], marker="o", markersize=3, label=label)
+    ax.set_xlabel("draft position")
+    ax.set_ylabel("P(accepted | reached)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("tiny-ar verifier, greedy: acceptance by draft position")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=8, help="held-out prompts per task")
@@ -128,6 +201,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=8, help="batch size of the batched run")
     parser.add_argument("--configs", nargs="+", default=None, help="labels (substrings) of the configs to run")
     parser.add_argument("--json", default=None, help="write the rows to this file")
+    parser.add_argument("--suite", choices=["drafters", "deer"], default="drafters",
+                        help="deer: the DEER ablation (greedy and T = 1) and its acceptance plot")
+    parser.add_argument("--plot", default="docs/deer_acceptance.png", help="--suite deer: the plot's file")
     args = parser.parse_args(argv)
     if args.samples < 1 or args.threads < 1 or args.batch < 1:
         parser.error("--samples, --threads and --batch must be >= 1")
@@ -138,6 +214,8 @@ def main(argv=None) -> int:
     items = prompts_and_budgets(args.samples)
     plain_ar(verifier, items[:4])  # warm-up
     reference, generate_seconds, ar_seconds = plain_ar(verifier, items)
+    if args.suite == "deer":
+        return deer_suite(verifier, items, reference, args)
     configs = [c for c in CONFIGS if args.configs is None or any(s in c[0] for s in args.configs)]
     runs = []
     for label, name, params, length in configs:
