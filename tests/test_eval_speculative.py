@@ -64,7 +64,7 @@ def test_bad_speculative_entries_raise_naming_the_problem():
         return lambda: load_spec({"tasks": ["copy"], "speculative": [entry], **spec})
 
     cases = [
-        ({**ONEPASS, "drafter": "nope"}, r"spec.speculative\[0\]: unknown drafter 'nope'; known: ar, diffuspec"),
+        ({**ONEPASS, "drafter": "nope"}, r"spec.speculative\[0\]: unknown drafter 'nope'; known: ar, deer, diffuspec"),
         ({**ONEPASS, "lenght": "adl"}, r"spec.speculative\[0\]: unknown key\(s\) \['lenght'\]"),
         ({**ONEPASS, "params": {"modle": "tiny-dream"}}, r"drafter 'onepass' has no parameter\(s\) \['modle'\]"),
         ({**ONEPASS, "params": {"tau": 1.5}, "drafter": "diffuspec"}, r"diffuspec.tau=1.5 is out of range"),
