@@ -39,10 +39,12 @@ class ParamSpec:
 
     @property
     def label(self) -> str:
-        return f"{self.name}{' (empty = None)' if self.optional and self.kind in ('int', 'float', 'str', 'json') else ''}"
+        return self.name
 
     def widget_value(self):
-        """The default as the widget holds it."""
+        """The default as the widget holds it (optional numbers are text boxes: empty = None)."""
+        if self.kind in ("int", "float") and self.optional:
+            return "" if self.default is None else str(self.default)
         if self.kind == "json":
             return "" if self.default is None else json.dumps(list(self.default) if isinstance(self.default, tuple)
                                                               else self.default)

@@ -1,5 +1,5 @@
 """Command line: ``dllm generate``, ``dllm speculate``, ``dllm samplers``, ``dllm caches``, ``dllm drafters``,
-``dllm models``."""
+``dllm models``, ``dllm demo``."""
 
 from __future__ import annotations
 
@@ -79,10 +79,45 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("drafters", help="list drafter plugins and draft-length controllers")
     sub.add_parser("models", help="list the shipped models")
 
+    demo = sub.add_parser("demo", help="the Gradio demo: decoding configurations side by side (needs the demo extra)")
+    demo.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    demo.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for every interface)")
+    demo.add_argument("--share", type=_boolean, default=False, metavar="true|false",
+                      help="also open a public Gradio share link (default false)")
+    demo.add_argument("--concurrency", type=int, default=4, help="generations running at once, all users together")
+    demo.add_argument("--max-queue", type=int, default=64, help="requests allowed to wait in the queue")
+    demo.add_argument("--threads", type=int, default=1,
+                      help="torch threads per process (default 1: fastest for the tiny models; 0 = torch's default)")
+
     from dllm.eval.cli import add_parser as add_eval_parser
 
     add_eval_parser(sub)
     return parser
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _demo(args) -> int:
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        print('error: the demo needs Gradio, which is not installed; install the demo extra: pip install -e ".[demo]"'
+              '  (or pip install "dllm[demo]")', file=sys.stderr)
+        return 2
+    if args.concurrency < 1 or args.max_queue < 1 or args.threads < 0:
+        raise ValueError("--concurrency and --max-queue must be at least 1, --threads at least 0")
+    from dllm.demo import launch
+
+    launch(port=args.port, host=args.host, share=args.share, concurrency=args.concurrency, max_queue=args.max_queue,
+           threads=args.threads or None)
+    return 0
 
 
 def _list_plugins(registry, title: str) -> None:
@@ -285,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             return _generate(args)
         if args.command == "speculate":
             return _speculate(args)
+        if args.command == "demo":
+            return _demo(args)
         if args.command == "eval":
             from dllm.eval.cli import run as run_eval
 
