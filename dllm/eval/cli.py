@@ -19,14 +19,28 @@ def add_parser(sub) -> None:
     add_subcommands(ev)
 
 
+def _at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def add_subcommands(parser: argparse.ArgumentParser) -> None:
     esub = parser.add_subparsers(dest="eval_command", required=True)
     run = esub.add_parser("run", help="run or resume a sweep spec (YAML)")
     run.add_argument("spec", help="sweep spec YAML (see docs/evaluate.md)")
     run.add_argument("--out", help="output directory (default: the spec's output_dir, else results/<name>)")
-    run.add_argument("--batch-size", type=int, help="override the spec's batch_size")
-    run.add_argument("--max-configs", type=int, help="stop after this many configs (smoke runs)")
-    run.add_argument("--threads", type=int, help="torch CPU threads per process (default: half the cores / ranks)")
+    run.add_argument("--batch-size", type=_at_least(1), help="override the spec's batch_size")
+    run.add_argument("--max-configs", type=_at_least(1), help="stop after this many configs (smoke runs)")
+    run.add_argument("--threads", type=_at_least(1), help="torch CPU threads per process (default: half the cores / ranks)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-report", action="store_true", help="do not aggregate and plot at the end")
     run.add_argument("-v", "--verbose", action="store_true", help="log skipped combinations and each config")
@@ -38,7 +52,7 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
                          add_help=False)
     lm.add_argument("lm_eval_args", nargs=argparse.REMAINDER, help="arguments for lm_eval")
     th = esub.add_parser("theory", help="print the closed-form table (total correlation, accuracies)")
-    th.add_argument("--n", type=int, nargs="+", default=[4, 6, 8, 10])
+    th.add_argument("--n", type=_at_least(2), nargs="+", default=[4, 6, 8, 10])
 
 
 def run(args) -> int:
@@ -65,8 +79,19 @@ def _run(args) -> int:
     threads = args.threads
     if threads is None and not os.environ.get("OMP_NUM_THREADS"):
         threads = cpu_threads(int(os.environ.get("WORLD_SIZE", "1")))
-    result = run_sweep(args.spec, args.out, batch_size=args.batch_size, progress=not args.no_progress,
-                       max_configs=args.max_configs, threads=threads)
+    from dllm.eval.runner import SweepLocked
+
+    try:
+        result = run_sweep(args.spec, args.out, batch_size=args.batch_size, progress=not args.no_progress,
+                           max_configs=args.max_configs, threads=threads)
+    except SweepLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        where = f" in {args.out}" if args.out else ""
+        print(f"\ninterrupted: every finished batch is kept{where}; run the same command again to resume"
+              f" (done samples are not recomputed)", file=sys.stderr)
+        return 130
     dist = Distributed.from_env()
     dist.close()
     if not dist.is_main:
@@ -84,7 +109,12 @@ def _run(args) -> int:
 
 
 def _report(out_dir, plots: bool, task_set: str) -> int:
+    from pathlib import Path
+
     from dllm.eval.report import make_report, print_summary
+
+    if not Path(out_dir).is_dir():
+        raise FileNotFoundError(f"sweep directory {out_dir} does not exist (dllm eval run SPEC --out DIR makes one)")
 
     tables = make_report(out_dir, plots=plots)
     print_summary(tables, task_set)
@@ -96,15 +126,26 @@ def _report(out_dir, plots: bool, task_set: str) -> int:
 
 
 def _theory(ns: list[int]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     from dllm.eval import theory
 
-    print("n | shuffle C | shuffle L_n/2 | shuffle acc k=2 | k=3 | k=4 | k=n | replace_random C | 1-step sampled acc")
+    table = Table(title="Parallel decoding under an ideal-marginal model (ParallelBench §2.8), list length n",
+                  caption="C: total correlation of the answer in bits (0 for copy / reverse / sort / *_index). "
+                          "L_n/2: KL floor in bits of shuffle at 2 slots per step. acc k: probability that greedy "
+                          "top-k decoding (k slots per step) gets shuffle exactly right. 1-step sampled: "
+                          "replace_random decoded in one step at temperature 1.", caption_justify="left")
+    for header in ("n", "shuffle C", "shuffle L_n/2", "shuffle acc k=2", "k=3", "k=4", "k=n", "replace_random C",
+                   "1-step sampled acc"):
+        table.add_column(header, justify="right")
     for n in ns:
         accs = [theory.shuffle_topk_accuracy(theory.topk_schedule(n, k)) for k in (2, 3, 4, n)]
-        print(f"{n} | {theory.total_correlation('shuffle', n):.3f} | {theory.shuffle_two_per_step_floor(n):.3f} | "
-              + " | ".join(f"{a:.4f}" for a in accs)
-              + f" | {theory.total_correlation('replace_random', n):.3f}"
-              f" | {theory.replace_random_sampled_one_step_accuracy(n):.4f}")
+        table.add_row(str(n), f"{theory.total_correlation('shuffle', n):.3f}",
+                      f"{theory.shuffle_two_per_step_floor(n):.3f}", *(f"{a:.4f}" for a in accs),
+                      f"{theory.total_correlation('replace_random', n):.3f}",
+                      f"{theory.replace_random_sampled_one_step_accuracy(n):.4f}")
+    Console(width=max(130, Console().width)).print(table)
     return 0
 
 

@@ -33,8 +33,10 @@ be shared by the ranks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import logging
@@ -69,20 +71,36 @@ SPECULATIVE_FIELDS = ("rounds", "drafted", "accepted", "committed", "tau", "tau_
 
 
 # ------------------------------------------------------------------------------------- files
+# Fields every record has (make_record writes them); a line without them is not a record.
+RECORD_FIELDS = ("run_id", "mode", "model", "task", "sample_id", "sample_index", "sampler", "cache", "score",
+                 "gen_tokens")
+
+
 def read_jsonl(path: Path) -> list[dict]:
-    """Records of a JSONL file; a torn last line (interrupted write) is ignored."""
+    """Records of a JSONL file. A torn last line (an interrupted write) is ignored; any other line
+    that is not a record is an error naming the file and line."""
     out = []
     if not path.exists():
         return out
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        lines = fh.read().split("\n")
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for number, line in enumerate(lines, start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number - 1 == last:
+                log.warning("ignoring a torn last line in %s", path)
                 continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                log.warning("ignoring a torn line in %s", path)
+            raise ValueError(f"{path}:{number}: not a JSON record ({exc.msg}); delete or fix that line") from None
+        missing = [f for f in RECORD_FIELDS if f not in record] if isinstance(record, dict) else list(RECORD_FIELDS)
+        if missing:
+            raise ValueError(f"{path}:{number}: not a dllm eval record (missing {', '.join(missing)});"
+                             f" delete or fix that line")
+        out.append(record)
     return out
 
 
@@ -150,6 +168,41 @@ class Layout:
         for path in [self.run_file(run_id), *self.partial_files(run_id)]:
             done.update(r["sample_id"] for r in read_jsonl(path))
         return done
+
+
+class SweepLocked(RuntimeError):
+    """Another ``dllm eval run`` is writing to the same output folder."""
+
+
+@contextlib.contextmanager
+def folder_lock(root: Path, enabled: bool = True):
+    """Hold ``root/.lock`` (an advisory ``flock``) while a sweep writes there, so two runs on one folder
+    cannot both generate everything; the lock goes with the process, a crash cannot leave it stale."""
+    if not enabled:
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise SweepLocked(f"{root} is in use by another `dllm eval run` ({holder}); wait for it to finish or"
+                              f" pass another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {platform.node()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _check_count(name: str, value, minimum: int) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+        raise ValueError(f"{name}={value!r} is out of range; allowed an integer >= {minimum}")
 
 
 def load_records(out_dir: str | Path) -> list[dict]:
@@ -410,11 +463,20 @@ def run_sweep(
     entries are loaded by name. ``max_configs`` stops after that many configs (for smoke runs).
     ``threads``: set torch's CPU threads for the sweep (the CLI passes :func:`cpu_threads` by default).
     """
+    _check_count("batch_size", batch_size, 1)
+    _check_count("max_configs", max_configs, 0)
+    _check_count("threads", threads, 1)
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     dist = Distributed.from_env()
     if threads:
         torch.set_num_threads(threads)
     out = Path(out_dir or spec.output_dir or Path("results") / spec.name)
+    with folder_lock(out, enabled=dist.is_main):
+        return _run_sweep(spec, out, dist, models, batch_size, progress, max_configs, on_record)
+
+
+def _run_sweep(spec: SweepSpec, out: Path, dist: Distributed, models, batch_size, progress, max_configs,
+               on_record) -> SweepResult:
     layout = Layout(out)
     models = dict(models or {})
     entries = {m.label: m for m in spec.models + spec.verifiers}

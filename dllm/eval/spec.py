@@ -210,6 +210,19 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _integer(where: str, value, minimum: int | None = None) -> int:
+    """A spec value that must be an integer (YAML ``16``; ``"16"`` is read too), ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{where}={value!r} is not an integer")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{where}={value!r} is not an integer") from None
+    if minimum is not None and number < minimum:
+        raise ValueError(f"{where}={number} is out of range; allowed [{minimum}, inf)")
+    return number
+
+
 def _check_keys(where: str, data: dict, allowed: set) -> None:
     unknown = sorted(set(data) - allowed)
     if unknown:
@@ -279,7 +292,13 @@ def load_spec(source: str | Path | dict) -> SweepSpec:
         text = path.read_text() if path.exists() else str(source)
         if not path.exists() and "\n" not in text and text.endswith((".yaml", ".yml")):
             raise FileNotFoundError(f"sweep spec {source} not found")
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            where = f"sweep spec {path}" if path.exists() else "the sweep spec text"
+            mark = getattr(exc, "problem_mark", None)
+            at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise ValueError(f"{where} is not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(data, dict):
         raise ValueError("a sweep spec must be a mapping with models, tasks and samplers")
     _check_keys("spec", data, TOP_KEYS)
@@ -304,16 +323,14 @@ def load_spec(source: str | Path | dict) -> SweepSpec:
         if verifiers.setdefault(verifier.label, verifier) != verifier:
             raise ValueError(f"spec.speculative: verifier label {verifier.label!r} names two different models"
                              f" ({verifiers[verifier.label]} and {verifier}); give each a distinct label")
-    n_default = int(data.get("num_samples", 16))
+    n_default = _integer("spec.num_samples", data.get("num_samples", 16), 1)
     tasks = []
     for entry in _as_list(data["tasks"]):
         entry = {"name": entry} if isinstance(entry, str) else dict(entry)
         _check_keys("spec.tasks[]", entry, TASK_KEYS)
         task_lib.get(entry["name"])  # raises ValueError listing the known tasks
-        n = int(entry.get("num_samples", n_default))
-        if n < 1:
-            raise ValueError(f"spec.tasks[{entry['name']}].num_samples={n} is out of range; allowed [1, inf)")
-        tasks.append(TaskEntry(name=entry["name"], num_samples=n, seed=int(entry.get("seed", data.get("data_seed", 0))),
+        n = _integer(f"spec.tasks[{entry['name']}].num_samples", entry.get("num_samples", n_default), 1)
+        tasks.append(TaskEntry(name=entry["name"], num_samples=n, seed=_integer(f"spec.tasks[{entry['name']}].seed", entry.get("seed", data.get("data_seed", 0)), 0),
                                split=entry.get("split", data.get("split", "eval")),
                                gen_length=entry.get("gen_length", "task")))
     samplers = []
@@ -323,7 +340,7 @@ def load_spec(source: str | Path | dict) -> SweepSpec:
         params, grid = dict(entry.get("params") or {}), dict(entry.get("grid") or {})
         _check_params("sampler", sampler_registry, entry["name"], {**params, **grid})
         samplers.append({"name": entry["name"], "family": entry.get("family"), "params": params, "grid": grid,
-                         "k": [int(k) for k in _as_list(entry["k"])] if entry.get("k") is not None else None})
+                         "k": [_integer(f"spec.samplers[{entry['name']}].k", k, 1) for k in _as_list(entry["k"])] if entry.get("k") is not None else None})
     caches = []
     for entry in _as_list(data.get("caches") or ["none"]):
         entry = {"name": entry} if isinstance(entry, str) else dict(entry)
@@ -333,15 +350,13 @@ def load_spec(source: str | Path | dict) -> SweepSpec:
         caches.append({"name": entry["name"], "params": params, "grid": grid})
     generation = dict(data.get("generation") or {})
     _check_keys("spec.generation", generation, set(_GEN_DEFAULTS) - {"trace"})
-    batch_size = int(data.get("batch_size", 1))
-    if batch_size < 1:
-        raise ValueError(f"spec.batch_size={batch_size} is out of range; allowed [1, inf)")
+    batch_size = _integer("spec.batch_size", data.get("batch_size", 1), 1)
     exclude = [dict(rule) for rule in _as_list(data.get("exclude") or [])]
     for rule in exclude:
         _check_keys("spec.exclude[]", rule, {"model", "task", "sampler", "family", "cache", "block_length", "reason"})
     return SweepSpec(
         name=str(data.get("name", "sweep")), models=models, tasks=tasks, samplers=samplers, caches=caches,
-        generation=generation, batch_size=batch_size, warmup=int(data.get("warmup", 1)),
+        generation=generation, batch_size=batch_size, warmup=_integer("spec.warmup", data.get("warmup", 1), 0),
         reference=bool(data.get("reference", True)), exclude=exclude, output_dir=data.get("output_dir"),
         task_sets=dict(data.get("task_sets") or {}), speculative=speculative, verifiers=list(verifiers.values()),
         raw=data,
@@ -393,7 +408,9 @@ def _gen_length(spec: SweepSpec, task: TaskEntry) -> int:
     from dllm.eval import tasks as task_lib
 
     length = task.gen_length if task.gen_length != "task" else spec.generation.get("gen_length", "task")
-    return task_lib.get(task.name).max_new_tokens if length in (None, "task") else int(length)
+    if length in (None, "task"):
+        return task_lib.get(task.name).max_new_tokens
+    return _integer(f"spec.tasks[{task.name}].gen_length", length, 1)
 
 
 def _add_run(runs: dict[str, RunConfig], run: RunConfig) -> None:
