@@ -125,7 +125,9 @@ DEER_STAGE1 = "~/.cache/dllm/zoo/tiny-deer-stage1"   # python -m dllm.zoo.deer -
 DEER_STAGE2_ONLY = "~/.cache/dllm/zoo/tiny-deer-stage2-only"   # python -m dllm.zoo.deer --stages 2 --out DIR
 DEER_CONFIGS = [
     ("ar: tiny-ar-draft, HF heuristic k", "ar", {}, None),
+    ("ar: tiny-ar-draft, k = 8", "ar", {}, ("fixed", {"k": 8})),
     ("diffuspec tiny-dream (CPS + ADL)", "diffuspec", {"model": "tiny-dream"}, None),
+    ("diffuspec tiny-dream, no proxy", "diffuspec", {"model": "tiny-dream", "proxy": "none"}, None),
     ("deer, no alignment (tiny-dream-draft)", "deer", {"model": "tiny-dream-draft"}, None),
     ("deer, Stage I only", "deer", {"model": DEER_STAGE1}, None),
     ("deer, Stage II only", "deer", {"model": DEER_STAGE2_ONLY}, None),

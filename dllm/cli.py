@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -73,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     spec.add_argument("--chat", action="store_true", help="wrap prompts in the tokenizer's chat template")
     spec.add_argument("--show-rounds", action="store_true", help="render each round's draft and verdict")
     spec.add_argument("--json", action="store_true", help="machine-readable output")
+    spec.add_argument("--no-baseline", action="store_true",
+                      help="skip plain AR decoding of the same prompts (run by default with a drafter, for the"
+                           " speedup and the identical-output check)")
 
     sub.add_parser("samplers", help="list sampler plugins and their parameters")
     sub.add_parser("caches", help="list cache policies and their parameters")
@@ -188,7 +192,7 @@ def _generate(args) -> int:
     from rich.console import Console
 
     console = Console()
-    for prompt, result in zip(prompts, results):
+    for prompt, result, comparison in zip(prompts, results, comparisons):
         console.print(f"[bold]prompt[/bold] {prompt!r}")
         console.print(f"[bold]output[/bold] {result.text}")
         stats = result.stats()
@@ -277,19 +281,29 @@ def _speculate(args) -> int:
                                top_p=args.top_p, seed=args.seed, trace=args.show_rounds)
     verifier = as_verifier(dllm.load(args.verifier, device=args.device))
     prompts = [p.replace("\\n", "\n") for p in args.prompt]
+    baseline = None
+    if drafter is not None and not args.no_baseline:
+        # plain AR decoding of the same prompts, same config: the speedup's denominator; a two-token
+        # speculative call first loads and binds the drafter, so neither timing includes loading
+        baseline = dllm.speculate(verifier, prompts, drafter=None, config=config, chat=args.chat)
+        dllm.speculate(verifier, prompts[:1], drafter=drafter, length=controller, chat=args.chat,
+                       config=dataclasses.replace(config, max_new_tokens=2, trace=False))
     results = dllm.speculate(verifier, prompts, drafter=drafter, length=controller, config=config, chat=args.chat)
     name = drafter.name if drafter is not None else "none"
     length_name = controller.name if controller is not None else None
+    comparisons = [None] * len(results) if baseline is None else [
+        {"plain_ar_seconds": b.seconds, "speedup": b.seconds / max(r.seconds, 1e-9), "identical": b.ids == r.ids}
+        for b, r in zip(baseline, results)]
     if args.json:
-        payload = [{"prompt": p, "drafter": name, "length": length_name, **r.to_dict(with_trace=args.show_rounds)}
-                   for p, r in zip(prompts, results)]
+        payload = [{"prompt": p, "drafter": name, "length": length_name, **r.to_dict(with_trace=args.show_rounds),
+                    **({"baseline": c} if c else {})} for p, r, c in zip(prompts, results, comparisons)]
         print(json.dumps(payload if len(payload) > 1 else payload[0], indent=2))
         return 0
     from rich.console import Console
     from rich.markup import escape
 
     console = Console()
-    for prompt, result in zip(prompts, results):
+    for prompt, result, comparison in zip(prompts, results, comparisons):
         console.print(f"[bold]prompt[/bold] {escape(repr(prompt))}", soft_wrap=True)
         console.print(f"[bold]output[/bold] {escape(result.text)}", soft_wrap=True)
         console.print(
@@ -303,6 +317,13 @@ def _speculate(args) -> int:
             f" / other {result.other_seconds:.2f})[/dim]",
             soft_wrap=True, highlight=False,
         )
+        if comparison:
+            same = ("identical to plain AR decoding" if comparison["identical"] else
+                    "differs from plain AR decoding" + (" (sampling: equal in distribution, not token by token)"
+                                                       if args.temperature > 0 else ""))
+            console.print(f"[dim]speedup {comparison['speedup']:.2f}x over plain AR decoding"
+                          f" ({comparison['plain_ar_seconds']:.2f} s, same call); output {same}[/dim]",
+                          soft_wrap=True, highlight=False)
         if args.show_rounds:
             _render_rounds(console, verifier, result)
     return 0

@@ -36,6 +36,19 @@ def test_plain_output_is_the_greedy_text(capsys, greedy_text, drafter):
     assert f"drafter={drafter[1]}" in out
 
 
+def test_deer_with_tiny_deer_prints_the_greedy_answer_and_the_speedup(capsys, greedy_text):
+    assert main(["speculate", "tiny-ar", ARG, "--drafter", "deer", "--drafter-model", "tiny-deer",
+                 "--max-new-tokens", TOKENS]) == 0
+    out = capsys.readouterr().out
+    assert f"output {greedy_text}" in out and "tau=" in out
+    assert "over plain AR decoding" in out and "output identical to plain AR decoding" in out
+    assert main(["speculate", "tiny-ar", ARG, "--drafter", "deer", "--no-baseline", "--max-new-tokens", TOKENS,
+                 "--json"]) == 0
+    assert "baseline" not in json.loads(capsys.readouterr().out)
+    assert main(["speculate", "tiny-ar", ARG, "--drafter", "none", "--max-new-tokens", TOKENS]) == 0
+    assert "plain AR decoding (" not in capsys.readouterr().out  # no drafter: nothing to compare
+
+
 def test_json_one_prompt_and_a_batch(capsys, greedy_text):
     assert main(["speculate", "tiny-ar", ARG, "--drafter", "onepass", "--length", "fixed", "-l", "k=4",
                  "--max-new-tokens", TOKENS, "--json"]) == 0
