@@ -192,7 +192,7 @@ def _generate(args) -> int:
     from rich.console import Console
 
     console = Console()
-    for prompt, result, comparison in zip(prompts, results, comparisons):
+    for prompt, result in zip(prompts, results):
         console.print(f"[bold]prompt[/bold] {prompt!r}")
         console.print(f"[bold]output[/bold] {result.text}")
         stats = result.stats()
