@@ -16,6 +16,10 @@ class Registry:
             if name in self._classes and self._classes[name] is not cls:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             cls.name = name
+            if dataclasses.is_dataclass(cls):
+                from dllm.config import checked
+
+                checked(cls)  # every field type-checked and finite once constructed
             self._classes[name] = cls
             return cls
 

@@ -15,13 +15,12 @@ generators seeded by ``seed`` alone, so a row's output is the output it has when
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import torch
 
-from dllm.config import check_range
+from dllm.config import check_fields, check_range
 from dllm.metrics import RoundRecord, SpeculativeResult, answer_length
 
 from .base import DraftRequest, Sampling, stop_cut
@@ -47,15 +46,8 @@ class SpeculativeConfig:
 
     def __post_init__(self):
         owner = "SpeculativeConfig"
+        check_fields(self, owner)
         seeds = list(self.seed) if isinstance(self.seed, (list, tuple)) else [self.seed]
-        for name, value in [("max_new_tokens", self.max_new_tokens), ("top_k", self.top_k)] + [("seed", s) for s in seeds]:
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ValueError(f"{owner}.{name}={value!r} must be an integer")
-        for name in ("temperature", "top_p"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value)):
-                raise ValueError(f"{owner}.{name}={value!r} must be a finite number")
         check_range(owner, "max_new_tokens", self.max_new_tokens, 1)
         check_range(owner, "temperature", self.temperature, 0.0)
         for seed in seeds:

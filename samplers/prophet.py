@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dllm.config import check_range
+from dllm.config import check_range, infinite_ok
 from dllm.state import Decision, Edit, StepView
 
 from . import register
@@ -47,9 +47,9 @@ class ProphetSampler(Wrapper):
 
     inner: object = "llada"
     inner_params: dict = None
-    early_threshold: float = 7.5
-    mid_threshold: float = 5.0
-    late_threshold: float = 2.5
+    early_threshold: float = infinite_ok(7.5)   # +inf: never commit early in that phase
+    mid_threshold: float = infinite_ok(5.0)
+    late_threshold: float = infinite_ok(2.5)
     early_phase: float = 0.33
     late_phase: float = 0.67
     answer_length: int = 5
@@ -57,7 +57,7 @@ class ProphetSampler(Wrapper):
 
     def __post_init__(self):
         for name in ("early_threshold", "mid_threshold", "late_threshold"):
-            check_range("prophet", name, getattr(self, name), 0.0)
+            check_range("prophet", name, getattr(self, name), 0.0, infinite_ok=True)
         check_range("prophet", "early_phase", self.early_phase, 0.0, 1.0)
         check_range("prophet", "late_phase", self.late_phase, self.early_phase, 1.0)
         check_range("prophet", "answer_length", self.answer_length, 1)
