@@ -33,13 +33,13 @@ import torch
 from torch import nn
 
 from dllm.config import check_range
+from dllm import zoo
 from dllm.state import Decision, StepView
 
 from . import register
 from .base import Sampler, best_candidate, block_window, model_is_shifted, whole_generation
 from .eotp import end_of_text_edits
 
-FILTERS_DIR = Path(__file__).resolve().parent.parent / "dllm" / "zoo" / "filters"
 DEFAULT_THRESHOLD = {False: 0.96, True: 0.9}  # LLaDA / Dream (shifted logits)
 _LOADED: dict[str, "ConfidenceFilter"] = {}
 
@@ -101,11 +101,11 @@ def _fingerprint(files: tuple) -> str:
 def find_filter(model: str | None = None, path: str | Path | None = None) -> ConfidenceFilter:
     """The filter at ``path``, or the shipped one of ``model``; a clear error when there is none."""
     key = Path(str(model)).name
-    folder = Path(path) if path is not None else FILTERS_DIR / key
+    folder = Path(path) if path is not None else zoo.shipped_path(zoo.FILTERS, key)
     cache_key = str(folder.resolve())
     if cache_key not in _LOADED:
         if not (folder / "filter.json").exists():
-            shipped = sorted(p.parent.name for p in FILTERS_DIR.glob("*/filter.json"))
+            shipped = sorted(zoo.shipped_filters())
             who = f"model {model!r}" if path is None else f"path {str(path)!r}"
             raise FileNotFoundError(
                 f"no Learn2PD filter for {who} (looked in {folder}); shipped filters: {', '.join(shipped) or 'none'}."
@@ -145,7 +145,8 @@ class Learn2PDSampler(Sampler):
         if self._filter is not None:
             return self._filter
         names = [n for n in (getattr(model, "name", None), getattr(getattr(model, "path", None), "name", None)) if n]
-        found = [n for n in names if (FILTERS_DIR / Path(str(n)).name / "filter.json").exists()]
+        shipped = zoo.shipped_filters()
+        found = [n for n in names if Path(str(n)).name in shipped]
         return find_filter(found[0] if found else (names[0] if names else None))
 
     def unsupported_reason(self, model) -> str | None:

@@ -10,11 +10,12 @@ import pytest
 
 import dllm
 from dllm.cli import main as cli_main
+from dllm.zoo import tokenizer_dir
 
 from _models import random_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "parity"
-TOKENIZER = Path(dllm.__file__).parent / "zoo" / "tokenizer"
+TOKENIZER = tokenizer_dir()
 
 
 @pytest.mark.parametrize(

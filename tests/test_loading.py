@@ -10,11 +10,11 @@ from transformers import AutoTokenizer
 import dllm
 from dllm.cli import main as cli_main
 from dllm.models import save_pretrained
-from dllm.zoo import MODELS_DIR
+from dllm.zoo import tokenizer_dir
 
 from _models import random_model
 
-TOKENIZER_DIR = MODELS_DIR.parent / "tokenizer"
+TOKENIZER_DIR = tokenizer_dir()
 
 
 @pytest.fixture(scope="module")

@@ -302,12 +302,10 @@ def test_adablock_needs_a_tokenizer():
 
 
 def test_learn2pd_filter_lookup_and_errors(filter_dir, monkeypatch, tmp_path):
-    import dllm.samplers.learn2pd as l2p
-
     with pytest.raises(FileNotFoundError, match="python -m dllm.zoo.learn2pd_train no-such-model"):
         dllm.samplers.get("learn2pd", model="no-such-model")
-    monkeypatch.setattr(l2p, "FILTERS_DIR", tmp_path)
-    ConfidenceFilter(8).save(tmp_path / "random-llada")
+    monkeypatch.setattr(dllm.zoo, "shipped_path", tmp_path.joinpath)  # an installation shipping one filter
+    ConfidenceFilter(8).save(tmp_path / dllm.zoo.FILTERS / "random-llada")
     sampler = dllm.samplers.get("learn2pd", model="random-llada")
     assert sampler._filter is find_filter("random-llada")
     results = _run(_model("llada"), dllm.samplers.get("learn2pd"))  # found from the model's name

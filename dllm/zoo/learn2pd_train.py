@@ -36,9 +36,9 @@ import torch
 import dllm
 from dllm.eval import tasks as task_lib
 from dllm.samplers.base import Sampler
-from dllm.samplers.learn2pd import (DEFAULT_THRESHOLD, FILTERS_DIR, ConfidenceFilter, block_confidences,
-                                    weights_fingerprint)
+from dllm.samplers.learn2pd import DEFAULT_THRESHOLD, ConfidenceFilter, block_confidences, weights_fingerprint
 from dllm.state import Decision
+from dllm.zoo import FILTERS_DIR
 
 
 @dataclass

@@ -14,8 +14,9 @@ import torch
 from dllm.models.config import ModelConfig
 from dllm.models.loading import save_pretrained
 from dllm.models.transformer import Transformer
+from dllm.zoo import tokenizer_dir
 
-TOKENIZER_DIR = Path(__file__).parent / "tokenizer"
+TOKENIZER_DIR = tokenizer_dir()
 
 
 def build(arch: str, out: str | Path, seed: int = 0, d_model: int = 64, n_layers: int = 2) -> Path:

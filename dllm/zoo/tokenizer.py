@@ -29,13 +29,15 @@ import random
 from pathlib import Path
 from typing import Iterator
 
+from dllm.zoo import tokenizer_dir
+
 PAD_TOKEN = "<|pad|>"
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
 MASK_TOKEN = "<|mask|>"
 SPECIAL_TOKENS = [PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, MASK_TOKEN]
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "tokenizer"
+SHIPPED_DIR = tokenizer_dir()
 
 # GPT-2 style split, but single digits (each with an optional leading space).
 SPLIT_PATTERN = (

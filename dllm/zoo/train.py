@@ -55,10 +55,10 @@ import torch.nn.functional as F
 from dllm.eval import tasks as task_lib
 from dllm.models.config import ModelConfig
 from dllm.models.transformer import Transformer
+from dllm.zoo import MODELS_DIR, tokenizer_dir
 
 PAD_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3
-TOKENIZER_DIR = Path(__file__).parent / "tokenizer"
-MODELS_DIR = Path(__file__).parent / "models"
+TOKENIZER_DIR = tokenizer_dir()
 
 # Training mix: sampling weight per task (default 1.0). Arithmetic, puzzles and sorting are the
 # hardest for a tiny model, the "*_random" / shuffle tasks the easiest (any valid answer scores).
