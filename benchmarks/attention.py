@@ -48,7 +48,7 @@ def bench_case(model: str, batch: int, lq_name: str, lq: int, lk: int, lse: bool
     import torch
     from triton.testing import do_bench
 
-    from dllm.caches.attention import attend
+    from dllm.models.attention import attend
 
     hq, hkv, d = MODELS[model]
     q, k, v, k_valid = make_case(batch, hq, hkv, d, lq, lk, dtype, "cuda")

@@ -1,4 +1,4 @@
-"""Cache policies (what each forward recomputes) and the attention backends behind ``attend()``.
+"""Cache policies: what each forward recomputes (they plan; attention itself is the model's, ``dllm.models.attention``).
 
 ``dllm.caches.get("none")`` builds a policy by name; ``names()`` lists them.
 """

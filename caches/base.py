@@ -19,13 +19,12 @@ Rows refresh independently, so a row decodes the same alone or inside a batch.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from dllm.config import check_range
+from dllm.models.hooks import LayerHook
 from dllm.state import DecodeState
 
 
@@ -33,7 +32,7 @@ from dllm.state import DecodeState
 class StepPlan:
     query: torch.Tensor | None = None   # [B, Lq] columns to recompute; None = every column
     use_kv: bool = False                # read/write the KVStore
-    hook: Any = None                    # per-layer callbacks for the model (``LayerHook``), or None
+    hook: LayerHook | None = None       # per-layer callbacks for the model's forward, or None
 
     @property
     def full(self) -> bool:
@@ -89,12 +88,6 @@ def logit_sources(state: DecodeState, logit_cols: torch.Tensor) -> torch.Tensor:
     return need.scatter_(1, (logit_cols - state.model.shift).clamp(min=0), True)
 
 
-def first_masked(state: DecodeState, count: int) -> torch.Tensor:
-    """``[B, L]`` the ``count`` left-most masked columns of each active row."""
-    masked = state.is_mask() & state.in_generation() & state.active[:, None]
-    return masked & (masked.long().cumsum(1) <= count)
-
-
 def block_schedule(state: DecodeState, interval: int | None) -> torch.Tensor:
     """``[B]`` refresh due: first step of a block, and every ``interval`` steps inside it."""
     due = state.step_in_block == 0
@@ -113,44 +106,6 @@ def check_interval(owner: str, name: str, value: int | None) -> None:
 def check_flag(owner: str, name: str, value, allow_none: bool = False) -> None:
     if not (isinstance(value, bool) or (allow_none and value is None)):
         raise ValueError(f"{owner}.{name}={value!r} must be True or False" + (" or None" if allow_none else ""))
-
-
-def additive_mask(keep: torch.Tensor) -> torch.Tensor:
-    """float ``0`` where ``keep``, ``-inf`` elsewhere."""
-    return keep.new_zeros(keep.shape, dtype=torch.float).masked_fill(~keep, -math.inf)
-
-
-def buffer(slots: list, index: int, shape, like: torch.Tensor) -> torch.Tensor:
-    """``slots[index]``, (re)allocated as zeros of ``shape`` when missing or of another shape."""
-    if slots[index] is None or tuple(slots[index].shape) != tuple(shape):
-        slots[index] = like.new_zeros(shape)
-    return slots[index]
-
-
-def write_columns(store: torch.Tensor, dim: int, query: torch.Tensor | None, values: torch.Tensor) -> None:
-    """Write per-column ``values`` into ``store`` along ``dim`` at the ``query`` columns (None = all)."""
-    if query is None:
-        store.copy_(values)
-    else:
-        index = query.view(query.shape[0], *([1] * (dim - 1)), query.shape[1], *([1] * (values.dim() - dim - 1)))
-        store.scatter_(dim, index.expand_as(values), values)
-
-
-def gather_rows(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``[B, H, L, D]`` at columns ``[B, n]`` -> ``[B, H, n, D]``."""
-    return t.gather(2, index[:, None, :, None].expand(-1, t.shape[1], -1, t.shape[3]))
-
-
-def row_probabilities(q: torch.Tensor, k: torch.Tensor, key_bias: torch.Tensor | None, lse=None) -> torch.Tensor:
-    """Attention probabilities ``[B, Hq, n, L]`` of a few query rows ``q [B, Hq, n, D]`` over the K
-    buffer ``[B, Hkv, L, D]`` (GQA), ``key_bias [B, 1, 1, L]`` (0 or -inf; None: every key is real).
-    With the kernel's log-sum-exp ``lse [B, Hq, n]`` they are ``exp(score - lse)``; without it, a softmax."""
-    (rows, heads, n, dim), kv_heads = q.shape, k.shape[1]
-    q = (q.float() / math.sqrt(dim)).reshape(rows * kv_heads, heads // kv_heads * n, dim)
-    scores = torch.bmm(q, k.float().reshape(rows * kv_heads, -1, dim).transpose(1, 2)).view(rows, heads, n, -1)
-    if key_bias is not None:
-        scores = scores + key_bias
-    return scores.softmax(-1) if lse is None else torch.exp(scores - lse[..., None])
 
 
 @dataclass

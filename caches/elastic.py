@@ -31,11 +31,57 @@ from dataclasses import dataclass
 import torch
 
 from dllm.config import check_range
-from dllm.models.transformer import LayerHook
+from dllm.models.hooks import LayerHook
+from dllm.state import DecodeState
 
 from . import register
-from .base import (IncrementalCache, additive_mask, buffer, check_flag, first_masked, gather_rows, padded_columns,
-                   row_probabilities, shift_left, write_columns)
+from .base import IncrementalCache, check_flag, padded_columns, shift_left
+
+
+# ---- the maths only Elastic-Cache uses ----------------------------------------------------------
+
+def first_masked(state: DecodeState, count: int) -> torch.Tensor:
+    """``[B, L]`` the ``count`` left-most masked columns of each active row."""
+    masked = state.is_mask() & state.in_generation() & state.active[:, None]
+    return masked & (masked.long().cumsum(1) <= count)
+
+
+def additive_mask(keep: torch.Tensor) -> torch.Tensor:
+    """float ``0`` where ``keep``, ``-inf`` elsewhere."""
+    return keep.new_zeros(keep.shape, dtype=torch.float).masked_fill(~keep, -math.inf)
+
+
+def buffer(slots: list, index: int, shape, like: torch.Tensor) -> torch.Tensor:
+    """``slots[index]``, (re)allocated as zeros of ``shape`` when missing or of another shape."""
+    if slots[index] is None or tuple(slots[index].shape) != tuple(shape):
+        slots[index] = like.new_zeros(shape)
+    return slots[index]
+
+
+def write_columns(store: torch.Tensor, dim: int, query: torch.Tensor | None, values: torch.Tensor) -> None:
+    """Write per-column ``values`` into ``store`` along ``dim`` at the ``query`` columns (None = all)."""
+    if query is None:
+        store.copy_(values)
+    else:
+        index = query.view(query.shape[0], *([1] * (dim - 1)), query.shape[1], *([1] * (values.dim() - dim - 1)))
+        store.scatter_(dim, index.expand_as(values), values)
+
+
+def gather_rows(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``[B, H, L, D]`` at columns ``[B, n]`` -> ``[B, H, n, D]``."""
+    return t.gather(2, index[:, None, :, None].expand(-1, t.shape[1], -1, t.shape[3]))
+
+
+def row_probabilities(q: torch.Tensor, k: torch.Tensor, key_bias: torch.Tensor | None, lse=None) -> torch.Tensor:
+    """Attention probabilities ``[B, Hq, n, L]`` of a few query rows ``q [B, Hq, n, D]`` over the K
+    buffer ``[B, Hkv, L, D]`` (GQA), ``key_bias [B, 1, 1, L]`` (0 or -inf; None: every key is real).
+    With the kernel's log-sum-exp ``lse [B, Hq, n]`` they are ``exp(score - lse)``; without it, a softmax."""
+    (rows, heads, n, dim), kv_heads = q.shape, k.shape[1]
+    q = (q.float() / math.sqrt(dim)).reshape(rows * kv_heads, heads // kv_heads * n, dim)
+    scores = torch.bmm(q, k.float().reshape(rows * kv_heads, -1, dim).transpose(1, 2)).view(rows, heads, n, -1)
+    if key_bias is not None:
+        scores = scores + key_bias
+    return scores.softmax(-1) if lse is None else torch.exp(scores - lse[..., None])
 
 
 def head_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

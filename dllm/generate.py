@@ -19,7 +19,7 @@ from dllm import samplers as sampler_registry
 from dllm.config import GenerationConfig
 from dllm.metrics import GenerationResult, StepRecord, answer_length
 from dllm.models.transformer import KVStore
-from dllm.samplers.base import best_candidate
+from dllm.selection import best_candidate
 from dllm.state import Decision, DecodeState, Edit, StepView, hash_uniform
 
 

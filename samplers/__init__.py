@@ -12,7 +12,9 @@ get = _registry.get
 names = _registry.names
 describe = _registry.describe
 
-from .base import Sampler, Wrapper, best_candidate, threshold_mask, top_k_mask  # noqa: E402
+from dllm.selection import best_candidate, threshold_mask, top_k_mask  # noqa: E402  (re-exported)
+
+from .base import Sampler, Wrapper  # noqa: E402
 from .fast_dllm import FastDLLMSampler  # noqa: E402
 from .llada import LLaDASampler  # noqa: E402
 from .localleap import LocalLeapSampler  # noqa: E402

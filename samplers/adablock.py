@@ -26,10 +26,11 @@ from dataclasses import dataclass
 import torch
 
 from dllm.config import check_range
+from dllm.selection import threshold_mask
 from dllm.state import Decision, StepView
 
 from . import register
-from .base import Sampler, model_is_shifted, threshold_mask
+from .base import Sampler, model_is_shifted
 
 DEFAULT_DELIMITER_THRESHOLD = {False: 0.3, True: 0.5}  # LLaDA / Dream (shifted logits)
 

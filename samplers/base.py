@@ -1,4 +1,4 @@
-"""The sampler interface and the selection primitives every sampler shares.
+"""The sampler interface (the hooks the loop calls) and the ``Wrapper`` base of rule-on-top samplers.
 
 A sampler is a dataclass of hyper-parameters. The loop calls its hooks; only ``select`` is
 required. Hooks read the ``DecodeState`` / ``StepView`` and never call the model.
@@ -23,24 +23,6 @@ from dataclasses import dataclass
 import torch
 
 from dllm.state import Decision, DecodeState, StepView
-
-
-def top_k_mask(score: torch.Tensor, cand: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """[B, W] bool: the ``k[b]`` highest-scoring candidates of each row (ties: lower column first)."""
-    masked = score.masked_fill(~cand, float("-inf"))
-    order = masked.argsort(dim=1, descending=True, stable=True)
-    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-    return (ranks < k[:, None]) & cand
-
-
-def best_candidate(score: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-    """[B, W] bool: the single best candidate of each row that has one."""
-    return top_k_mask(score, cand, torch.ones(score.shape[0], dtype=torch.long, device=score.device))
-
-
-def threshold_mask(score: torch.Tensor, cand: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Candidates with ``score >= threshold`` plus each row's best candidate (progress)."""
-    return ((score >= threshold) & cand) | best_candidate(score, cand)
 
 
 @dataclass
@@ -73,14 +55,6 @@ class Sampler:
 def whole_generation(state: DecodeState):
     """``(start, end)`` region covering every row's whole generated part."""
     return torch.full_like(state.gen_end, state.gen_start), state.gen_end
-
-
-def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """[B, W] bool: columns within ``radius`` columns of a True column of the same row."""
-    if radius <= 0:
-        return mask.clone()
-    pooled = torch.nn.functional.max_pool1d(mask[:, None].float(), 2 * radius + 1, stride=1, padding=radius)
-    return pooled[:, 0] > 0
 
 
 def is_eos(state: DecodeState, tokens: torch.Tensor) -> torch.Tensor:

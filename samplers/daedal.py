@@ -30,10 +30,11 @@ from dataclasses import dataclass
 import torch
 
 from dllm.config import check_range
+from dllm.selection import best_candidate
 from dllm.state import Decision, Edit, StepView
 
 from . import register
-from .base import Sampler, best_candidate, is_eos, whole_generation
+from .base import Sampler, is_eos, whole_generation
 
 
 def eos_completion(view: StepView, count: int) -> torch.Tensor:

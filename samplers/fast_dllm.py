@@ -21,10 +21,11 @@ from dataclasses import dataclass
 import torch
 
 from dllm.config import check_range
+from dllm.selection import threshold_mask, top_k_mask
 from dllm.state import Decision, StepView
 
 from . import register
-from .base import Sampler, threshold_mask, top_k_mask
+from .base import Sampler
 
 
 def factor_accept_count(conf: torch.Tensor, cand: torch.Tensor, factor: float, reference_off_by_one: bool = False):

@@ -32,12 +32,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dllm.config import check_range
 from dllm import zoo
+from dllm.config import check_range
+from dllm.selection import best_candidate
 from dllm.state import Decision, StepView
 
 from . import register
-from .base import Sampler, best_candidate, block_window, model_is_shifted, whole_generation
+from .base import Sampler, block_window, model_is_shifted, whole_generation
 from .eotp import end_of_text_edits
 
 DEFAULT_THRESHOLD = {False: 0.96, True: 0.9}  # LLaDA / Dream (shifted logits)

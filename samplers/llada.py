@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import torch
 
+from dllm.selection import top_k_mask
 from dllm.state import Decision, StepView
 
 from . import register
-from .base import Sampler, top_k_mask
+from .base import Sampler
 
 REMASKING = ("low_confidence", "random")
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dllm.config import check_range
+from dllm.selection import best_candidate, dilate
 from dllm.state import Decision, StepView
 
 from . import register
-from .base import Sampler, best_candidate, block_has_eos, dilate
+from .base import Sampler, block_has_eos
 
 
 @register("localleap")

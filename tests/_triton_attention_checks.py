@@ -1,4 +1,4 @@
-"""Checks of ``caches.triton_attention.triton_attend`` against ``sdpa_attend``, run under the
+"""Checks of ``dllm.models.triton_attention.triton_attend`` against ``sdpa_attend``, run under the
 Triton interpreter in a separate process (``TRITON_INTERPRET=1`` must be set before triton is
 imported, so pytest cannot run these in its own process).
 
@@ -24,8 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from caches.attention import attend, attention_mask, sdpa_attend  # noqa: E402
-from caches.triton_attention import triton_attend  # noqa: E402
+from dllm.models.attention import attend, attention_mask, sdpa_attend  # noqa: E402
+from dllm.models.triton_attention import triton_attend  # noqa: E402
 
 ATOL = 1e-5  # fp32 vs fp32 reference
 DEVICE = os.environ.get("DLLM_CHECKS_DEVICE", "cpu")
@@ -264,8 +264,8 @@ def case_low_precision(errs):
 
 
 def _counting_triton():
-    """Wrap caches.triton_attention.triton_attend (what attend() imports) with a call counter."""
-    import caches.triton_attention as mod
+    """Wrap dllm.models.triton_attention.triton_attend (what attend() imports) with a call counter."""
+    import dllm.models.triton_attention as mod
 
     calls = []
     original = mod.triton_attend

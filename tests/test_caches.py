@@ -10,7 +10,8 @@ import torch
 import dllm
 from dllm.caches.base import mask_to_query, padded_columns
 from dllm.caches.dkv import DKVDecodeCache, window_around
-from dllm.samplers.base import Sampler, top_k_mask
+from dllm.samplers.base import Sampler
+from dllm.selection import top_k_mask
 from dllm.state import Decision, Edit
 from dllm.zoo import shipped_models
 from dllm.zoo.tokenizer import load_tokenizer

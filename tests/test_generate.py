@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import dllm
-from dllm.samplers.base import Sampler, top_k_mask
+from dllm.samplers.base import Sampler
+from dllm.selection import top_k_mask
 from dllm.samplers.fast_dllm import factor_accept_count
 from dllm.samplers.llada import uniform_schedule
 from dllm.state import Decision, Edit

@@ -1,4 +1,4 @@
-"""Triton attention backend (``caches/triton_attention.py``) vs the SDPA reference.
+"""Triton attention backend (``dllm/models/triton_attention.py``) vs the SDPA reference.
 
 The kernel runs on CPU only under the Triton interpreter, and ``TRITON_INTERPRET=1`` has to
 be in the environment before triton is imported, so the numerical checks live in
@@ -19,7 +19,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECKS = os.path.join(ROOT, "tests", "_triton_attention_checks.py")
-MODULE = os.path.join(ROOT, "caches", "triton_attention.py")
+MODULE = os.path.join(ROOT, "dllm", "models", "triton_attention.py")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
@@ -85,8 +85,8 @@ def test_case_list_is_not_empty():
 def test_cpu_without_interpreter_raises(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     monkeypatch.delenv("DLLM_ATTENTION", raising=False)
-    from caches.attention import attend
-    from caches.triton_attention import triton_attend
+    from dllm.models.attention import attend
+    from dllm.models.triton_attention import triton_attend
 
     q, k, v = torch.randn(1, 2, 3, 8), torch.randn(1, 1, 5, 8), torch.randn(1, 1, 5, 8)
     with pytest.raises(ValueError, match="TRITON_INTERPRET=1"):
@@ -98,7 +98,7 @@ def test_cpu_without_interpreter_raises(monkeypatch):
 @needs_triton
 def test_bad_arguments(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    from caches.triton_attention import triton_attend
+    from dllm.models.triton_attention import triton_attend
 
     q, k = torch.randn(1, 3, 4, 8), torch.randn(1, 2, 5, 8)
     with pytest.raises(ValueError, match="multiple"):
@@ -122,7 +122,7 @@ def test_training_never_runs_the_forward_only_kernel(monkeypatch):
     """The kernel has no backward: with gradients needed, auto-selection picks SDPA even on CUDA, and
     forcing Triton is a clear error (a silent forward-only kernel would train without attention grads)."""
     monkeypatch.delenv("DLLM_ATTENTION", raising=False)
-    from caches.attention import _resolve_backend, attend
+    from dllm.models.attention import _resolve_backend, attend
 
     cuda = torch.device("cuda")
     assert _resolve_backend(None, cuda, needs_grad=True) == "sdpa"

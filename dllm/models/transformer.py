@@ -2,12 +2,12 @@
 
 The forward computes only the canvas columns a plan asks for (``query``), writes their K/V
 (post-RoPE) into full-length, position-indexed per-layer buffers when a ``KVStore`` is given,
-attends over those buffers through ``dllm.caches.attention.attend``, and projects to the
+attends over those buffers through ``attend()`` (``dllm.models.attention``), and projects to the
 vocabulary only the columns whose logits are needed. Dream's one-position logit shift is
 applied here: ``logits_for`` names *target* columns and the model reads the hidden state of
 the column that predicts each of them.
 
-A ``LayerHook`` (cache policies that adapt inside one forward, e.g. Elastic-Cache) sees each
+A ``LayerHook`` (``dllm.models.hooks``; cache policies that adapt inside one forward, e.g. Elastic-Cache) sees each
 layer's input and its attention (queries, K buffer, log-sum-exp) and may widen the set of
 recomputed columns from any layer on, or ask for the current layer to be recomputed.
 """
@@ -20,9 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dllm.caches.attention import attend
-
+from .attention import attend
 from .config import ModelConfig
+from .hooks import LayerHook
 
 
 class RMSNorm(nn.Module):
@@ -77,30 +77,6 @@ class KVStore:
     @property
     def length(self) -> int:
         return self.k[0].shape[2]
-
-
-class LayerHook:
-    """Per-layer callbacks of one forward; the base class does nothing.
-
-    ``layer_input(layer, x, query, kv)`` runs before each layer and returns ``(x, query)``: the
-    same, or a wider query (more columns, or None = all) with the matching layer inputs.
-    ``attention(layer, q, query, k, lse)`` sees the layer's post-RoPE queries ``[B, Hq, Lq, D]``,
-    the K buffer it attended over ``[B, Hkv, L, D]`` and the log-sum-exp ``[B, Hq, Lq]`` (None
-    unless ``wants_lse(layer, query)``).
-    ``recompute(layer)`` asks for the layer to be run again (after ``layer_input`` widened it).
-    """
-
-    def layer_input(self, layer, x, query, kv):
-        return x, query
-
-    def wants_lse(self, layer, query) -> bool:
-        return True
-
-    def attention(self, layer, q, query, k, lse) -> None:
-        return None
-
-    def recompute(self, layer) -> bool:
-        return False
 
 
 class Block(nn.Module):

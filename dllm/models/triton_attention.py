@@ -1,6 +1,6 @@
 """Triton backend of ``attend()``: one flash-style forward kernel over full-length K/V buffers.
 
-``triton_attend`` computes exactly what ``caches.attention.sdpa_attend`` computes (same
+``triton_attend`` computes exactly what ``dllm.models.attention.sdpa_attend`` computes (same
 arguments, same masking rules, same ``1/sqrt(D)`` scale, same optional float32 LSE), with
 one pinned-down corner: a query row that sees no key at all (every key padding or hidden by
 the block-causal rule) gets an all-zero output row and ``lse = -inf``, never NaN. (Recent
@@ -18,7 +18,7 @@ Where it runs:
   This mode is for tests: about 0.05-0.2 s per call at test shapes (Lk <= 64), about 1 s
   at Hq=32, Lk=512, D=128, so CPU end-to-end generation should use the SDPA backend.
 
-This module imports ``triton`` at import time; ``caches.attention.attend`` imports it lazily,
+This module imports ``triton`` at import time; ``dllm.models.attention.attend`` imports it lazily,
 only when the Triton backend is chosen.
 """
 
@@ -232,7 +232,7 @@ def triton_attend(
     if device.type == "cpu" and (os.environ.get("TRITON_INTERPRET") != "1" or not interpreted):
         raise ValueError(
             "triton_attend got CPU tensors, but Triton kernels run on CPU only under the Triton "
-            "interpreter: set TRITON_INTERPRET=1 in the environment before caches.triton_attention "
+            "interpreter: set TRITON_INTERPRET=1 in the environment before dllm.models.triton_attention "
             "(and triton) are imported, or use the SDPA backend (backend='sdpa' / DLLM_ATTENTION=sdpa)"
         )
 
