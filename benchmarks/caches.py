@@ -34,6 +34,7 @@ Dream-7B's shapes built directly on the device, for speed only (their answers ar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import resource
@@ -129,9 +130,12 @@ def cache_bytes(state) -> int:
     """Bytes of the cache's own buffers: the loop's K/V store and the policy's per-request tensors."""
     import torch
 
-    total = 0
-    extra = getattr(state.cache_state, "extra", {}) or {}
-    for value in extra.values():
+    from dllm.caches.base import IncrementalState
+
+    total, own = 0, state.cache_state
+    common = {f.name for f in dataclasses.fields(IncrementalState)}  # the incremental bookkeeping: not counted
+    for name in ([] if own is None else [f.name for f in dataclasses.fields(own) if f.name not in common]):
+        value = getattr(own, name)
         for t in (value if isinstance(value, list) else [value]):
             total += t.numel() * t.element_size() if isinstance(t, torch.Tensor) else 0
     return total
@@ -169,9 +173,8 @@ def worker(args) -> dict:
         cfg = model.config
         kv = 2 * cfg.n_layers * cfg.n_kv_heads * state.width * cfg.head_dim * model.dtype.itemsize
     extra = {}
-    ext = getattr(state.cache_state, "extra", {}) or {}
-    if ext.get("row_layers"):  # Elastic: share of (row, layer) pairs recomputed over every column
-        extra["full_layer_fraction"] = ext["full_row_layers"] / ext["row_layers"]
+    if getattr(state.cache_state, "row_layers", 0):  # Elastic: share of (row, layer) pairs recomputed over every column
+        extra["full_layer_fraction"] = state.cache_state.full_row_layers / state.cache_state.row_layers
     if args.device.startswith("cuda"):
         extra["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return {"rows": rows, "wall": wall, "cpu": cpu, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

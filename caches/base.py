@@ -7,7 +7,8 @@ RoPE). After each decision the loop calls ``commit(state, committed)``; after a 
 moves columns it calls ``begin`` again, which must make the next plan a full refresh.
 
 ``IncrementalCache`` is the shared base of the policies that reuse K/V between forwards. It keeps
-the per-request bookkeeping (``Book``, stored as ``state.cache_state``) and turns a policy's
+the per-request bookkeeping (``IncrementalState``, stored as ``state.cache_state``; a policy with
+more per-request state subclasses it and overrides ``new_state``) and turns a policy's
 ``[B, L]`` "recompute these columns" mask into a plan, adding what every policy needs:
 
 - the columns whose hidden states the requested logits read (target ``j`` needs ``j - shift``,
@@ -41,17 +42,26 @@ class StepPlan:
 
 @dataclass
 class Cache:
-    """Base class of cache policies."""
+    """Base class of cache policies: every hook the loop or the evaluation harness calls."""
 
-    needs_kv = False
+    needs_kv = False  # the loop allocates a ``KVStore`` (and the harness skips models without one)
+
+    def unsupported_reason(self, model) -> str | None:
+        """Why this policy cannot run on ``model`` (None when it can); the evaluation harness
+        skips such a pair with this reason."""
+        return None
 
     def begin(self, state: DecodeState) -> None:
+        """Start (or restart, after a canvas re-layout) a request: the next plan is a full refresh."""
         return None
 
     def plan(self, state: DecodeState, logit_cols: torch.Tensor) -> StepPlan:
+        """Before each forward: what it recomputes; ``logit_cols [B, W]`` are the columns whose
+        logits the sampler needs."""
         raise NotImplementedError
 
     def commit(self, state: DecodeState, committed: torch.Tensor) -> None:
+        """After each decision: ``committed [B, L]`` are the columns written by it."""
         return None
 
 
@@ -109,13 +119,12 @@ def check_flag(owner: str, name: str, value, allow_none: bool = False) -> None:
 
 
 @dataclass
-class Book:
+class IncrementalState:
     """Per-request bookkeeping of an incremental cache (``state.cache_state``)."""
 
     tokens: torch.Tensor      # [B, L] canvas as seen by the previous plan (that forward's input)
     committed: torch.Tensor   # [B, L] committed since the previous plan
     refresh: torch.Tensor     # [B] rows whose next forward must recompute every column
-    extra: dict               # the policy's own per-request state
 
 
 class IncrementalCache(Cache):
@@ -125,39 +134,42 @@ class IncrementalCache(Cache):
     needs_kv = True
 
     def begin(self, state):
-        batch = state.batch
-        state.cache_state = Book(
-            tokens=state.tokens.clone(), committed=torch.zeros_like(state.valid),
-            refresh=torch.ones(batch, dtype=torch.bool, device=state.tokens.device), extra={},
+        state.cache_state = self.new_state(
+            state, tokens=state.tokens.clone(), committed=torch.zeros_like(state.valid),
+            refresh=torch.ones(state.batch, dtype=torch.bool, device=state.tokens.device),
         )
+
+    def new_state(self, state: DecodeState, **bookkeeping) -> IncrementalState:
+        """The per-request state at ``begin``; ``bookkeeping`` holds the base fields."""
+        return IncrementalState(**bookkeeping)
 
     def commit(self, state, committed):
         state.cache_state.committed |= committed
 
-    def schedule(self, state: DecodeState, book: Book) -> torch.Tensor:
-        return torch.zeros_like(book.refresh)
+    def schedule(self, state: DecodeState, own: IncrementalState) -> torch.Tensor:
+        return torch.zeros_like(own.refresh)
 
-    def columns(self, state: DecodeState, book: Book) -> torch.Tensor:
+    def columns(self, state: DecodeState, own: IncrementalState) -> torch.Tensor:
         raise NotImplementedError
 
-    def hook(self, state: DecodeState, book: Book, full: torch.Tensor, query):
+    def hook(self, state: DecodeState, own: IncrementalState, full: torch.Tensor, query):
         return None
 
     def plan(self, state, logit_cols):
-        book = state.cache_state
-        if book is None or book.tokens.shape != state.tokens.shape:
+        own = state.cache_state
+        if own is None or own.tokens.shape != state.tokens.shape:
             self.begin(state)
-            book = state.cache_state
-        edited = ((state.tokens != book.tokens) & ~book.committed).any(1)
-        full = (book.refresh | edited | self.schedule(state, book)) & state.active
-        need = self.columns(state, book) & state.valid & state.active[:, None]
+            own = state.cache_state
+        edited = ((state.tokens != own.tokens) & ~own.committed).any(1)
+        full = (own.refresh | edited | self.schedule(state, own)) & state.active
+        need = self.columns(state, own) & state.valid & state.active[:, None]
         if (full | ~state.active).all():
             query = None
         else:
             need = need | full[:, None] | logit_sources(state, logit_cols)
             query = mask_to_query(need)
-        plan = StepPlan(query=query, use_kv=True, hook=self.hook(state, book, full, query))
-        book.tokens = state.tokens.clone()
-        book.committed.zero_()
-        book.refresh &= ~state.active
+        plan = StepPlan(query=query, use_kv=True, hook=self.hook(state, own, full, query))
+        own.tokens = state.tokens.clone()
+        own.committed.zero_()
+        own.refresh &= ~state.active
         return plan

@@ -45,7 +45,7 @@ class _DKV(IncrementalCache):
         check_interval(self.name, "refresh_interval", self.refresh_interval)
         check_flag(self.name, "own_token", getattr(self, "own_token", False))
 
-    def schedule(self, state, book):
+    def schedule(self, state, own):
         return block_schedule(state, self.refresh_interval)
 
 
@@ -57,8 +57,8 @@ class DKVDecodeCache(_DKV):
     refresh_interval: int = 8
     own_token: bool = False
 
-    def columns(self, state, book):
-        real_before = book.tokens != state.mask_id      # the previous forward's input
+    def columns(self, state, own):
+        real_before = own.tokens != state.mask_id      # the previous forward's input
         shift = state.model.shift
         settled = shift_left(real_before, shift) if shift else real_before
         if shift:
@@ -96,7 +96,7 @@ class DKVGreedyCache(_DKV):
         super().__post_init__()
         check_range("dkv-greedy", "window", self.window, 0)
 
-    def columns(self, state, book):
-        decoded = book.committed
+    def columns(self, state, own):
+        decoded = own.committed
         masked = state.is_mask() & state.in_generation()
         return decoded | shift_left(decoded, state.model.shift) | window_around(decoded, masked, self.window)

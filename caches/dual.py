@@ -37,10 +37,10 @@ class DualCache(IncrementalCache):
         check_interval("dual", "refresh_interval", self.refresh_interval)
         check_flag("dual", "recompute_suffix", self.recompute_suffix)
 
-    def schedule(self, state, book):
+    def schedule(self, state, own):
         return block_schedule(state, self.refresh_interval)
 
-    def columns(self, state, book):
+    def columns(self, state, own):
         cols = state.column_index()
         need = (cols >= state.block_start[:, None]) & (cols < state.block_end[:, None])
         if self.recompute_suffix:

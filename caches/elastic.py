@@ -26,7 +26,7 @@ queried, and Dream's −1 query shift comes from the model's shift flag (window 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -35,7 +35,7 @@ from dllm.models.hooks import LayerHook
 from dllm.state import DecodeState
 
 from . import register
-from .base import IncrementalCache, check_flag, padded_columns, shift_left
+from .base import IncrementalCache, IncrementalState, check_flag, padded_columns, shift_left
 
 
 # ---- the maths only Elastic-Cache uses ----------------------------------------------------------
@@ -92,6 +92,18 @@ def head_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.T
     return (a * b).sum(1) / norms
 
 
+@dataclass
+class ElasticState(IncrementalState):
+    """Elastic-Cache's per-request state, on top of the incremental bookkeeping."""
+
+    track: torch.Tensor = None                  # [B, L] tracked columns for the next forward
+    x: list = field(default_factory=list)       # per layer: stored inputs [B, L, d] (None until computed)
+    q: list = field(default_factory=list)       # per layer: stored post-RoPE queries [B, Hq, L, D]
+    hook: _Hook | None = None                   # the forward in flight (settled at the next commit/plan)
+    row_layers: int = 0                         # (row, layer) pairs computed so far
+    full_row_layers: int = 0                    # of those, computed over every column
+
+
 @register("elastic")
 @dataclass
 class ElasticCache(IncrementalCache):
@@ -110,43 +122,39 @@ class ElasticCache(IncrementalCache):
         check_range("elastic", "window", self.window, 1)
         check_range("elastic", "track_num", self.track_num, 1)
 
-    def begin(self, state):
-        super().begin(state)
+    def new_state(self, state, **bookkeeping):
         layers = state.model.config.n_layers
-        state.cache_state.extra.update(
-            track=torch.zeros_like(state.valid), x=[None] * layers, q=[None] * layers, hook=None,
-            row_layers=0, full_row_layers=0)
+        return ElasticState(**bookkeeping, track=torch.zeros_like(state.valid), x=[None] * layers, q=[None] * layers)
 
     def _window_rows(self, state):
         return shift_left(first_masked(state, self.window), state.model.shift)
 
     def commit(self, state, committed):
         super().commit(state, committed)
-        self._settle(state.cache_state.extra)
+        self._settle(state.cache_state)
 
     @staticmethod
-    def _settle(ext):
-        if ext["hook"] is not None:  # the last forward's tracked tokens, for the next one
-            ext["track"], ext["hook"] = ext["hook"].finish(), None
+    def _settle(own):
+        if own.hook is not None:  # the last forward's tracked tokens, for the next one
+            own.track, own.hook = own.hook.finish(), None
 
-    def columns(self, state, book):
-        self._settle(book.extra)
+    def columns(self, state, own):
+        self._settle(own)
         win = first_masked(state, self.window)
-        return book.extra["track"] | book.committed | win | self._window_rows(state)
+        return own.track | own.committed | win | self._window_rows(state)
 
-    def hook(self, state, book, full, query):
-        ext = book.extra
-        ext["hook"] = _Hook(self, ext, state, full, self._window_rows(state))
-        return ext["hook"]
+    def hook(self, state, own, full, query):
+        own.hook = _Hook(self, own, state, full, self._window_rows(state))
+        return own.hook
 
 
 class _Hook(LayerHook):
     """One forward of Elastic-Cache. Rows are the model's (2B under classifier-free guidance)."""
 
-    def __init__(self, cache, ext, state, full, window_rows):
-        self.cache, self.ext, self.batch, self.layers = cache, ext, state.batch, state.model.config.n_layers
+    def __init__(self, cache, own, state, full, window_rows):
+        self.cache, self.own, self.batch, self.layers = cache, own, state.batch, state.model.config.n_layers
         self.plan_rows = dict(full=full, active=state.active, valid=state.valid, keep=~state.is_mask() & state.valid,
-                              track=ext["track"] & state.active[:, None], window=window_rows)
+                              track=own.track & state.active[:, None], window=window_rows)
         self.wide, self.p_old, self.tested, self.at = None, None, -1, None
         self.tracks = [None] * self.layers
 
@@ -176,7 +184,7 @@ class _Hook(LayerHook):
     def layer_input(self, layer, x, query, kv):
         if self.wide is None:
             self._setup(x.shape[0], query)
-        stored = buffer(self.ext["x"], layer, (x.shape[0], kv.length, x.shape[2]), x)
+        stored = buffer(self.own.x, layer, (x.shape[0], kv.length, x.shape[2]), x)
         write_columns(stored, 1, query, x)
         if self.drifted and layer >= self.drift_from:
             # these rows now take every column, the stale ones from the stored inputs
@@ -190,8 +198,8 @@ class _Hook(LayerHook):
                 padded = torch.cat([query, query[:, :1].expand(-1, kv.length - query.shape[1])], 1)
                 query = torch.where(self.wide[:, None], every, padded)
                 x = stored.gather(1, query[..., None].expand(-1, -1, x.shape[2]))
-        if self.tested != layer and self.cache.gamma > -1 and self.ext["q"][layer] is not None and self.any_test:
-            self.p_old = row_probabilities(gather_rows(self.ext["q"][layer], self.track), kv.k[layer], self.key_bias)
+        if self.tested != layer and self.cache.gamma > -1 and self.own.q[layer] is not None and self.any_test:
+            self.p_old = row_probabilities(gather_rows(self.own.q[layer], self.track), kv.k[layer], self.key_bias)
         return x, query
 
     def wants_lse(self, layer, query):
@@ -199,7 +207,7 @@ class _Hook(LayerHook):
         return query is not None and (query.is_cuda if use is None else use)
 
     def attention(self, layer, q, query, k, lse):
-        write_columns(buffer(self.ext["q"], layer, (q.shape[0], q.shape[1], k.shape[2], q.shape[3]), q), 2, query, q)
+        write_columns(buffer(self.own.q, layer, (q.shape[0], q.shape[1], k.shape[2], q.shape[3]), q), 2, query, q)
         at = self.rows
         if query is not None:
             if self.at is None or self.at[0] is not query:  # where the needed rows sit in this query
@@ -228,8 +236,8 @@ class _Hook(LayerHook):
 
     def finish(self) -> torch.Tensor:
         """Account the forward and return the tracked columns ``[B, L]`` for the next one."""
-        self.ext["row_layers"] += int(self.active.sum()) * self.layers
-        self.ext["full_row_layers"] += int(((self.layers - self.start) * self.active).sum())
+        self.own.row_layers += int(self.active.sum()) * self.layers
+        self.own.full_row_layers += int(((self.layers - self.start) * self.active).sum())
         track = torch.zeros_like(self.mass_bias, dtype=torch.bool)
         for index, real in filter(None, self.tracks):
             track |= torch.zeros_like(track).scatter_(1, index, real)

@@ -35,8 +35,8 @@ class PrefixCache(IncrementalCache):
     def __post_init__(self):
         check_interval("prefix", "refresh_interval", self.refresh_interval)
 
-    def schedule(self, state, book):
+    def schedule(self, state, own):
         return block_schedule(state, self.refresh_interval)
 
-    def columns(self, state, book):
+    def columns(self, state, own):
         return state.column_index() >= state.block_start[:, None]

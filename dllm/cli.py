@@ -7,8 +7,8 @@ import argparse
 import dataclasses
 import json
 import sys
-
-SAMPLER_SHORTCUTS = ("threshold", "factor", "remasking")
+import types
+import typing
 
 
 def _literal(text: str):
@@ -37,9 +37,6 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("prompt", nargs="+", help="one or more prompts (a batch); use \\n for newlines")
     gen.add_argument("--sampler", default="llada", help="sampler name (see `dllm samplers`)")
     gen.add_argument("--cache", default="none", help="cache policy name (see `dllm caches`)")
-    gen.add_argument("--threshold", type=float, help="sampler confidence threshold (fast-dllm, ...)")
-    gen.add_argument("--factor", type=float, help="fast-dllm factor rule")
-    gen.add_argument("--remasking", help="llada: low_confidence or random")
     gen.add_argument("-p", "--sampler-arg", action="append", metavar="KEY=VALUE", help="any other sampler parameter")
     gen.add_argument("-c", "--cache-arg", action="append", metavar="KEY=VALUE", help="cache parameter")
     gen.add_argument("--gen-length", type=int, default=64)
@@ -56,6 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--chat", action="store_true", help="wrap prompts in the tokenizer's chat template")
     gen.add_argument("--show-steps", action="store_true", help="render the unmasking order")
     gen.add_argument("--json", action="store_true", help="machine-readable output")
+    taken = {action.dest for action in gen._actions}
+    shortcuts = gen.add_argument_group("sampler parameters", "read from the sampler configs; the chosen sampler"
+                                       " must have the parameter (-p KEY=VALUE takes any, too)")
+    flags = sampler_flags()
+    added = [name for name in flags if name not in taken]  # the others stay reachable through -p
+    for name in added:
+        kind, owners = flags[name]
+        shortcuts.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, metavar=kind.__name__.upper(),
+                               help=f"sampler parameter of {', '.join(owners)} (see `dllm samplers`)")
+    gen.set_defaults(sampler_flags=tuple(added))
 
     spec = sub.add_parser("speculate", help="speculative decoding: a drafter proposes, an AR verifier checks")
     spec.add_argument("verifier", help="causal LM verifier (tiny-ar, a local folder or hub id)")
@@ -99,6 +106,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def sampler_flags() -> dict[str, tuple]:
+    """The ``dllm generate`` shortcut flags, read from the sampler configs: every field of a registered
+    sampler whose type is a number, a string or a flag -> (argparse type, samplers that have it).
+    A name with different types in different samplers takes any JSON value."""
+    from dllm import samplers
+
+    flags: dict[str, tuple] = {}
+    for sampler in samplers.names():
+        cls = samplers.cls(sampler)
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            kind = _PLAIN.get(_without_none(hints.get(field.name)))
+            if field.init and kind is not None:
+                known, owners = flags.get(field.name, (kind, []))
+                flags[field.name] = (known if known is kind else _literal, owners + [sampler])
+    return flags
+
+
+def _without_none(hint):
+    """``X`` for ``X | None`` (and for ``X``); other unions as they are."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0] if len(args) == 1 else hint
+    return hint
+
+
 def _boolean(text: str) -> bool:
     value = text.strip().lower()
     if value in ("true", "1", "yes", "on"):
@@ -106,6 +139,11 @@ def _boolean(text: str) -> bool:
     if value in ("false", "0", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+_boolean.__name__ = "bool"
+_literal.__name__ = "value"
+_PLAIN = {float: float, int: int, str: str, bool: _boolean}
 
 
 def _demo(args) -> int:
@@ -170,7 +208,7 @@ def _render_steps(console, model, result) -> None:
 def _generate(args) -> int:
     import dllm
 
-    params = {k: getattr(args, k) for k in SAMPLER_SHORTCUTS if getattr(args, k) is not None}
+    params = {k: getattr(args, k) for k in args.sampler_flags if getattr(args, k) is not None}
     params.update(parse_key_values(args.sampler_arg, "--sampler-arg"))
     sampler = dllm.samplers.get(args.sampler, **params)
     cache = dllm.caches.get(args.cache, **parse_key_values(args.cache_arg, "--cache-arg"))

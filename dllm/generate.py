@@ -307,8 +307,9 @@ class _Loop:
             start, end = self.sampler.logit_region(state)
             cols, col_valid = self.region(state, start, end)
             view = self.view(state, cols, col_valid, self.forward(state, cols))
-            if self.sampler.plan_block is not None and view.first_of_block.any():
-                planned = self.sampler.plan_block(view).to(state.block_end)
+            planned = self.sampler.plan_block(view) if view.first_of_block.any() else None
+            if planned is not None:
+                planned = planned.to(state.block_end)
                 planned = torch.minimum(torch.maximum(planned, state.block_start + 1), state.gen_end)
                 state.block_end = torch.where(view.first_of_block & state.active, planned, state.block_end)
                 view.recompute_candidates()

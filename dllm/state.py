@@ -82,6 +82,23 @@ class DecodeState:
         """[B] masked positions left in each row's current block."""
         return (self.is_mask() & self.in_block()).sum(1)
 
+    def is_eos(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Where ``tokens`` (any shape) is one of the model's EOS ids."""
+        return torch.isin(tokens, torch.tensor(self.eos_ids, device=tokens.device))
+
+    def whole_generation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(start [B], end [B])``: a region covering every row's whole generated part."""
+        return torch.full_like(self.gen_end, self.gen_start), self.gen_end
+
+    def block_has_eos(self, rows: torch.Tensor) -> torch.Tensor:
+        """[B] rows (among ``rows``) whose current block holds a decoded EOS."""
+        return rows & (self.is_eos(self.tokens) & self.in_block()).any(1)
+
+    @property
+    def shifted(self) -> bool:
+        """Dream-style model (AR-initialised, shifted logits): samplers pick their Dream defaults."""
+        return bool(getattr(self.model, "shift", 0))
+
 
 @dataclass
 class StepView:
@@ -135,6 +152,26 @@ class StepView:
 
     def offsets(self) -> torch.Tensor:
         return self.cols - self.state.gen_start
+
+    def canvas_tokens(self) -> torch.Tensor:
+        """[B, W] the canvas tokens under the view's columns (before this step's commits)."""
+        return self.state.tokens.gather(1, self.cols)
+
+    def is_eos(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Where ``tokens`` is one of the model's EOS ids."""
+        return torch.isin(tokens, torch.tensor(self.state.eos_ids, device=tokens.device))
+
+    def block_window(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices into the view of each row's block columns ``block_start + [0, size)``.
+
+        Returns ``(index [B, size], inside [B, size])``; ``inside`` is False past the block end
+        (where ``index`` is clamped and must be ignored).
+        """
+        st = self.state
+        offs = torch.arange(size, device=self.cols.device)[None]
+        index = (st.block_start - self.cols[:, 0])[:, None] + offs
+        inside = (st.block_start[:, None] + offs < st.block_end[:, None]) & (index < self.cols.shape[1])
+        return index.clamp(0, self.cols.shape[1] - 1), inside
 
 
 EditOp = Literal["fill", "truncate", "insert"]

@@ -1,7 +1,7 @@
 """Sampler plugins: which masked positions to commit at each denoising step.
 
 ``dllm.samplers.get("fast-dllm", threshold=0.9)`` builds one by name; the classes work directly
-too. ``names()`` lists the registered plugins and ``describe()`` their parameters.
+too. ``names()`` lists the registered plugins, ``describe()`` their parameters and ``cls(name)`` the class.
 """
 
 from dllm.registry import Registry
@@ -9,6 +9,7 @@ from dllm.registry import Registry
 _registry = Registry("sampler")
 register = _registry.register
 get = _registry.get
+cls = _registry.cls
 names = _registry.names
 describe = _registry.describe
 
@@ -26,4 +27,4 @@ from .daedal import DAEDALSampler  # noqa: E402
 
 __all__ = ["AdaBlockSampler", "DAEDALSampler", "EndOfTextSampler", "FastDLLMSampler", "LLaDASampler",
            "Learn2PDSampler", "LocalLeapSampler", "ProphetSampler", "Sampler", "Wrapper", "best_candidate",
-           "describe", "get", "names", "register", "threshold_mask", "top_k_mask"]
+           "cls", "describe", "get", "names", "register", "threshold_mask", "top_k_mask"]

@@ -30,9 +30,15 @@ from dllm.selection import threshold_mask
 from dllm.state import Decision, StepView
 
 from . import register
-from .base import Sampler, model_is_shifted
+from .base import Sampler
 
 DEFAULT_DELIMITER_THRESHOLD = {False: 0.3, True: 0.5}  # LLaDA / Dream (shifted logits)
+
+
+@dataclass
+class AdaBlockState:
+    delimiters: torch.Tensor     # token ids of the delimiter strings
+    delimiter_threshold: float   # the configured one, else the model family's default
 
 
 @register("adablock")
@@ -67,8 +73,8 @@ class AdaBlockSampler(Sampler):
             raise ValueError(reason)
         ids = torch.tensor(state.model.resolve_tokens(self.delimiters), device=state.tokens.device)
         bar = self.delimiter_threshold
-        bar = DEFAULT_DELIMITER_THRESHOLD[model_is_shifted(state)] if bar is None else bar
-        return {"delimiters": ids, "delimiter_threshold": bar}
+        bar = DEFAULT_DELIMITER_THRESHOLD[state.shifted] if bar is None else bar
+        return AdaBlockState(delimiters=ids, delimiter_threshold=bar)
 
     def lookahead(self, state) -> torch.Tensor:
         """[B] end of each row's look-ahead window (exclusive)."""
@@ -83,11 +89,11 @@ class AdaBlockSampler(Sampler):
     def plan_block(self, view: StepView) -> torch.Tensor:
         st, own = view.state, view.state.sampler_state
         in_window = (view.cols >= st.block_start[:, None]) & (view.cols < self.lookahead(st)[:, None])
-        is_delim = torch.isin(view.pred, own["delimiters"]) & in_window & view.col_valid
+        is_delim = torch.isin(view.pred, own.delimiters) & in_window & view.col_valid
         conf = torch.where(is_delim, view.conf, -1.0)
         best, at = conf.max(1)
         end = view.cols.gather(1, at[:, None])[:, 0] + 1
-        found = is_delim.any(1) & (best >= own["delimiter_threshold"])
+        found = is_delim.any(1) & (best >= own.delimiter_threshold)
         return torch.where(found, end, st.block_end)
 
     def select(self, view: StepView) -> Decision:

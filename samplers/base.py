@@ -1,19 +1,9 @@
-"""The sampler interface (the hooks the loop calls) and the ``Wrapper`` base of rule-on-top samplers.
+"""The sampler interface (every hook the loop or the evaluation harness calls) and ``Wrapper``.
 
-A sampler is a dataclass of hyper-parameters. The loop calls its hooks; only ``select`` is
-required. Hooks read the ``DecodeState`` / ``StepView`` and never call the model.
-
-- ``init_state(state)``: per-request state, stored as ``state.sampler_state``.
-- ``plan_length(state, probe)``: before decoding, return per-row generation lengths ``[B]``
-  (or None). ``probe(lengths)`` runs one forward over a canvas of those lengths (counted in
-  NFE) and returns its ``StepView`` over the whole generated region.
-- ``logit_region(state)``: ``(start [B], end [B])`` columns whose logits the sampler needs;
-  default the current block.
-- ``plan_block(view)``: after the first forward of a block, return the block end ``[B]``.
-- ``select(view)`` -> ``Decision``.
-- ``observe(view, decision)``: bookkeeping after the loop applied the decision.
-- ``on_block_end(state, rows)``: rows whose block just finished; may return a ``Decision``
-  holding only ``edits`` / ``stop``.
+A sampler is a dataclass of hyper-parameters; per-request state goes in a small dataclass of its
+own, returned by ``init_state`` and stored as ``state.sampler_state``. Only ``select`` is required;
+every other hook has a do-nothing default here. Hooks read the ``DecodeState`` / ``StepView``
+(``dllm.state``) and use the selection primitives of ``dllm.selection``; they never call the model.
 """
 
 from __future__ import annotations
@@ -27,66 +17,46 @@ from dllm.state import Decision, DecodeState, StepView
 
 @dataclass
 class Sampler:
-    """Base class of sampler plugins (see the module docstring for the hooks)."""
+    """Base class of sampler plugins: the hooks, in the order the loop calls them."""
+
+    def unsupported_reason(self, model) -> str | None:
+        """Why this sampler cannot run on ``model`` (None when it can). The evaluation harness skips
+        such a pair with this reason instead of running it; ``init_state`` may raise it as an error."""
+        return None
 
     def init_state(self, state: DecodeState):
+        """Per-request state (a dataclass, or None), stored as ``state.sampler_state``."""
         return None
 
-    def plan_length(self, state: DecodeState, probe):
+    def plan_length(self, state: DecodeState, probe) -> torch.Tensor | None:
+        """Before decoding: per-row generation lengths ``[B]``, or None to keep ``gen_length``.
+        ``probe(lengths)`` runs one forward over a canvas of those lengths (counted in NFE) and
+        returns its ``StepView`` over the whole generated region."""
         return None
 
-    def logit_region(self, state: DecodeState):
+    def logit_region(self, state: DecodeState) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(start [B], end [B])``: the columns whose logits ``select`` needs; default the block."""
         return state.block_start, state.block_end
 
-    plan_block = None  # optional hook: (view) -> block_end [B]
+    def plan_block(self, view: StepView) -> torch.Tensor | None:
+        """After the first forward of a row's block: that block's end ``[B]`` (None: keep it).
+        The loop clamps it to ``(block_start, gen_end]`` and applies it to rows starting a block."""
+        return None
 
     def select(self, view: StepView) -> Decision:
+        """The step's decision: which candidates (``view.cand``) to commit, plus edits / stops.
+        The loop adds each stuck row's best candidate (at least one token per step)."""
         raise NotImplementedError
 
     def observe(self, view: StepView, decision: Decision) -> None:
+        """After the loop applied ``decision``. No plugin needs it; it is the attachment point for
+        observers of a run (the demo's live confidence colouring, tests)."""
         return None
 
     def on_block_end(self, state: DecodeState, rows: torch.Tensor) -> Decision | None:
+        """``rows [B]`` just finished their block: may return a ``Decision`` holding only
+        ``edits`` / ``stop``."""
         return None
-
-
-# ---- shared helpers of the seed samplers (LocalLeap, Prophet, Learn2PD, AdaBlock, DAEDAL) -------
-
-def whole_generation(state: DecodeState):
-    """``(start, end)`` region covering every row's whole generated part."""
-    return torch.full_like(state.gen_end, state.gen_start), state.gen_end
-
-
-def is_eos(state: DecodeState, tokens: torch.Tensor) -> torch.Tensor:
-    return torch.isin(tokens, torch.tensor(state.eos_ids, device=tokens.device))
-
-
-def view_tokens(view: StepView) -> torch.Tensor:
-    """[B, W] the canvas tokens under the view's columns (before this step's commits)."""
-    return view.state.tokens.gather(1, view.cols)
-
-
-def block_window(view: StepView, size: int):
-    """Indices into the view of each row's block columns ``block_start + [0, size)``.
-
-    Returns ``(index [B, size], inside [B, size])``; ``inside`` is False past the block end
-    (where ``index`` is clamped and must be ignored).
-    """
-    st = view.state
-    offs = torch.arange(size, device=view.cols.device)[None]
-    index = (st.block_start - view.cols[:, 0])[:, None] + offs
-    inside = (st.block_start[:, None] + offs < st.block_end[:, None]) & (index < view.cols.shape[1])
-    return index.clamp(0, view.cols.shape[1] - 1), inside
-
-
-def block_has_eos(state: DecodeState, rows: torch.Tensor) -> torch.Tensor:
-    """[B] rows (among ``rows``) whose current block holds a decoded EOS."""
-    return rows & (is_eos(state, state.tokens) & state.in_block()).any(1)
-
-
-def model_is_shifted(state: DecodeState) -> bool:
-    """Dream-style models (AR-initialised, shifted logits) get their own paper defaults."""
-    return bool(getattr(state.model, "shift", 0))
 
 
 @dataclass
@@ -108,6 +78,9 @@ class Wrapper(Sampler):
             name = getattr(type(self), "name", type(self).__name__)
             raise ValueError(f"{name}.inner={self.inner!r} is not a sampler plugin")
 
+    def unsupported_reason(self, model):
+        return self.inner.unsupported_reason(model)
+
     def init_state(self, state):
         return self.inner.init_state(state)
 
@@ -115,16 +88,15 @@ class Wrapper(Sampler):
         return self.inner.plan_length(state, probe)
 
     def extra_region(self, state):
-        return whole_generation(state)
+        return state.whole_generation()
 
     def logit_region(self, state):
         start, end = self.inner.logit_region(state)
         extra_start, extra_end = self.extra_region(state)
         return torch.minimum(start, extra_start), torch.maximum(end, extra_end)
 
-    @property
-    def plan_block(self):
-        return self.inner.plan_block
+    def plan_block(self, view):
+        return self.inner.plan_block(view)
 
     def observe(self, view, decision):
         return self.inner.observe(view, decision)

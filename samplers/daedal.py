@@ -34,12 +34,18 @@ from dllm.selection import best_candidate
 from dllm.state import Decision, Edit, StepView
 
 from . import register
-from .base import Sampler, is_eos, whole_generation
+from .base import Sampler
+
+
+@dataclass
+class DAEDALState:
+    capacity: torch.Tensor  # [B] the longest generation each row may reach
+    tail: torch.Tensor      # [B] EOS tail appended after stage 1 (written at the first step)
 
 
 def eos_completion(view: StepView, count: int) -> torch.Tensor:
     """[B] summed probability of the last ``count`` EOS predictions of each row, divided by ``count``."""
-    eos = is_eos(view.state, view.pred) & view.col_valid & (view.cols >= view.state.gen_start)
+    eos = view.is_eos(view.pred) & view.col_valid & (view.cols >= view.state.gen_start)
     from_end = eos.flip(1).long().cumsum(1).flip(1)
     return torch.where(eos & (from_end <= count), view.conf, 0.0).sum(1) / count
 
@@ -75,37 +81,37 @@ class DAEDALSampler(Sampler):
         return (context - prompt).clamp(max=self.max_length)
 
     def init_state(self, state):
-        return {"capacity": self.capacity(state), "tail": torch.zeros_like(state.gen_end)}
+        return DAEDALState(capacity=self.capacity(state), tail=torch.zeros_like(state.gen_end))
 
     def plan_length(self, state, probe):
         own = state.sampler_state
-        cap = own["capacity"]
+        cap = own.capacity
         lengths = cap.clamp(max=self.initial_length)
         while (lengths < cap).any():
             grow = (lengths < cap) & (eos_completion(probe(lengths), self.eos_check_tokens) < self.eos_threshold)
             if not grow.any():
                 break
             lengths = torch.minimum(lengths + self.expansion * grow.long(), cap)
-        own["tail"] = (cap - lengths).clamp(max=self.eos_tail)
-        return lengths + own["tail"]
+        own.tail = (cap - lengths).clamp(max=self.eos_tail)
+        return lengths + own.tail
 
     def logit_region(self, state):
-        return whole_generation(state)
+        return state.whole_generation()
 
     def select(self, view: StepView) -> Decision:
         st, own = view.state, view.state.sampler_state
         cand, conf = view.cand, view.conf
         fill = cand & (conf > self.high_confidence)
         fill |= best_candidate(view.score, cand) & ~fill.any(1, keepdim=True)
-        edits = [Edit(op="truncate", row=row, col=int(st.gen_end[row] - own["tail"][row] - 1))
-                 for row in ((st.steps == 0) & (own["tail"] > 0) & st.active).nonzero()[:, 0].tolist()]
+        edits = [Edit(op="truncate", row=row, col=int(st.gen_end[row] - own.tail[row] - 1))
+                 for row in ((st.steps == 0) & (own.tail > 0) & st.active).nonzero()[:, 0].tolist()]
         length = st.gen_end - st.gen_start
-        unsure = (eos_completion(view, self.eos_check_tokens) < self.expand_eos_threshold) & (length < own["capacity"])
-        tail_start = torch.where(st.steps == 0, st.gen_end - own["tail"], st.gen_end)
+        unsure = (eos_completion(view, self.eos_check_tokens) < self.expand_eos_threshold) & (length < own.capacity)
+        tail_start = torch.where(st.steps == 0, st.gen_end - own.tail, st.gen_end)
         low = cand & (conf < self.low_confidence) & ~fill & unsure[:, None] & (view.cols < tail_start[:, None])
         point = best_candidate(-conf, low)
         rows, idx = point.nonzero(as_tuple=True)
-        room = (own["capacity"] - length).clamp(max=self.expansion - 1)
+        room = (own.capacity - length).clamp(max=self.expansion - 1)
         edits += [Edit(op="insert", row=r, col=int(view.cols[r, i]), n=int(room[r]))
                   for r, i in zip(rows.tolist(), idx.tolist()) if room[r] > 0]
         return Decision(commit=fill, edits=edits)

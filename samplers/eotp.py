@@ -32,7 +32,7 @@ from dllm.config import check_range
 from dllm.state import Decision, Edit, StepView
 
 from . import register
-from .base import Wrapper, is_eos, view_tokens
+from .base import Wrapper
 
 
 def end_of_text_edits(view: StepView, commit: torch.Tensor, min_confidence: float = 0.0,
@@ -40,12 +40,12 @@ def end_of_text_edits(view: StepView, commit: torch.Tensor, min_confidence: floa
     """Truncation edits for the rows of ``view`` after committing ``commit`` (``written``: the
     tokens it writes, default the predictions); see the module docstring for the rule."""
     st = view.state
-    tokens = view_tokens(view)
+    tokens = view.canvas_tokens()
     in_gen = view.col_valid & (view.cols >= st.gen_start)
     masked = (tokens == st.mask_id) & in_gen
-    pred_eos = is_eos(st, view.pred if written is None else written)
-    decided_eos = in_gen & ((is_eos(st, tokens) & ~masked) | (commit & pred_eos))
-    decided_text = in_gen & ((~masked & ~is_eos(st, tokens)) | (commit & ~pred_eos))
+    pred_eos = view.is_eos(view.pred if written is None else written)
+    decided_eos = in_gen & ((view.is_eos(tokens) & ~masked) | (commit & pred_eos))
+    decided_text = in_gen & ((~masked & ~view.is_eos(tokens)) | (commit & ~pred_eos))
     cols = view.cols
     first_eos = torch.where(decided_eos, cols, st.width).min(1).values
     last_text = torch.where(decided_text, cols, -1).max(1).values

@@ -9,6 +9,9 @@ Source: Wu et al., "Fast-dLLM: Training-free Acceleration of Diffusion LLM by En
 and Parallel Decoding" (arXiv:2505.22618); NVlabs/Fast-dLLM ``llada/generate.py``
 (``get_transfer_index`` / ``get_transfer_index_dynamic``). Defaults: threshold 0.9, block 32.
 
+Choosing the rule: give ``factor`` for the factor rule, else the threshold rule runs with
+``threshold`` (default 0.9). Giving both is an error (which one was meant is unknowable).
+
 Off-by-one: the reference factor code commits all N candidates when the first failing index is
 the last one (N). We commit exactly the accepted prefix, the paper's rule; set
 ``reference_off_by_one=True`` to reproduce the reference code.
@@ -26,6 +29,9 @@ from dllm.state import Decision, StepView
 
 from . import register
 from .base import Sampler
+
+
+DEFAULT_THRESHOLD = 0.9
 
 
 def factor_accept_count(conf: torch.Tensor, cand: torch.Tensor, factor: float, reference_off_by_one: bool = False):
@@ -46,22 +52,22 @@ def factor_accept_count(conf: torch.Tensor, cand: torch.Tensor, factor: float, r
 class FastDLLMSampler(Sampler):
     """Fast-dLLM parallel decoding: confidence threshold (default 0.9) or the factor rule."""
 
-    threshold: float | None = 0.9
+    threshold: float | None = None  # None: DEFAULT_THRESHOLD, unless ``factor`` is given
     factor: float | None = None
     reference_off_by_one: bool = False
 
     def __post_init__(self):
+        if self.threshold is not None and self.factor is not None:
+            raise ValueError(f"fast-dllm takes exactly one of threshold or factor, got threshold={self.threshold!r}"
+                             f" and factor={self.factor!r}; leave threshold unset for the factor rule")
         if self.factor is not None:
             check_range("fast-dllm", "factor", self.factor, 0.0, low_open=True)
-            if self.threshold == 0.9:  # the default: the factor rule replaces it
-                self.threshold = None
-        if (self.threshold is None) == (self.factor is None):
-            raise ValueError("fast-dllm needs exactly one of threshold or factor")
         if self.threshold is not None:
             check_range("fast-dllm", "threshold", self.threshold, 0.0, 1.0, low_open=True)
 
     def select(self, view: StepView) -> Decision:
-        if self.threshold is not None:
-            return Decision(commit=threshold_mask(view.score, view.cand, self.threshold))
+        if self.factor is None:
+            threshold = DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+            return Decision(commit=threshold_mask(view.score, view.cand, threshold))
         k = factor_accept_count(view.score, view.cand, self.factor, self.reference_off_by_one)
         return Decision(commit=top_k_mask(view.score, view.cand, k))

@@ -38,7 +38,7 @@ from dllm.selection import best_candidate
 from dllm.state import Decision, StepView
 
 from . import register
-from .base import Sampler, block_window, model_is_shifted, whole_generation
+from .base import Sampler
 from .eotp import end_of_text_edits
 
 DEFAULT_THRESHOLD = {False: 0.96, True: 0.9}  # LLaDA / Dream (shifted logits)
@@ -116,9 +116,15 @@ def find_filter(model: str | None = None, path: str | Path | None = None) -> Con
     return _LOADED[cache_key]
 
 
+@dataclass
+class Learn2PDState:
+    filter: ConfidenceFilter  # on the canvas's device
+    threshold: float          # the configured one, else the model family's default
+
+
 def block_confidences(view: StepView, size: int):
     """``(features [B, size], index, inside)``: confidences of the block's columns (1 past its end)."""
-    index, inside = block_window(view, size)
+    index, inside = view.block_window(size)
     return torch.where(inside, view.conf.gather(1, index), 1.0).float(), index, inside
 
 
@@ -168,17 +174,17 @@ class Learn2PDSampler(Sampler):
         if state.config.block_length != module.block_length:
             raise ValueError(f"learn2pd: the filter was trained for block_length={module.block_length},"
                              f" the generation uses block_length={state.config.block_length}")
-        threshold = self.threshold if self.threshold is not None else DEFAULT_THRESHOLD[model_is_shifted(state)]
-        return {"filter": module.to(state.tokens.device), "threshold": threshold}
+        threshold = self.threshold if self.threshold is not None else DEFAULT_THRESHOLD[state.shifted]
+        return Learn2PDState(filter=module.to(state.tokens.device), threshold=threshold)
 
     def logit_region(self, state):
-        return whole_generation(state) if self.end_of_text else (state.block_start, state.block_end)
+        return state.whole_generation() if self.end_of_text else (state.block_start, state.block_end)
 
     def select(self, view: StepView) -> Decision:
         own = view.state.sampler_state
-        features, index, inside = block_confidences(view, own["filter"].block_length)
+        features, index, inside = block_confidences(view, own.filter.block_length)
         with torch.no_grad():
-            keep = (torch.sigmoid(own["filter"](features)) > own["threshold"]) & inside
+            keep = (torch.sigmoid(own.filter(features)) > own.threshold) & inside
         accept = (torch.zeros_like(view.cols).scatter_add_(1, index, keep.long()) > 0) & view.cand
         commit = accept | best_candidate(view.score, view.cand)
         edits = end_of_text_edits(view, commit, self.eot_min_confidence) if self.end_of_text else []

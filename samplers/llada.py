@@ -25,6 +25,11 @@ from .base import Sampler
 REMASKING = ("low_confidence", "random")
 
 
+@dataclass
+class LLaDAState:
+    schedule: torch.Tensor  # [B, steps_per_block] tokens to commit at each step of the row's block
+
+
 def uniform_schedule(masked: torch.Tensor, steps: int) -> torch.Tensor:
     """[B, steps] tokens to commit per step: ``masked`` split evenly, remainder front-loaded."""
     base = masked[:, None] // steps
@@ -45,11 +50,11 @@ class LLaDASampler(Sampler):
 
     def init_state(self, state):
         steps = state.config.steps_per_block
-        return {"schedule": torch.zeros(state.batch, steps, dtype=torch.long, device=state.tokens.device)}
+        return LLaDAState(schedule=torch.zeros(state.batch, steps, dtype=torch.long, device=state.tokens.device))
 
     def select(self, view: StepView) -> Decision:
         st = view.state
-        schedule = st.sampler_state["schedule"]
+        schedule = st.sampler_state.schedule
         steps = schedule.shape[1]
         starting = view.first_of_block
         if starting.any():

@@ -28,7 +28,7 @@ from dllm.selection import best_candidate, dilate
 from dllm.state import Decision, StepView
 
 from . import register
-from .base import Sampler, block_has_eos
+from .base import Sampler
 
 
 @register("localleap")
@@ -58,4 +58,4 @@ class LocalLeapSampler(Sampler):
     def on_block_end(self, state, rows):
         if not self.early_stop:
             return None
-        return Decision(commit=rows.new_zeros((state.batch, 0)), stop=block_has_eos(state, rows))
+        return Decision(commit=rows.new_zeros((state.batch, 0)), stop=state.block_has_eos(rows))

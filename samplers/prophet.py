@@ -71,7 +71,7 @@ class ProphetSampler(Wrapper):
         if self.answer_start is not None:
             offs = view.offsets()
             return (offs >= self.answer_start) & (offs < self.answer_start + self.answer_length) & view.col_valid
-        masked = (st.tokens.gather(1, view.cols) == st.mask_id) & view.col_valid
+        masked = (view.canvas_tokens() == st.mask_id) & view.col_valid
         return masked & (masked.long().cumsum(1) <= self.answer_length)
 
     def fires(self, view: StepView) -> torch.Tensor:

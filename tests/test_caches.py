@@ -170,7 +170,7 @@ def _elastic_run(model, **params):
     seen = {}
     results = run(model, dllm.caches.get("elastic", **params), "fast-dllm",
                   callback=lambda event: seen.update(state=event.state))
-    return results, seen["state"].cache_state.extra
+    return results, seen["state"].cache_state
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -178,15 +178,15 @@ def test_elastic_drift_extremes(models, arch):
     model = models[arch]
     layers, rows = model.config.n_layers, len(PROMPTS)
     _, never = _elastic_run(model, gamma=-1.0)
-    assert never["full_row_layers"] == rows * layers  # only the first forward, nothing after
+    assert never.full_row_layers == rows * layers  # only the first forward, nothing after
     full, always = _elastic_run(model, gamma=1.5)
-    assert always["full_row_layers"] == always["row_layers"]
+    assert always.full_row_layers == always.row_layers
     assert canvases(full) == canvases(run(model, "none", "fast-dllm"))
     _, next_layer = _elastic_run(model, gamma=1.5, from_next_layer=True)  # reference: layer 0 stays cached
-    later = next_layer["row_layers"] - rows * layers
-    assert next_layer["full_row_layers"] == rows * layers + later * (layers - 1) // layers
+    later = next_layer.row_layers - rows * layers
+    assert next_layer.full_row_layers == rows * layers + later * (layers - 1) // layers
     _, default = _elastic_run(model)
-    assert never["full_row_layers"] <= default["full_row_layers"] <= always["full_row_layers"]
+    assert never.full_row_layers <= default.full_row_layers <= always.full_row_layers
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -195,7 +195,7 @@ def test_elastic_probabilities_from_the_kernel_lse(models, arch):
     from_lse, lse_stats = _elastic_run(models[arch], use_lse=True)
     direct, direct_stats = _elastic_run(models[arch], use_lse=False)
     assert canvases(from_lse) == canvases(direct)
-    assert lse_stats["full_row_layers"] == direct_stats["full_row_layers"]
+    assert lse_stats.full_row_layers == direct_stats.full_row_layers
 
 
 def test_elastic_queries_are_small(models):

@@ -26,7 +26,7 @@ TOKENIZER = tokenizer_dir()
         ("fast-dllm", {"threshold": 0.0}, r"fast-dllm.threshold=0.0 is out of range"),
         ("fast-dllm", {"factor": -1.0}, r"fast-dllm.factor=-1.0 is out of range"),
         ("fast-dllm", {"threshold": 0.8, "factor": 1.0}, r"exactly one of threshold or factor"),
-        ("fast-dllm", {"threshold": None}, r"exactly one of threshold or factor"),
+        ("fast-dllm", {"threshold": 0.9, "factor": 1.0}, r"threshold=0.9 and factor=1.0"),
         ("llada", {"remasking": "greedy"}, r"llada.remasking='greedy' is not one of"),
         ("llada", {"threshold": 0.9}, r"sampler 'llada' has no parameter\(s\) \['threshold'\]"),
     ],

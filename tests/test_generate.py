@@ -76,6 +76,19 @@ def test_threshold_commits_every_confident_candidate(model):
         assert len(record.positions) == max(1, len(confident))
 
 
+def test_fast_dllm_rule_choice(model):
+    """No threshold means 0.9 unless factor is given; threshold and factor together (0.9 included, the
+    old silently-dropped default) are an error."""
+    def canvas(sampler):
+        return dllm.generate(model, PROMPTS, sampler=sampler, gen_length=16, block_length=8)[0].canvas
+
+    assert canvas(dllm.samplers.get("fast-dllm")) == canvas(dllm.samplers.get("fast-dllm", threshold=0.9))
+    assert dllm.samplers.get("fast-dllm", threshold=None, factor=1.0).factor == 1.0
+    for threshold in (0.9, 0.5):
+        with pytest.raises(ValueError, match=rf"exactly one of threshold or factor, got threshold={threshold}"):
+            dllm.samplers.get("fast-dllm", threshold=threshold, factor=1.0)
+
+
 def _factor_closed_form(conf, factor):
     ordered = sorted(conf, reverse=True)
     n = 1

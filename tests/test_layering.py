@@ -98,3 +98,36 @@ def test_relative_imports_are_resolved(tmp_path, monkeypatch):
     path.write_text("from .attention import attend\nfrom ..caches.base import StepPlan\n")
     modules = {module for _, module, _ in imports(path)}
     assert {"dllm.models.attention", "dllm.caches.base"} <= modules
+
+
+def _looked_up(path: Path, owner: str) -> set[str]:
+    """Attributes the file reads on ``owner`` / ``self.owner``, and names it asks ``getattr(plugin, name)``."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute):
+            value = node.value
+            if (isinstance(value, ast.Name) and value.id == owner) or (
+                    isinstance(value, ast.Attribute) and value.attr == owner and isinstance(value.value, ast.Name)
+                    and value.value.id == "self"):
+                found.add(node.attr)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
+              and len(node.args) >= 2 and isinstance(node.args[0], ast.Name) and node.args[0].id in ("plugin", owner)
+              and isinstance(node.args[1], ast.Constant)):
+            found.add(node.args[1].value)
+    return found
+
+
+@pytest.mark.parametrize("owner,base", [("sampler", "dllm.samplers.base:Sampler"), ("cache", "dllm.caches.base:Cache")])
+def test_every_hook_the_core_looks_up_is_declared_with_a_docstring(owner, base):
+    import importlib
+
+    module, name = base.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    files = _files("dllm/eval", top_level=True)
+    used = set().union(*(_looked_up(path, owner) for path in files)) - {"name"}
+    assert {"select" if owner == "sampler" else "plan", "unsupported_reason"} <= used
+    for hook in sorted(used):
+        member = getattr(cls, hook, None)
+        assert member is not None, f"{owner} hook {hook!r} is looked up by the core but not declared on {base}"
+        if callable(member):
+            assert (member.__doc__ or "").strip(), f"{base}.{hook} has no docstring"

@@ -126,3 +126,26 @@ def test_bad_devices_are_named_before_any_tensor_moves(folder):
     else:
         with pytest.raises(ValueError, match="CUDA device"):
             resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_cli_sampler_flags_come_from_the_configs(folder, capsys):
+    import dataclasses
+
+    from dllm.cli import _parser, sampler_flags
+
+    flags = sampler_flags()
+    assert {"threshold", "factor", "remasking", "radius", "relaxed_threshold", "end_of_text"} <= set(flags)
+    assert flags["threshold"][0] is float and "fast-dllm" in flags["threshold"][1]
+    for name in dllm.samplers.names():  # every plain field of every sampler has its flag (model: the positional)
+        for field in dataclasses.fields(dllm.samplers.cls(name)):
+            assert field.name in flags or field.name in ("model", "inner", "inner_params", "delimiters"), field.name
+    args = _parser().parse_args(["generate", "m", "p", "--radius", "2", "--early-stop", "true", "--remasking", "random"])
+    assert (args.radius, args.early_stop, args.remasking, args.threshold) == (2, True, "random", None)
+    path, _ = folder
+    assert cli_main(["generate", str(path), "copy: Emma Stone\\n", "--sampler", "localleap", "--radius", "2",
+                     "--threshold", "0.8", "--gen-length", "8", "--block-length", "8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["nfe"] >= 1
+    assert cli_main(["generate", str(path), "hi", "--sampler", "fast-dllm", "--threshold", "0.9", "--factor", "1"]) == 2
+    assert "exactly one of threshold or factor" in capsys.readouterr().err
+    assert cli_main(["generate", str(path), "hi", "--sampler", "llada", "--radius", "2"]) == 2
+    assert "has no parameter(s) ['radius']" in capsys.readouterr().err
