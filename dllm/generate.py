@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 
@@ -19,6 +19,7 @@ from dllm import samplers as sampler_registry
 from dllm.config import GenerationConfig
 from dllm.metrics import GenerationResult, StepRecord, answer_length
 from dllm.models.transformer import KVStore
+from dllm.prompts import encode_prompts
 from dllm.selection import best_candidate
 from dllm.state import Decision, DecodeState, Edit, StepView, hash_uniform
 
@@ -30,25 +31,6 @@ class StepEvent:
     step: int
     state: DecodeState
     committed: torch.Tensor  # [B, L] columns committed at this step
-
-
-def _encode_prompts(model, prompts, chat: bool = False) -> list[list[int]]:
-    if isinstance(prompts, str) or (isinstance(prompts, Sequence) and prompts and isinstance(prompts[0], int)):
-        prompts = [prompts]
-    if torch.is_tensor(prompts):
-        prompts = prompts.tolist()
-    if not prompts:
-        raise ValueError("no prompts given")
-    encoded = []
-    for prompt in prompts:
-        ids = model.encode(prompt, chat=chat) if isinstance(prompt, str) else [int(t) for t in prompt]
-        if not ids:
-            raise ValueError("empty prompt: a prompt needs at least one token")
-        bad = [t for t in ids if not 0 <= t < model.config.vocab_size]
-        if bad:
-            raise ValueError(f"prompt token ids {bad[:5]} are outside the vocabulary of size {model.config.vocab_size}")
-        encoded.append(ids)
-    return encoded
 
 
 class _Loop:
@@ -361,4 +343,4 @@ def generate(
     sampler = sampler_registry.get(sampler)
     cache = cache_registry.get(cache)
     loop = _Loop(model, sampler, cache, config, callback, attention_backend)
-    return loop.run(_encode_prompts(model, prompts, chat))
+    return loop.run(encode_prompts(model, prompts, chat))
