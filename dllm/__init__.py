@@ -10,6 +10,7 @@ from dllm.config import GenerationConfig
 from dllm.generate import StepEvent, generate
 from dllm.metrics import GenerationResult, StepRecord
 from dllm.models import DiffusionModel, load
+from dllm.prompts import encode_prompts
 
 from dllm import caches, samplers  # noqa: E402  (registries; import after the core)
 from dllm import drafters  # noqa: E402
@@ -18,4 +19,4 @@ from dllm.drafters import speculate  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = ["DiffusionModel", "GenerationConfig", "GenerationResult", "StepEvent", "StepRecord", "caches", "drafters",
-           "generate", "load", "samplers", "speculate"]
+           "encode_prompts", "generate", "load", "samplers", "speculate"]
