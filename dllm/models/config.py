@@ -41,11 +41,48 @@ class ModelConfig:
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch {self.arch!r} is not supported; supported: {ARCHITECTURES}")
+        for name in ("d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "mlp_hidden", "vocab_size", "max_seq_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"model config {name}={value!r} must be a positive integer")
         if self.n_heads % self.n_kv_heads != 0:
             raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_REQUIRED = object()
+
+
+def _number(raw: dict[str, Any], key: str, arch: str, kind=int, default=_REQUIRED, positive: bool = True):
+    """``raw[key]`` as ``kind``; a ValueError naming the field when it is missing (and has no default),
+    not a number, not finite, or not positive."""
+    import math
+
+    value = raw.get(key)
+    if value is None:
+        if default is _REQUIRED:
+            raise ValueError(f"required field {key!r} is missing from the {arch} config")
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            kind is int and isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"field {key}={value!r} is not {'an integer' if kind is int else 'a number'}")
+    if not math.isfinite(value):
+        raise ValueError(f"field {key}={value!r} is not finite")
+    if positive and value <= 0:
+        raise ValueError(f"field {key}={value!r} must be positive")
+    return kind(value)
+
+
+def _token_id(raw: dict[str, Any], key: str, arch: str) -> int | None:
+    return _number(raw, key, arch, default=None, positive=False)
+
+
+def _head_dim(d_model: int, n_heads: int, width: str, heads: str) -> int:
+    if d_model % n_heads:
+        raise ValueError(f"{width}={d_model} is not divisible by {heads}={n_heads} (head size = {width} / {heads})")
+    return d_model // n_heads
 
 
 def _as_id_list(value) -> list[int]:
@@ -82,54 +119,58 @@ def _from_llada(raw: dict[str, Any]) -> ModelConfig:
         raise ValueError(f"LLaDA block_type {raw.get('block_type')!r} is not supported (only 'llama')")
     if raw.get("alibi") or raw.get("scale_logits") or raw.get("input_emb_norm") or raw.get("attention_layer_norm"):
         raise ValueError("LLaDA configs with alibi, scale_logits, input_emb_norm or attention_layer_norm are not supported")
-    d_model, n_heads = int(raw["d_model"]), int(raw["n_heads"])
-    mlp_hidden = raw.get("mlp_hidden_size") or int(raw.get("mlp_ratio", 4)) * d_model
+    a = "LLaDA"
+    d_model, n_heads = _number(raw, "d_model", a), _number(raw, "n_heads", a)
+    mlp_hidden = _number(raw, "mlp_hidden_size", a, default=None) or _number(raw, "mlp_ratio", a, default=4) * d_model
+    embedding_size = _number(raw, "embedding_size", a, default=None)
     return ModelConfig(
         arch="llada",
         d_model=d_model,
-        n_layers=int(raw["n_layers"]),
+        n_layers=_number(raw, "n_layers", a),
         n_heads=n_heads,
-        n_kv_heads=int(raw.get("n_kv_heads") or n_heads),
-        head_dim=d_model // n_heads,
+        n_kv_heads=_number(raw, "n_kv_heads", a, default=n_heads),
+        head_dim=_head_dim(d_model, n_heads, "d_model", "n_heads"),
         mlp_hidden=int(mlp_hidden),
-        vocab_size=int(raw.get("embedding_size") or raw["vocab_size"]),
-        rope_theta=float(raw.get("rope_theta", 10000.0)),
-        rms_eps=float(raw.get("rms_norm_eps", 1e-5)),
+        vocab_size=embedding_size if embedding_size is not None else _number(raw, "vocab_size", a),
+        rope_theta=_number(raw, "rope_theta", a, float, default=10000.0),
+        rms_eps=_number(raw, "rms_norm_eps", a, float, default=1e-5),
         qkv_bias=bool(raw.get("include_bias") or raw.get("include_qkv_bias")),
         shift_logits=False,
         rope_fp32=bool(raw.get("rope_full_precision", True)),
         tie_embeddings=bool(raw.get("weight_tying", False)),
-        max_seq_len=int(raw.get("max_sequence_length", 4096)),
-        mask_token_id=raw.get("mask_token_id"),
+        max_seq_len=_number(raw, "max_sequence_length", a, default=4096),
+        mask_token_id=_token_id(raw, "mask_token_id", a),
         eos_token_ids=_as_id_list(raw.get("eos_token_id")),
-        pad_token_id=raw.get("pad_token_id"),
-        bos_token_id=raw.get("bos_token_id"),
+        pad_token_id=_token_id(raw, "pad_token_id", a),
+        bos_token_id=_token_id(raw, "bos_token_id", a),
         torch_dtype=raw.get("torch_dtype"),
     )
 
 
 def _from_dream(raw: dict[str, Any]) -> ModelConfig:
-    d_model, n_heads = int(raw["hidden_size"]), int(raw["num_attention_heads"])
+    a = "Dream" if str(raw.get("model_type", "")).lower() == "dream" else str(raw.get("model_type"))
+    d_model, n_heads = _number(raw, "hidden_size", a), _number(raw, "num_attention_heads", a)
+    head_dim = _number(raw, "head_dim", a, default=None)
     return ModelConfig(
         arch="dream",
         d_model=d_model,
-        n_layers=int(raw["num_hidden_layers"]),
+        n_layers=_number(raw, "num_hidden_layers", a),
         n_heads=n_heads,
-        n_kv_heads=int(raw.get("num_key_value_heads") or n_heads),
-        head_dim=int(raw.get("head_dim") or d_model // n_heads),
-        mlp_hidden=int(raw["intermediate_size"]),
-        vocab_size=int(raw["vocab_size"]),
-        rope_theta=float(raw.get("rope_theta", 10000.0)),
-        rms_eps=float(raw.get("rms_norm_eps", 1e-6)),
+        n_kv_heads=_number(raw, "num_key_value_heads", a, default=n_heads),
+        head_dim=head_dim or _head_dim(d_model, n_heads, "hidden_size", "num_attention_heads"),
+        mlp_hidden=_number(raw, "intermediate_size", a),
+        vocab_size=_number(raw, "vocab_size", a),
+        rope_theta=_number(raw, "rope_theta", a, float, default=10000.0),
+        rms_eps=_number(raw, "rms_norm_eps", a, float, default=1e-6),
         qkv_bias=True,
         shift_logits=True,
         rope_fp32=False,
         tie_embeddings=bool(raw.get("tie_word_embeddings", False)),
-        max_seq_len=int(raw.get("max_position_embeddings", 2048)),
-        mask_token_id=raw.get("mask_token_id"),
+        max_seq_len=_number(raw, "max_position_embeddings", a, default=2048),
+        mask_token_id=_token_id(raw, "mask_token_id", a),
         eos_token_ids=_as_id_list(raw.get("eos_token_id")),
-        pad_token_id=raw.get("pad_token_id"),
-        bos_token_id=raw.get("bos_token_id"),
+        pad_token_id=_token_id(raw, "pad_token_id", a),
+        bos_token_id=_token_id(raw, "bos_token_id", a),
         torch_dtype=raw.get("torch_dtype"),
     )
 

@@ -134,10 +134,53 @@ class CausalLM:
 _CAUSAL_LM_TYPES = ("qwen2", "llama", "mistral", "qwen3", "gpt2")
 
 
-def _load_causal_lm(folder: Path, name: str, dtype, device) -> CausalLM:
+def _quiet_transformers():
+    """Silence transformers' warnings, load reports and progress bars while we load (we report problems ourselves)."""
+    import contextlib
+
+    from transformers.utils import logging as hf_logging
+
+    @contextlib.contextmanager
+    def quiet():
+        verbosity = hf_logging.get_verbosity()
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        try:
+            yield
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
+
+    return quiet()
+
+
+def _load_causal_lm(folder: Path, name: str, dtype, device, model_type: str = "") -> CausalLM:
     from transformers import AutoModelForCausalLM
 
-    net = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32).to(device).eval()
+    weights = _weight_files(folder)[0]  # clear errors for missing or unreadable weights before transformers looks
+    for path in weights:
+        _check_safetensors_header(path)
+    with _quiet_transformers():
+        try:
+            net, info = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32,
+                                                             output_loading_info=True)
+        except Exception as exc:  # corrupted weights, configs transformers rejects, ...
+            raise ValueError(f"{folder}: transformers could not load this {model_type or 'causal LM'} checkpoint"
+                             f" ({type(exc).__name__}: {exc})") from exc
+    problems = {kind: sorted(str(k) for k in info.get(kind) or []) for kind in ("missing_keys", "unexpected_keys")}
+    problems["mismatched_keys"] = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or [])
+    if any(problems.values()):
+        listed = "; ".join(f"{kind.split('_')[0]} {names[:6]}{' ...' if len(names) > 6 else ''} ({len(names)})"
+                           for kind, names in problems.items() if names)
+        raise ValueError(f"{folder}: the weights in {', '.join(w.name for w in weights)} do not match the architecture"
+                         f" config.json declares (model_type={model_type!r}): {listed}; refusing to run a partly random"
+                         " model")
+    for param_name, param in net.state_dict().items():
+        if param.is_floating_point():
+            _check_finite(param_name, param, None, param.dtype)
+    net = net.to(device).eval()
     tok = _load_tokenizer(folder)
     eos = config_mod._as_id_list(net.config.eos_token_id) or [tok.eos_token_id]
     return CausalLM(net=net, tokenizer=tok, eos_ids=sorted(set(eos)), name=name, path=folder)
@@ -174,50 +217,120 @@ def resolve_path(name_or_path: str | Path) -> Path:
     )
 
 
-def read_state_dict(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+def read_json(path: Path, what: str = "a JSON object") -> dict:
+    """A JSON object from ``path``; a ValueError naming the file when it is not valid JSON or not an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} must hold {what}, found a JSON {type(value).__name__}")
+    return value
 
+
+def _weight_files(folder: Path) -> tuple[list[Path], dict[str, str] | None]:
+    """The safetensors files of a checkpoint folder, and the index's weight map when it is sharded."""
     index = folder / "model.safetensors.index.json"
     if index.exists():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        state = {}
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map or not all(
+                isinstance(v, str) for v in weight_map.values()):
+            raise ValueError(f"{index} has no weight_map (tensor name -> shard file)")
+        shards = []
         for shard in sorted(set(weight_map.values())):
             shard_path = folder / shard
             if not shard_path.exists():
                 raise FileNotFoundError(f"shard {shard} listed in {index.name} is missing from {folder}")
-            state.update(load_file(str(shard_path)))
-        return state
+            shards.append(shard_path)
+        return shards, weight_map
     single = folder / "model.safetensors"
     if not single.exists():
         raise FileNotFoundError(
             f"no weights in {folder}: expected model.safetensors or model.safetensors.index.json with its shards"
         )
-    return load_file(str(single))
+    return [single], None
 
 
-def _build_net(cfg: ModelConfig, state: dict, folder: Path, dtype: torch.dtype) -> Transformer:
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors' SafetensorError (bad header, truncated data), OSError
+        raise ValueError(f"{path}: cannot read the safetensors weights, the file is truncated or corrupted"
+                         f" ({type(exc).__name__}: {exc})") from None
+
+
+def _check_safetensors_header(path: Path) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt"):
+            pass
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read the safetensors weights, the file is truncated or corrupted"
+                         f" ({type(exc).__name__}: {exc})") from None
+
+
+def read_state_dict(folder: Path, sources: dict[str, Path] | None = None) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint folder (single file or shards); ``sources`` (if given) is filled with
+    the file each tensor came from."""
+    state = {}
+    for path in _weight_files(folder)[0]:
+        tensors = _read_safetensors(path)
+        if sources is not None:
+            sources.update(dict.fromkeys(tensors, path))
+        state.update(tensors)
+    return state
+
+
+def _check_finite(name: str, tensor: torch.Tensor, source, dtype: torch.dtype) -> None:
+    """ValueError naming the tensor (and file) when any of its values is NaN or infinite."""
+    flat = tensor.reshape(-1)
+    chunk = 1 << 24
+    if all(bool(torch.isfinite(flat[i:i + chunk]).all()) for i in range(0, flat.numel(), chunk)):
+        return
+    bad = int((~torch.isfinite(flat)).sum())
+    where = f" in {source}" if source is not None else ""
+    raise ValueError(f"checkpoint tensor {name}{where} has {bad} non-finite value(s) (NaN or inf) of {flat.numel()}"
+                     f" (as {str(dtype).replace('torch.', '')}); the weights are corrupted or overflow this dtype")
+
+
+def _build_net(cfg: ModelConfig, state: dict, folder: Path, dtype: torch.dtype,
+               sources: dict[str, Path] | None = None) -> Transformer:
     state = {k: v for k, v in state.items() if not k.endswith(_IGNORED_SUFFIXES)}
     internal, unknown = weights_mod.to_internal(cfg.arch, state)
     if cfg.tie_embeddings:
         internal.pop("lm_head.weight", None)
     with torch.device("meta"):
         net = Transformer(cfg)
-    expected = set(net.state_dict())
-    missing = sorted(expected - set(internal))
+    shapes = {k: v.shape for k, v in net.state_dict().items()}
+    missing = sorted(set(shapes) - set(internal))
     if unknown or missing:
-        raise ValueError(
-            f"checkpoint {folder} does not match the {cfg.arch} layout: "
-            f"missing {missing[:6]}{'...' if len(missing) > 6 else ''}, unexpected {unknown[:6]}"
-        )
+        native_missing = [next(iter(weights_mod.to_native(cfg.arch, {k: None}))) for k in missing]
+        more = lambda names: f"{names[:6]}{' ...' if len(names) > 6 else ''} ({len(names)})"  # noqa: E731
+        found = [f"{kind} tensors {more(names)}" for kind, names in (("missing", native_missing),
+                                                                    ("unexpected", sorted(unknown))) if names]
+        raise ValueError(f"checkpoint {folder} does not match the {cfg.arch} architecture config.json declares"
+                         f" ({cfg.n_layers} layers): {', '.join(found)}")
+    native_name = {k: next(iter(weights_mod.to_native(cfg.arch, {k: None}))) for k in internal}
     for name, tensor in internal.items():
-        if tensor.shape != net.state_dict()[name].shape:
-            [native] = weights_mod.to_native(cfg.arch, {name: tensor})
+        if tensor.shape != shapes[name]:
             raise ValueError(
-                f"checkpoint tensor {native} has shape {tuple(tensor.shape)},"
-                f" config.json implies {tuple(net.state_dict()[name].shape)}"
+                f"checkpoint tensor {native_name[name]} has shape {tuple(tensor.shape)},"
+                f" config.json implies {tuple(shapes[name])}"
             )
+        if not tensor.is_floating_point():
+            raise ValueError(f"checkpoint tensor {native_name[name]} has dtype {str(tensor.dtype).replace('torch.', '')};"
+                             " model weights must be floating point")
+    converted = {}
+    for name, tensor in internal.items():
+        converted[name] = tensor.to(dtype)
+        _check_finite(native_name[name], converted[name], (sources or {}).get(native_name[name]), dtype)
     net = net.to_empty(device="cpu")
-    net.load_state_dict({k: v.to(dtype) for k, v in internal.items()}, strict=True)
+    net.load_state_dict(converted, strict=True)
     return net.eval()
 
 
@@ -257,7 +370,7 @@ def _eos_ids(cfg: ModelConfig, folder: Path, tokenizer) -> list[int]:
     ids = list(cfg.eos_token_ids)
     gen = folder / "generation_config.json"
     if gen.exists():
-        ids += config_mod._as_id_list(json.loads(gen.read_text()).get("eos_token_id"))
+        ids += config_mod._as_id_list(read_json(gen).get("eos_token_id"))
     if tokenizer is not None:
         if tokenizer.eos_token_id is not None:
             ids.append(tokenizer.eos_token_id)
@@ -296,18 +409,24 @@ def load(
     config_file = folder / "config.json"
     if not config_file.exists():
         raise FileNotFoundError(f"no config.json in {folder}")
-    raw = json.loads(config_file.read_text())
+    raw = read_json(config_file, "a model config (a JSON object)")
     device = resolve_device(device)
-    if str(raw.get("model_type", "")).lower() in _CAUSAL_LM_TYPES:
-        return _load_causal_lm(folder, str(name_or_path), _DTYPES.get(dtype) if isinstance(dtype, str) else dtype, device)
-    cfg = config_mod.from_native(raw)
+    model_type = str(raw.get("model_type", "")).lower()
+    if model_type in _CAUSAL_LM_TYPES:
+        return _load_causal_lm(folder, str(name_or_path), _DTYPES.get(dtype) if isinstance(dtype, str) else dtype,
+                               device, model_type)
+    try:
+        cfg = config_mod.from_native(raw)
+    except ValueError as exc:
+        raise ValueError(f"{config_file}: {exc}") from None
     if dtype is None:
         dtype = _DTYPES.get(str(cfg.torch_dtype), torch.float32) if device.type == "cuda" else torch.float32
     elif isinstance(dtype, str):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype {dtype!r} is not supported; choose one of {sorted(_DTYPES)}")
         dtype = _DTYPES[dtype]
-    net = _build_net(cfg, read_state_dict(folder), folder, dtype).to(device)
+    sources: dict[str, Path] = {}
+    net = _build_net(cfg, read_state_dict(folder, sources), folder, dtype, sources).to(device)
     tok = _load_tokenizer(folder) if tokenizer else None
     mask_id = cfg.mask_token_id
     if mask_id is None and tok is not None:
