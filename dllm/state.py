@@ -53,6 +53,9 @@ class DecodeState:
     eos_ids: list[int]
     config: Any                 # GenerationConfig
     model: Any                  # DiffusionModel (read-only for plugins: never call it)
+    pads: torch.Tensor          # [B] left padding of each row's prompt
+    limit: int                  # context limit: prompt + generation columns a row may hold
+    eos_fill: int               # the token written where a finished row leaves masks
     sampler_state: Any = None
     cache_state: Any = None
 

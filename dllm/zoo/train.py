@@ -52,6 +52,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from dllm.canvas import layout as canvas_layout
 from dllm.eval import tasks as task_lib
 from dllm.models.config import ModelConfig
 from dllm.models.transformer import Transformer
@@ -216,21 +217,15 @@ def encode_batch(tokenizer, examples, canvas: list[int] | None = None):
 
 
 def layout_diffusion(prompts, targets, canvas):
-    """Left-padded prompts + EOS-padded canvases -> (tokens, positions, valid, canvas_mask) ``[B, L]``."""
-    batch = len(prompts)
-    width_p = max(len(p) for p in prompts)
-    width_c = max(canvas)
-    tokens = torch.full((batch, width_p + width_c), PAD_ID, dtype=torch.long)
-    valid = torch.zeros_like(tokens, dtype=torch.bool)
-    in_canvas = torch.zeros_like(valid)
-    for row, (p, t, c) in enumerate(zip(prompts, targets, canvas)):
-        tokens[row, width_p - len(p): width_p] = torch.tensor(p)
-        answer = t + [EOS_ID] * (c - len(t))
-        tokens[row, width_p: width_p + c] = torch.tensor(answer)
-        valid[row, width_p - len(p): width_p + c] = True
-        in_canvas[row, width_p: width_p + c] = True
-    positions = (valid.long().cumsum(1) - 1).clamp(min=0)
-    return tokens, positions, valid, in_canvas
+    """Left-padded prompts + EOS-padded canvases -> (tokens, positions, valid, canvas_mask) ``[B, L]``.
+
+    The layout is ``dllm.canvas.layout``, the one decoding uses, so training sees decoding's positions.
+    """
+    answers = [t + [EOS_ID] * (c - len(t)) for t, c in zip(targets, canvas)]
+    laid = canvas_layout(prompts, answers, PAD_ID)
+    cols = torch.arange(laid.tokens.shape[1])[None]
+    in_canvas = (cols >= laid.gen_start) & (cols < laid.gen_end[:, None])
+    return laid.tokens, laid.positions, laid.valid, in_canvas
 
 
 def layout_ar(prompts, targets):
