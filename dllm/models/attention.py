@@ -62,11 +62,14 @@ def attention_mask(
     return mask
 
 
-def sdpa_attend(q, k, v, *, q_pos=None, k_pos=None, k_valid=None, block_size=None, return_lse=False):
+def sdpa_attend(q, k, v, *, q_pos=None, k_pos=None, k_valid=None, block_size=None, return_lse=False,
+                attn_mask=None):
     """Reference backend: ``torch.nn.functional.scaled_dot_product_attention`` (its own GQA: query
     head ``h`` reads K/V head ``h // (Hq / Hkv)``, as ``repeat_interleave`` would, without copying
     the full-length buffers)."""
     mask = attention_mask(q_pos, k_pos, k_valid, block_size)
+    if attn_mask is not None:
+        mask = attn_mask if mask is None else (mask & attn_mask)
     if not return_lse:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=q.shape[1] != k.shape[1])
     n_rep = q.shape[1] // k.shape[1]
@@ -93,6 +96,7 @@ def attend(
     block_size: int | None = None,
     return_lse: bool = False,
     backend: str | None = None,
+    attn_mask: torch.Tensor | None = None,
 ):
     """Attention of queries over the full K/V buffers.
 
@@ -100,12 +104,18 @@ def attend(
     ``q_pos [B, Lq]`` and ``k_pos [B, Lk]`` are position ids (only the block-causal rule reads
     them); ``k_valid [B, Lk]`` marks real (non-padding) keys. Scale is ``1/sqrt(D)``, no causal
     mask. Returns ``out [B, Hq, Lq, D]`` and, with ``return_lse``, the natural-log
-    log-sum-exp of the scaled scores ``[B, Hq, Lq]`` in float32.
+    log-sum-exp of the scaled scores ``[B, Hq, Lq]`` in float32. ``attn_mask [B, 1, Lq, Lk]``: an
+    explicit boolean mask (True = may attend) on top of the rules above; SDPA backend only
+    (training layouts such as Fast-dLLM v2's ``[x_t ; x_0]``).
     """
     if q.shape[1] % k.shape[1] != 0:
         raise ValueError(f"query heads {q.shape[1]} are not a multiple of key/value heads {k.shape[1]}")
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     chosen = _resolve_backend(backend, q.device, needs_grad)
+    if attn_mask is not None:
+        if chosen == "triton" and backend == "triton":
+            raise ValueError("an explicit attn_mask is only supported by the 'sdpa' attention backend")
+        chosen = "sdpa"
     if chosen == "triton":
         from .triton_attention import triton_attend
 
@@ -113,5 +123,6 @@ def attend(
             q, k, v, q_pos=q_pos, k_pos=k_pos, k_valid=k_valid, block_size=block_size, return_lse=return_lse
         )
     return sdpa_attend(
-        q, k, v, q_pos=q_pos, k_pos=k_pos, k_valid=k_valid, block_size=block_size, return_lse=return_lse
+        q, k, v, q_pos=q_pos, k_pos=k_pos, k_valid=k_valid, block_size=block_size, return_lse=return_lse,
+        attn_mask=attn_mask,
     )

@@ -2,8 +2,10 @@
 ``ModelConfig``, and write a ``ModelConfig`` back in the native schema.
 
 LLaDA checkpoints use OLMo field names (``d_model``, ``n_layers``, ...); Dream checkpoints use
-Qwen2 names (``hidden_size``, ``num_hidden_layers``, ...). The rest of the framework only sees
-``ModelConfig``.
+Qwen2 names (``hidden_size``, ``num_hidden_layers``, ...). Fast-dLLM v2 checkpoints
+(``model_type: Fast_dLLM_Qwen``) are Qwen2 configs plus ``bd_size``: the same transformer as
+Dream with ``block_size = bd_size`` (block-causal attention over positions). The rest of the
+framework only sees ``ModelConfig``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-ARCHITECTURES = ("llada", "dream")
+ARCHITECTURES = ("llada", "dream", "fast_dllm_v2")
+BLOCK_DIFFUSION_TYPES = ("fast_dllm_qwen",)
 
 
 @dataclass
@@ -101,6 +104,8 @@ def detect_arch(raw: dict[str, Any]) -> str:
         return "llada"
     if model_type == "dream" or any(a.startswith("dream") for a in archs):
         return "dream"
+    if model_type in BLOCK_DIFFUSION_TYPES or any(a.startswith("fast_dllm_qwen") for a in archs):
+        return "fast_dllm_v2"
     raise ValueError(
         f"unsupported architecture: model_type={raw.get('model_type')!r}, architectures={raw.get('architectures')!r};"
         f" dllm loads {ARCHITECTURES} checkpoints"
@@ -111,6 +116,8 @@ def from_native(raw: dict[str, Any]) -> ModelConfig:
     arch = detect_arch(raw)
     if arch == "llada":
         return _from_llada(raw)
+    if arch == "fast_dllm_v2":
+        return _from_fast_dllm_v2(raw)
     return _from_dream(raw)
 
 
@@ -175,6 +182,27 @@ def _from_dream(raw: dict[str, Any]) -> ModelConfig:
     )
 
 
+def _rope_theta(raw: dict[str, Any]) -> float:
+    params = raw.get("rope_parameters") or {}
+    return float(raw.get("rope_theta") or params.get("rope_theta") or 10000.0)
+
+
+def _from_fast_dllm_v2(raw: dict[str, Any]) -> ModelConfig:
+    """Fast-dLLM v2 (Qwen2.5 fine-tuned into a block-diffusion LM): Dream numerics + ``bd_size``."""
+    bd_size = raw.get("bd_size")
+    if bd_size is None:
+        raise ValueError(
+            f"config.json declares a Fast-dLLM v2 model (model_type={raw.get('model_type')!r}) but has no bd_size:"
+            " the block size it was trained with is unknown, so it cannot be loaded as a block-diffusion model"
+        )
+    bd_size = _number(raw, "bd_size", str(raw.get("model_type")))
+    cfg = _from_dream(raw)
+    cfg.arch = "fast_dllm_v2"
+    cfg.rope_theta = _rope_theta(raw)
+    cfg.block_size = int(bd_size)
+    return cfg
+
+
 def to_native(cfg: ModelConfig) -> dict[str, Any]:
     """The config.json a published checkpoint of this architecture would carry."""
     eos = cfg.eos_token_ids[0] if len(cfg.eos_token_ids) == 1 else (cfg.eos_token_ids or None)
@@ -231,6 +259,8 @@ def to_native(cfg: ModelConfig) -> dict[str, Any]:
             "vocab_size": cfg.vocab_size,
             "weight_tying": cfg.tie_embeddings,
         }
+    if cfg.arch == "fast_dllm_v2":
+        return _fast_dllm_v2_native(cfg, eos)
     return {
         "architectures": ["DreamModel"],
         "model_type": "Dream",
@@ -259,6 +289,45 @@ def to_native(cfg: ModelConfig) -> dict[str, Any]:
         "tie_word_embeddings": cfg.tie_embeddings,
         "torch_dtype": cfg.torch_dtype or "float32",
         "use_cache": False,
+        "use_sliding_window": False,
+        "vocab_size": cfg.vocab_size,
+    }
+
+
+def _fast_dllm_v2_native(cfg: ModelConfig, eos) -> dict[str, Any]:
+    """The Qwen2 config of ``Efficient-Large-Model/Fast_dLLM_v2_*`` (``Fast_dLLM_QwenConfig``) plus ``bd_size``;
+    ``mask_token_id`` is ours (the reference passes the mask id to ``generate``)."""
+    return {
+        "architectures": ["Fast_dLLM_QwenForCausalLM"],
+        "model_type": "Fast_dLLM_Qwen",
+        "auto_map": {
+            "AutoConfig": "configuration.Fast_dLLM_QwenConfig",
+            "AutoModel": "modeling.Fast_dLLM_QwenModel",
+            "AutoModelForCausalLM": "modeling.Fast_dLLM_QwenForCausalLM",
+        },
+        "bd_size": cfg.block_size,
+        "attention_dropout": 0.0,
+        "bos_token_id": cfg.bos_token_id,
+        "eos_token_id": eos,
+        "hidden_act": "silu",
+        "hidden_size": cfg.d_model,
+        "initializer_range": 0.02,
+        "intermediate_size": cfg.mlp_hidden,
+        "layer_types": ["full_attention"] * cfg.n_layers,
+        "mask_token_id": cfg.mask_token_id,
+        "max_position_embeddings": cfg.max_seq_len,
+        "max_window_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads,
+        "num_hidden_layers": cfg.n_layers,
+        "num_key_value_heads": cfg.n_kv_heads,
+        "pad_token_id": cfg.pad_token_id,
+        "rms_norm_eps": cfg.rms_eps,
+        "rope_scaling": None,
+        "rope_theta": cfg.rope_theta,
+        "sliding_window": None,
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "torch_dtype": cfg.torch_dtype or "float32",
+        "use_cache": True,
         "use_sliding_window": False,
         "vocab_size": cfg.vocab_size,
     }

@@ -394,16 +394,39 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+_ADDED_MASK_TOKEN = "|<MASK>|"
+
+
+def _check_block_size(raw: dict, block_size, config_file: Path) -> None:
+    """``load(block_size=N)``: the checkpoint must be a block-diffusion model trained with ``bd_size == N``."""
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size={block_size!r} must be a positive integer")
+    bd_size = raw.get("bd_size")
+    if bd_size is None:
+        raise ValueError(
+            f"{config_file}: block_size={block_size} asks for a block-diffusion model, but this checkpoint"
+            f" (model_type={raw.get('model_type')!r}) has no bd_size: it was not trained with block-causal attention;"
+            " load it without block_size"
+        )
+    if bd_size != block_size:
+        raise ValueError(
+            f"{config_file}: block_size={block_size}, but the checkpoint was trained with bd_size={bd_size};"
+            f" its block-causal attention only matches blocks of {bd_size}"
+        )
+
+
 def load(
     name_or_path: str | Path,
     *,
     dtype: str | torch.dtype | None = None,
     device: str | torch.device = "cpu",
     tokenizer: bool = True,
+    block_size: int | None = None,
 ) -> DiffusionModel | CausalLM:
     """Load a dLLM checkpoint folder, shipped model name or hub id.
 
     Autoregressive checkpoints (Qwen2, Llama, ...) load as a ``CausalLM`` through transformers.
+    ``block_size``: require a block-diffusion checkpoint (Fast-dLLM v2) trained with this block size.
     """
     folder = resolve_path(name_or_path)
     config_file = folder / "config.json"
@@ -412,6 +435,8 @@ def load(
     raw = read_json(config_file, "a model config (a JSON object)")
     device = resolve_device(device)
     model_type = str(raw.get("model_type", "")).lower()
+    if block_size is not None:
+        _check_block_size(raw, block_size, config_file)
     if model_type in _CAUSAL_LM_TYPES:
         return _load_causal_lm(folder, str(name_or_path), _DTYPES.get(dtype) if isinstance(dtype, str) else dtype,
                                device, model_type)
@@ -431,6 +456,8 @@ def load(
     mask_id = cfg.mask_token_id
     if mask_id is None and tok is not None:
         mask_id = tok.mask_token_id
+    if mask_id is None and tok is not None:  # Fast-dLLM v2 adds |<MASK>| as an extra special token
+        mask_id = tok.get_vocab().get(_ADDED_MASK_TOKEN)
     if mask_id is None:
         raise ValueError(
             f"{folder}: neither config.json (mask_token_id) nor the tokenizer defines a mask token;"

@@ -1,4 +1,10 @@
-"""One transformer for every supported dLLM checkpoint (LLaDA, Dream).
+"""One transformer for every supported dLLM checkpoint (LLaDA, Dream, Fast-dLLM v2).
+
+Fast-dLLM v2 is Dream's network with ``cfg.block_size`` set: attention is block-causal over
+the RoPE positions (a query in block ``pos // block_size`` sees keys of its own and earlier
+blocks), so the K/V of a finished block never change and a forward over a multi-block prompt is
+the reference's prefill. Training layouts that no position rule expresses (``[x_t ; x_0]``)
+pass an explicit ``attn_mask``.
 
 The forward computes only the canvas columns a plan asks for (``query``), writes their K/V
 (post-RoPE) into full-length, position-indexed per-layer buffers when a ``KVStore`` is given,
@@ -95,7 +101,7 @@ class Block(nn.Module):
         self.down = nn.Linear(cfg.mlp_hidden, d, bias=False)
 
     def forward(self, x, cos, sin, q_positions, *, layer, query, positions, key_valid, kv, attention_backend,
-                hook=None):
+                hook=None, attn_mask=None):
         cfg = self.cfg
         batch, n_q, _ = x.shape
         h = self.attn_norm(x)
@@ -116,7 +122,8 @@ class Block(nn.Module):
         want_lse = hook is not None and hook.wants_lse(layer, query)
         out = attend(
             q, k, v, q_pos=q_positions, k_pos=positions, k_valid=key_valid,
-            block_size=cfg.block_size, return_lse=want_lse, backend=attention_backend,
+            block_size=None if attn_mask is not None else cfg.block_size, return_lse=want_lse,
+            backend=attention_backend, attn_mask=attn_mask,
         )
         if want_lse:
             out, lse = out
@@ -149,6 +156,7 @@ class Transformer(nn.Module):
         logits_for: torch.Tensor | None = None,
         attention_backend: str | None = None,
         hook: LayerHook | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits for the target columns ``logits_for [B, Lg]`` (the queried columns when None).
 
@@ -156,7 +164,8 @@ class Transformer(nn.Module):
         whole canvas; ``query [B, Lq]`` lists the columns to recompute (None = all). A partial
         query needs ``kv``: the other columns' K/V are read from it. Padding entries of ``query``
         must repeat a real column of the same row (they then write identical K/V). ``hook``:
-        per-layer callbacks (see ``LayerHook``); it needs ``kv``.
+        per-layer callbacks (see ``LayerHook``); it needs ``kv``. ``attn_mask [B, 1, Lq, L]`` (bool,
+        True = may attend) replaces the block-causal rule (combined with ``key_valid``); training only.
         """
         batch, length = tokens.shape
         if positions is None:
@@ -169,7 +178,8 @@ class Transformer(nn.Module):
             key_valid = None  # no padding: attention without a mask is the same and cheaper
         x = self.embed(tokens if query is None else tokens.gather(1, query))
         rope = self._rope(positions, query)
-        run = dict(positions=positions, key_valid=key_valid, kv=kv, attention_backend=attention_backend, hook=hook)
+        run = dict(positions=positions, key_valid=key_valid, kv=kv, attention_backend=attention_backend, hook=hook,
+                   attn_mask=attn_mask)
         for layer, block in enumerate(self.layers):
             if hook is not None:
                 x, query, rope = self._layer_input(hook, layer, x, query, kv, positions, rope)

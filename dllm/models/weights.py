@@ -41,7 +41,7 @@ _DREAM = [
     ("model.layers.{i}.mlp.down_proj.weight", "layers.{i}.down.weight"),
 ]
 
-NAME_MAPS = {"llada": _LLADA, "dream": _DREAM}
+NAME_MAPS = {"llada": _LLADA, "dream": _DREAM, "fast_dllm_v2": _DREAM}  # Fast-dLLM v2: Qwen2 names
 
 
 def _compile(pattern: str) -> re.Pattern:
