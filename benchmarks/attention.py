@@ -53,15 +53,25 @@ def bench_case(model: str, batch: int, lq_name: str, lq: int, lk: int, lse: bool
     hq, hkv, d = MODELS[model]
     q, k, v, k_valid = make_case(batch, hq, hkv, d, lq, lk, dtype, "cuda")
     # The queries are the last lq positions of the canvas, so every query row sees some key.
-    run = {name: (lambda name=name: attend(q, k, v, k_valid=k_valid, return_lse=lse, backend=name))
-           for name in ("triton", "sdpa")}
+    run = {
+        name: (lambda name=name: attend(q, k, v, k_valid=k_valid, return_lse=lse, backend=name))
+        for name in ("triton", "sdpa")
+    }
     with torch.no_grad():
         res = {name: fn() for name, fn in run.items()}
         ms = {name: do_bench(fn, warmup=10, rep=50, return_mode="median") for name, fn in run.items()}
     out_t, out_s = (res["triton"][0], res["sdpa"][0]) if lse else (res["triton"], res["sdpa"])
-    row = {"model": model, "batch": batch, "Lk": lk, "queries": lq_name, "Lq": lq, "lse": lse,
-           "triton_ms": ms["triton"], "sdpa_ms": ms["sdpa"],
-           "max_abs_diff": (out_t.float() - out_s.float()).abs().max().item()}
+    row = {
+        "model": model,
+        "batch": batch,
+        "Lk": lk,
+        "queries": lq_name,
+        "Lq": lq,
+        "lse": lse,
+        "triton_ms": ms["triton"],
+        "sdpa_ms": ms["sdpa"],
+        "max_abs_diff": (out_t.float() - out_s.float()).abs().max().item(),
+    }
     if lse:
         row["lse_max_abs_diff"] = (res["triton"][1] - res["sdpa"][1]).abs().max().item()
     flops = 4 * batch * hq * lq * lk * d
@@ -76,7 +86,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--lk", nargs="+", type=int, default=[512, 1024, 2048, 4096], help="K/V buffer lengths")
+    parser.add_argument(
+        "--lk", nargs="+", type=int, default=[512, 1024, 2048, 4096], help="K/V buffer lengths"
+    )
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--no-lse", action="store_true", help="skip the return_lse=True rows")
     parser.add_argument("--json", default=None, help="also write every row to this file")
@@ -85,17 +97,23 @@ def main(argv=None) -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print("benchmarks/attention.py times the Triton kernel on a CUDA GPU, and none is available here; "
-              "its correctness on CPU is checked by tests/test_triton_attention.py (Triton interpreter).",
-              file=sys.stderr)
+        print(
+            "benchmarks/attention.py times the Triton kernel on a CUDA GPU, and none is available here; "
+            "its correctness on CPU is checked by tests/test_triton_attention.py (Triton interpreter).",
+            file=sys.stderr,
+        )
         return 2
     import triton
 
     dtype = getattr(torch, args.dtype)
-    print(f"# attend(): Triton vs SDPA on {torch.cuda.get_device_name()} — torch {torch.__version__}, "
-          f"triton {triton.__version__}, {args.dtype}, key-validity mask on every case")
-    header = ("| model | batch | Lk | queries (Lq) | LSE | Triton ms | SDPA ms | Triton / SDPA speedup "
-              "| Triton TFLOP/s | SDPA TFLOP/s | max abs diff out | max abs diff LSE |")
+    print(
+        f"# attend(): Triton vs SDPA on {torch.cuda.get_device_name()} — torch {torch.__version__}, "
+        f"triton {triton.__version__}, {args.dtype}, key-validity mask on every case"
+    )
+    header = (
+        "| model | batch | Lk | queries (Lq) | LSE | Triton ms | SDPA ms | Triton / SDPA speedup "
+        "| Triton TFLOP/s | SDPA TFLOP/s | max abs diff out | max abs diff LSE |"
+    )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     rows = []
@@ -105,14 +123,17 @@ def main(argv=None) -> int:
                 for lq_name, lq in query_sets(lk).items():
                     # LSE: Elastic asks for it on its query window only (the SDPA path materialises
                     # the fp32 scores, which would not fit at batch 8 x 4096 x 4096).
-                    for lse in ((False,) if args.no_lse or lq_name != "block 32" else (False, True)):
+                    for lse in (False,) if args.no_lse or lq_name != "block 32" else (False, True):
                         r = bench_case(model, batch, lq_name, lq, lk, lse, dtype)
                         rows.append(r)
                         lse_diff = f"{r['lse_max_abs_diff']:.1e}" if lse else ""
-                        print(f"| {model} | {batch} | {lk} | {lq_name} ({lq}) | {'yes' if lse else 'no'} "
-                              f"| {r['triton_ms']:.3f} | {r['sdpa_ms']:.3f} | {r['sdpa_ms'] / r['triton_ms']:.2f}x "
-                              f"| {r['triton_tflops']:.0f} | {r['sdpa_tflops']:.0f} | {r['max_abs_diff']:.1e} "
-                              f"| {lse_diff} |", flush=True)
+                        print(
+                            f"| {model} | {batch} | {lk} | {lq_name} ({lq}) | {'yes' if lse else 'no'} "
+                            f"| {r['triton_ms']:.3f} | {r['sdpa_ms']:.3f} | {r['sdpa_ms'] / r['triton_ms']:.2f}x "
+                            f"| {r['triton_tflops']:.0f} | {r['sdpa_tflops']:.0f} | {r['max_abs_diff']:.1e} "
+                            f"| {lse_diff} |",
+                            flush=True,
+                        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)

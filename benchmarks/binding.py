@@ -36,8 +36,10 @@ def name_columns(target_ids: list[int], n_items: int) -> tuple[list[int], list[i
     Every name is one token and every separator ``","`` one token, so item ``i`` is tokens
     ``3i`` (first name), ``3i + 1`` (last name); anything else is an error, not a guess."""
     if len(target_ids) != 3 * n_items - 1:
-        raise ValueError(f"answer of {n_items} names has {len(target_ids)} tokens, expected {3 * n_items - 1} "
-                         "(every name one token, one separator between items)")
+        raise ValueError(
+            f"answer of {n_items} names has {len(target_ids)} tokens, expected {3 * n_items - 1} "
+            "(every name one token, one separator between items)"
+        )
     return [3 * i for i in range(n_items)], [3 * i + 1 for i in range(n_items)]
 
 
@@ -64,7 +66,7 @@ def probe_diffusion(model, tokenizer, examples) -> dict[str, float]:
         masked = torch.zeros_like(valid)
         for row, (target, example) in enumerate(zip(targets, examples)):
             firsts, lasts = name_columns(target, len(answer_items(example)))
-            for col in (firsts if which == "first" else lasts):
+            for col in firsts if which == "first" else lasts:
                 masked[row, width + col] = True
         noisy = tokens.masked_fill(masked, model.mask_id)
         logits = model.net(noisy, positions, valid)  # column j predicts token j (Dream's shift inside)
@@ -110,7 +112,9 @@ def main(argv=None) -> int:
         except ValueError as error:
             parser.error(f"--tasks: {error}")
         if task.family != "waiting_line":
-            parser.error(f"--tasks: {name!r} is not a Waiting Line task (names First Last); choose from {PROBE_TASKS}")
+            parser.error(
+                f"--tasks: {name!r} is not a Waiting Line task (names First Last); choose from {PROBE_TASKS}"
+            )
     torch.set_num_threads(args.threads)
     tokenizer = load_tokenizer()
     print("| model | task | last names masked (first given) | first names masked (last given) | chance |")
@@ -122,8 +126,11 @@ def main(argv=None) -> int:
             examples = task.examples("eval", args.n, seed=0)
             scores = (probe_ar if is_ar else probe_diffusion)(model, tokenizer, examples)
             first = scores.get("first masked")
-            print(f"| {model_name} | {name} | {scores['last masked']:.2f} | "
-                  f"{'—' if first is None else f'{first:.2f}'} | {chance(examples):.2f} |", flush=True)
+            print(
+                f"| {model_name} | {name} | {scores['last masked']:.2f} | "
+                f"{'—' if first is None else f'{first:.2f}'} | {chance(examples):.2f} |",
+                flush=True,
+            )
     return 0
 
 

@@ -43,21 +43,55 @@ import sys
 import time
 from pathlib import Path
 
-SAMPLERS = {"llada": ("llada", {}), "fast-dllm": ("fast-dllm", {"threshold": 0.9}), "learn2pd": ("learn2pd", {})}
+SAMPLERS = {
+    "llada": ("llada", {}),
+    "fast-dllm": ("fast-dllm", {"threshold": 0.9}),
+    "learn2pd": ("learn2pd", {}),
+}
 TASKS = ("copy", "reverse", "insert_index", "replace_index", "letters_sort", "words_sort", "sudoku", "cumsum")
 
 
 # Random-weight models of the real checkpoints' shapes, for timing on a GPU (their answers are noise):
 # LLaDA-8B-Instruct and Dream-v0-Instruct-7B (Qwen2.5-7B) attention / MLP / vocabulary sizes and ids.
 FULL_SIZE = {
-    "llada-8b": dict(arch="llada", d_model=4096, n_layers=32, n_heads=32, n_kv_heads=32, head_dim=128,
-                     mlp_hidden=12288, vocab_size=126464, rope_theta=500000.0, rms_eps=1e-5, qkv_bias=False,
-                     shift_logits=False, rope_fp32=True, max_seq_len=4096, mask_token_id=126336,
-                     eos_token_ids=[126081], pad_token_id=126081),
-    "dream-7b": dict(arch="dream", d_model=3584, n_layers=28, n_heads=28, n_kv_heads=4, head_dim=128,
-                     mlp_hidden=18944, vocab_size=152064, rope_theta=1000000.0, rms_eps=1e-6, qkv_bias=True,
-                     shift_logits=True, rope_fp32=False, max_seq_len=4096, mask_token_id=151666,
-                     eos_token_ids=[151643], pad_token_id=151643),
+    "llada-8b": dict(
+        arch="llada",
+        d_model=4096,
+        n_layers=32,
+        n_heads=32,
+        n_kv_heads=32,
+        head_dim=128,
+        mlp_hidden=12288,
+        vocab_size=126464,
+        rope_theta=500000.0,
+        rms_eps=1e-5,
+        qkv_bias=False,
+        shift_logits=False,
+        rope_fp32=True,
+        max_seq_len=4096,
+        mask_token_id=126336,
+        eos_token_ids=[126081],
+        pad_token_id=126081,
+    ),
+    "dream-7b": dict(
+        arch="dream",
+        d_model=3584,
+        n_layers=28,
+        n_heads=28,
+        n_kv_heads=4,
+        head_dim=128,
+        mlp_hidden=18944,
+        vocab_size=152064,
+        rope_theta=1000000.0,
+        rms_eps=1e-6,
+        qkv_bias=True,
+        shift_logits=True,
+        rope_fp32=False,
+        max_seq_len=4096,
+        mask_token_id=151666,
+        eos_token_ids=[151643],
+        pad_token_id=151643,
+    ),
 }
 
 
@@ -77,8 +111,16 @@ def _full_size_model(name: str, device, dtype):
             net = Transformer(cfg).eval()
     finally:
         torch.set_default_dtype(default)
-    return DiffusionModel(net=net, config=cfg, tokenizer=None, mask_id=cfg.mask_token_id, eos_ids=cfg.eos_token_ids,
-                          pad_id=cfg.pad_token_id, bos_id=None, name=f"random-{name}")
+    return DiffusionModel(
+        net=net,
+        config=cfg,
+        tokenizer=None,
+        mask_id=cfg.mask_token_id,
+        eos_ids=cfg.eos_token_ids,
+        pad_id=cfg.pad_token_id,
+        bos_id=None,
+        name=f"random-{name}",
+    )
 
 
 def _random_model(arch: str, device="cpu", dtype=None):
@@ -89,8 +131,17 @@ def _random_model(arch: str, device="cpu", dtype=None):
     sys.path.insert(0, "tests")
     from _models import random_model
 
-    model = random_model(arch, vocab=936, d_model=256, n_layers=4, n_heads=8, n_kv_heads=8 if arch == "llada" else 4,
-                         head_dim=32, mlp_hidden=704, max_seq_len=1024)
+    model = random_model(
+        arch,
+        vocab=936,
+        d_model=256,
+        n_layers=4,
+        n_heads=8,
+        n_kv_heads=8 if arch == "llada" else 4,
+        head_dim=32,
+        mlp_hidden=704,
+        max_seq_len=1024,
+    )
     model.net.to(device, dtype)
     return model
 
@@ -121,7 +172,11 @@ def prompts(model, count: int, seed: int = 0, random_prompt_tokens: int = 40, fi
     for i in range(first, first + count):
         task = tasks.get(TASKS[i % len(TASKS)])
         example = task.examples("eval", i // len(TASKS) + 1, seed)[-1]
-        ids = model.encode(example.prompt) if model.tokenizer is not None else list(range(5, 5 + random_prompt_tokens))
+        ids = (
+            model.encode(example.prompt)
+            if model.tokenizer is not None
+            else list(range(5, 5 + random_prompt_tokens))
+        )
         out.append((task, example, ids))
     return out
 
@@ -133,10 +188,12 @@ def cache_bytes(state) -> int:
     from dllm.caches.base import IncrementalState
 
     total, own = 0, state.cache_state
-    common = {f.name for f in dataclasses.fields(IncrementalState)}  # the incremental bookkeeping: not counted
-    for name in ([] if own is None else [f.name for f in dataclasses.fields(own) if f.name not in common]):
+    common = {
+        f.name for f in dataclasses.fields(IncrementalState)
+    }  # the incremental bookkeeping: not counted
+    for name in [] if own is None else [f.name for f in dataclasses.fields(own) if f.name not in common]:
         value = getattr(own, name)
-        for t in (value if isinstance(value, list) else [value]):
+        for t in value if isinstance(value, list) else [value]:
             total += t.numel() * t.element_size() if isinstance(t, torch.Tensor) else 0
     return total
 
@@ -152,33 +209,60 @@ def worker(args) -> dict:
     cache = dllm.caches.get(args.cache, **json.loads(args.cache_params))
     rows, wall, cpu, states = [], 0.0, 0.0, {}
     examples = prompts(model, args.samples, random_prompt_tokens=args.random_prompt_tokens, first=args.first)
-    dllm.generate(model, [examples[0][2]], sampler=dllm.samplers.get(name, **params), cache=cache,  # warm-up
-                  gen_length=args.block, block_length=args.block)
+    dllm.generate(
+        model,
+        [examples[0][2]],
+        sampler=dllm.samplers.get(name, **params),
+        cache=cache,  # warm-up
+        gen_length=args.block,
+        block_length=args.block,
+    )
     for task, example, ids in examples:
         torch.manual_seed(0)
         synchronize(args.device)
         start_wall, start_cpu = time.perf_counter(), time.process_time()
-        [result] = dllm.generate(model, [ids], sampler=dllm.samplers.get(name, **params), cache=cache,
-                                 gen_length=args.gen, block_length=args.block,
-                                 callback=lambda e: states.update(state=e.state))
+        [result] = dllm.generate(
+            model,
+            [ids],
+            sampler=dllm.samplers.get(name, **params),
+            cache=cache,
+            gen_length=args.gen,
+            block_length=args.block,
+            callback=lambda e: states.update(state=e.state),
+        )
         synchronize(args.device)
         wall += time.perf_counter() - start_wall
         cpu += time.process_time() - start_cpu
         score = float(task.score(result.text, example)) if model.tokenizer is not None else float("nan")
-        rows.append({"canvas": result.canvas, "ids": result.ids, "nfe": result.nfe, "gen_tokens": result.gen_tokens,
-                     "score": score})
+        rows.append(
+            {
+                "canvas": result.canvas,
+                "ids": result.ids,
+                "nfe": result.nfe,
+                "gen_tokens": result.gen_tokens,
+                "score": score,
+            }
+        )
     state = states["state"]
     kv = 0
     if cache.needs_kv:
         cfg = model.config
         kv = 2 * cfg.n_layers * cfg.n_kv_heads * state.width * cfg.head_dim * model.dtype.itemsize
     extra = {}
-    if getattr(state.cache_state, "row_layers", 0):  # Elastic: share of (row, layer) pairs recomputed over every column
+    if getattr(
+        state.cache_state, "row_layers", 0
+    ):  # Elastic: share of (row, layer) pairs recomputed over every column
         extra["full_layer_fraction"] = state.cache_state.full_row_layers / state.cache_state.row_layers
     if args.device.startswith("cuda"):
         extra["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    return {"rows": rows, "wall": wall, "cpu": cpu, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "cache_mb": (kv + cache_bytes(state)) / 2**20, **extra}
+    return {
+        "rows": rows,
+        "wall": wall,
+        "cpu": cpu,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cache_mb": (kv + cache_bytes(state)) / 2**20,
+        **extra,
+    }
 
 
 def split_cache_spec(spec: str) -> tuple[str, str]:
@@ -200,10 +284,33 @@ def check_cache_spec(spec: str) -> str:
 
 def run_config(args, model, gen, sampler, cache_spec) -> dict:
     cache, cache_params = split_cache_spec(cache_spec)
-    cmd = [sys.executable, __file__, "--worker", "--model", model, "--gen", str(gen), "--block", str(args.block),
-           "--sampler", sampler, "--cache", cache, "--cache-params", cache_params, "--samples", str(args.samples),
-           "--first", str(args.first), "--threads", str(args.threads), "--device", args.device,
-           "--random-prompt-tokens", str(args.random_prompt_tokens)] + (["--dtype", args.dtype] if args.dtype else [])
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--model",
+        model,
+        "--gen",
+        str(gen),
+        "--block",
+        str(args.block),
+        "--sampler",
+        sampler,
+        "--cache",
+        cache,
+        "--cache-params",
+        cache_params,
+        "--samples",
+        str(args.samples),
+        "--first",
+        str(args.first),
+        "--threads",
+        str(args.threads),
+        "--device",
+        args.device,
+        "--random-prompt-tokens",
+        str(args.random_prompt_tokens),
+    ] + (["--dtype", args.dtype] if args.dtype else [])
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
@@ -212,23 +319,51 @@ def run_config(args, model, gen, sampler, cache_spec) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="*", default=None, help="model names/folders (default: shipped tiny models or random)")
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=None,
+        help="model names/folders (default: shipped tiny models or random)",
+    )
     parser.add_argument("--gen", nargs="*", type=int, default=[256, 512])
     parser.add_argument("--block", type=int, default=32)
     parser.add_argument("--samplers", nargs="*", default=list(SAMPLERS), choices=list(SAMPLERS))
-    parser.add_argument("--caches", nargs="*", default=None,
-                        help="default: every registered cache; NAME:KEY=VALUE,... sets a cache's parameters")
+    parser.add_argument(
+        "--caches",
+        nargs="*",
+        default=None,
+        help="default: every registered cache; NAME:KEY=VALUE,... sets a cache's parameters",
+    )
     parser.add_argument("--samples", type=int, default=4, help="held-out prompts per configuration")
-    parser.add_argument("--first", type=int, default=0,
-                        help="index of the first held-out prompt (shard a run: --first 0 / --first 64 ... then --merge)")
-    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
-                        help="print one table pooled over the --json files of shards of the same configurations")
+    parser.add_argument(
+        "--first",
+        type=int,
+        default=0,
+        help="index of the first held-out prompt (shard a run: --first 0 / --first 64 ... then --merge)",
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="print one table pooled over the --json files of shards of the same configurations",
+    )
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--random-prompt-tokens", type=int, default=40,
-                        help="prompt length of random:* models (e.g. 1024 for a few-shot prompt as in the papers)")
-    parser.add_argument("--device", default="cpu", help="torch device (e.g. cuda: the attention backend is then Triton)")
-    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                        help="model dtype (default: float32 on CPU; on CUDA the checkpoint's, bfloat16 for random:*-8b/7b)")
+    parser.add_argument(
+        "--random-prompt-tokens",
+        type=int,
+        default=40,
+        help="prompt length of random:* models (e.g. 1024 for a few-shot prompt as in the papers)",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="torch device (e.g. cuda: the attention backend is then Triton)"
+    )
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "float16"],
+        help="model dtype (default: float32 on CPU; on CUDA the checkpoint's, bfloat16 for random:*-8b/7b)",
+    )
     parser.add_argument("--json", default=None, help="also write all results to this file")
     # internal: one configuration in this process
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -258,7 +393,9 @@ def main(argv=None) -> None:
     if args.random_prompt_tokens < 1:
         parser.error(f"--random-prompt-tokens must be at least 1, got {args.random_prompt_tokens}")
     shipped = shipped_models()
-    models = args.models or [n if n in shipped else f"random:{n.split('-')[1]}" for n in ("tiny-llada", "tiny-dream")]
+    models = args.models or [
+        n if n in shipped else f"random:{n.split('-')[1]}" for n in ("tiny-llada", "tiny-dream")
+    ]
     order = ["none", "prefix", "dual", "dkv-decode", "dkv-greedy", "elastic"]
     try:
         names = {check_cache_spec(c): split_cache_spec(c)[0] for c in args.caches or dllm.caches.names()}
@@ -275,8 +412,15 @@ def main(argv=None) -> None:
                 for cache in caches:
                     res = run_config(args, model, gen, sampler, cache)
                     base = base or res
-                    entry = {"model": model, "gen": gen, "sampler": sampler, "cache": cache, "first": args.first,
-                             **{k: v for k, v in res.items() if k != "rows"}, **compare(res["rows"], base["rows"])}
+                    entry = {
+                        "model": model,
+                        "gen": gen,
+                        "sampler": sampler,
+                        "cache": cache,
+                        "first": args.first,
+                        **{k: v for k, v in res.items() if k != "rows"},
+                        **compare(res["rows"], base["rows"]),
+                    }
                     base_entry = base_entry or entry
                     print(table_row(entry, base_entry), flush=True)
                     results.append(entry)
@@ -288,20 +432,24 @@ def main(argv=None) -> None:
 def compare(rows: list[dict], base: list[dict]) -> dict:
     """Counts over the prompts of one configuration against the no-cache run on the same prompts."""
     return {
-        "prompts": len(rows), "correct": sum(r["score"] for r in rows),
+        "prompts": len(rows),
+        "correct": sum(r["score"] for r in rows),
         "gained": sum(r["score"] > b["score"] for r, b in zip(rows, base)),
         "lost": sum(r["score"] < b["score"] for r, b in zip(rows, base)),
         "same_answer_count": sum(r["ids"] == b["ids"] for r, b in zip(rows, base)),
         "same_token_count": sum(x == y for r, b in zip(rows, base) for x, y in zip(r["canvas"], b["canvas"])),
-        "canvas_tokens": sum(len(r["canvas"]) for r in rows), "gen_tokens": sum(r["gen_tokens"] for r in rows),
+        "canvas_tokens": sum(len(r["canvas"]) for r in rows),
+        "gen_tokens": sum(r["gen_tokens"] for r in rows),
         "nfe_total": sum(r["nfe"] for r in rows),
     }
 
 
 def print_header(gpu: bool) -> None:
-    header = ("| model | gen | sampler | cache | wall s | CPU s | speedup wall | speedup CPU | ans tok/s | canvas pos/s "
-              "| NFE | acc % | gained / lost | Δ acc (95 % CI) | same tokens | same answers | peak RSS MiB | cache MiB | full layers |"
-              + (" peak GPU MiB |" if gpu else ""))
+    header = (
+        "| model | gen | sampler | cache | wall s | CPU s | speedup wall | speedup CPU | ans tok/s | canvas pos/s "
+        "| NFE | acc % | gained / lost | Δ acc (95 % CI) | same tokens | same answers | peak RSS MiB | cache MiB | full layers |"
+        + (" peak GPU MiB |" if gpu else "")
+    )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
 
@@ -319,19 +467,32 @@ def table_row(entry: dict, base: dict) -> str:
     n = entry["prompts"]
     delta, half_width = accuracy_change(entry["gained"], entry["lost"], n)
     full = f"{100 * entry['full_layer_fraction']:.0f}%" if "full_layer_fraction" in entry else ""
-    return (f"| {Path(entry['model']).name} | {entry['gen']} | {entry['sampler']} | {entry['cache']} "
-            f"| {entry['wall']:.1f} | {entry['cpu']:.1f} "
-            f"| {base['wall'] / entry['wall']:.2f}x | {base['cpu'] / entry['cpu']:.2f}x "
-            f"| {entry['gen_tokens'] / entry['wall']:.1f} | {entry['canvas_tokens'] / entry['wall']:.1f} "
-            f"| {entry['nfe_total'] / n:.1f} | {100 * entry['correct'] / n:.1f} | +{entry['gained']} / -{entry['lost']} "
-            f"| {delta:+.1f} ± {half_width:.1f} "
-            f"| {entry['same_token_count'] / entry['canvas_tokens']:.3f} | {entry['same_answer_count'] / n:.2f} "
-            f"| {entry['peak_rss_mb']:.0f} | {entry['cache_mb']:.1f} | {full} |"
-            + (f" {entry['peak_gpu_mb']:.0f} |" if "peak_gpu_mb" in entry else ""))
+    return (
+        f"| {Path(entry['model']).name} | {entry['gen']} | {entry['sampler']} | {entry['cache']} "
+        f"| {entry['wall']:.1f} | {entry['cpu']:.1f} "
+        f"| {base['wall'] / entry['wall']:.2f}x | {base['cpu'] / entry['cpu']:.2f}x "
+        f"| {entry['gen_tokens'] / entry['wall']:.1f} | {entry['canvas_tokens'] / entry['wall']:.1f} "
+        f"| {entry['nfe_total'] / n:.1f} | {100 * entry['correct'] / n:.1f} | +{entry['gained']} / -{entry['lost']} "
+        f"| {delta:+.1f} ± {half_width:.1f} "
+        f"| {entry['same_token_count'] / entry['canvas_tokens']:.3f} | {entry['same_answer_count'] / n:.2f} "
+        f"| {entry['peak_rss_mb']:.0f} | {entry['cache_mb']:.1f} | {full} |"
+        + (f" {entry['peak_gpu_mb']:.0f} |" if "peak_gpu_mb" in entry else "")
+    )
 
 
-SUMMED = ("wall", "cpu", "prompts", "correct", "gained", "lost", "same_answer_count", "same_token_count",
-          "canvas_tokens", "gen_tokens", "nfe_total")
+SUMMED = (
+    "wall",
+    "cpu",
+    "prompts",
+    "correct",
+    "gained",
+    "lost",
+    "same_answer_count",
+    "same_token_count",
+    "canvas_tokens",
+    "gen_tokens",
+    "nfe_total",
+)
 
 
 def merge(paths: list[str]) -> list[dict]:
@@ -346,7 +507,9 @@ def merge(paths: list[str]) -> list[dict]:
                 raise SystemExit(f"{path}: written by an older version of this script (no per-prompt counts)")
             key = (entry["model"], entry["gen"], entry["sampler"], entry["cache"])
             if entry["first"] in seen.setdefault(key, set()):
-                raise SystemExit(f"{path}: prompts from {entry['first']} of {key} appear twice among the files")
+                raise SystemExit(
+                    f"{path}: prompts from {entry['first']} of {key} appear twice among the files"
+                )
             seen[key].add(entry["first"])
             if key not in pooled:
                 pooled[key] = dict(entry)
@@ -358,8 +521,10 @@ def merge(paths: list[str]) -> list[dict]:
                 if name in entry:
                     into[name] = max(into[name], entry[name])
             if "full_layer_fraction" in entry:  # weighted by prompts (rows of a shard have similar lengths)
-                into["full_layer_fraction"] = (into["full_layer_fraction"] * (into["prompts"] - entry["prompts"])
-                                               + entry["full_layer_fraction"] * entry["prompts"]) / into["prompts"]
+                into["full_layer_fraction"] = (
+                    into["full_layer_fraction"] * (into["prompts"] - entry["prompts"])
+                    + entry["full_layer_fraction"] * entry["prompts"]
+                ) / into["prompts"]
     return list(pooled.values())
 
 
@@ -367,12 +532,25 @@ def print_merged(paths: list[str]) -> None:
     entries = merge(paths)
     print_header(any("peak_gpu_mb" in e for e in entries))
     for entry in entries:
-        base = next((e for e in entries if e["cache"] == "none" and e["model"] == entry["model"]
-                     and e["gen"] == entry["gen"] and e["sampler"] == entry["sampler"]), None)
+        base = next(
+            (
+                e
+                for e in entries
+                if e["cache"] == "none"
+                and e["model"] == entry["model"]
+                and e["gen"] == entry["gen"]
+                and e["sampler"] == entry["sampler"]
+            ),
+            None,
+        )
         if base is None:
-            raise SystemExit(f"no no-cache run for {entry['model']} gen {entry['gen']} {entry['sampler']} to compare with")
+            raise SystemExit(
+                f"no no-cache run for {entry['model']} gen {entry['gen']} {entry['sampler']} to compare with"
+            )
         if base["prompts"] != entry["prompts"]:
-            raise SystemExit(f"{entry['cache']} pooled {entry['prompts']} prompts but no cache {base['prompts']}")
+            raise SystemExit(
+                f"{entry['cache']} pooled {entry['prompts']} prompts but no cache {base['prompts']}"
+            )
         print(table_row(entry, base))
 
 

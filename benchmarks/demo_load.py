@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,8 +40,11 @@ def start_server(concurrency: int):
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log = tempfile.NamedTemporaryFile("w", prefix="dllm-demo-", suffix=".log", delete=False)
-    proc = subprocess.Popen([sys.executable, "-m", "dllm", "demo", "--port", str(port), "--concurrency",
-                             str(concurrency)], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dllm", "demo", "--port", str(port), "--concurrency", str(concurrency)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.time() + 180
     while True:
         if proc.poll() is not None:
@@ -65,8 +67,18 @@ def requests(n: int) -> list[dict]:
     out = []
     for i in range(n):
         model, sampler, sp, cache, cp, gen, block = CONFIGS[i % len(CONFIGS)]
-        out.append(dict(prompt=prompts[(i // len(CONFIGS) + i) % len(prompts)], model=model, sampler=sampler,
-                        sampler_params=sp, cache=cache, cache_params=cp, gen_length=gen, block_length=block))
+        out.append(
+            dict(
+                prompt=prompts[(i // len(CONFIGS) + i) % len(prompts)],
+                model=model,
+                sampler=sampler,
+                sampler_params=sp,
+                cache=cache,
+                cache_params=cp,
+                gen_length=gen,
+                block_length=block,
+            )
+        )
     return out
 
 
@@ -75,10 +87,14 @@ def direct(request: dict) -> dict:
     from dllm.demo import models
 
     model = models.get(request["model"])
-    [result] = dllm.generate(model, request["prompt"],
-                             sampler=dllm.samplers.get(request["sampler"], **request["sampler_params"]),
-                             cache=dllm.caches.get(request["cache"], **request["cache_params"]),
-                             gen_length=request["gen_length"], block_length=request["block_length"])
+    [result] = dllm.generate(
+        model,
+        request["prompt"],
+        sampler=dllm.samplers.get(request["sampler"], **request["sampler_params"]),
+        cache=dllm.caches.get(request["cache"], **request["cache_params"]),
+        gen_length=request["gen_length"],
+        block_length=request["block_length"],
+    )
     return result.to_dict()
 
 
@@ -94,7 +110,9 @@ def percentile(values: list[float], q: float) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20)
-    parser.add_argument("--concurrency", type=int, default=4, help="the server's queue concurrency (started here)")
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="the server's queue concurrency (started here)"
+    )
     parser.add_argument("--url", help="use a running demo instead of starting one")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
@@ -116,8 +134,17 @@ def main(argv=None) -> int:
         submitted = time.perf_counter()
         jobs = []
         for i, r in enumerate(batch):
-            job = client.submit(r["prompt"], r["model"], r["sampler"], r["sampler_params"], r["cache"],
-                                r["cache_params"], r["gen_length"], r["block_length"], api_name="/generate")
+            job = client.submit(
+                r["prompt"],
+                r["model"],
+                r["sampler"],
+                r["sampler_params"],
+                r["cache"],
+                r["cache_params"],
+                r["gen_length"],
+                r["block_length"],
+                api_name="/generate",
+            )
             job.add_done_callback(lambda _, i=i: done_at.setdefault(i, time.perf_counter()))
             jobs.append(job)
         served, errors = [], []
@@ -134,23 +161,39 @@ def main(argv=None) -> int:
             proc.wait(timeout=30)
     latencies = [done_at[i] - submitted for i, s in enumerate(served) if s is not None and i in done_at]
     keys = ("text", "ids", "steps", "nfe", "gen_tokens")
-    mismatches = [i for i, (s, e) in enumerate(zip(served, expected))
-                  if s is not None and any(s[k] != e[k] for k in keys)]
+    mismatches = [
+        i
+        for i, (s, e) in enumerate(zip(served, expected))
+        if s is not None and any(s[k] != e[k] for k in keys)
+    ]
     figures = {
-        "requests": len(batch), "completed": sum(s is not None for s in served), "failed": len(errors),
-        "mismatched": len(mismatches), "server_concurrency": args.concurrency if not args.url else None,
-        "p50_s": round(percentile(latencies, 0.5), 3), "p95_s": round(percentile(latencies, 0.95), 3),
-        "max_s": round(max(latencies, default=float("nan")), 3), "wall_s": round(wall, 3),
+        "requests": len(batch),
+        "completed": sum(s is not None for s in served),
+        "failed": len(errors),
+        "mismatched": len(mismatches),
+        "server_concurrency": args.concurrency if not args.url else None,
+        "p50_s": round(percentile(latencies, 0.5), 3),
+        "p95_s": round(percentile(latencies, 0.95), 3),
+        "max_s": round(max(latencies, default=float("nan")), 3),
+        "wall_s": round(wall, 3),
         "requests_per_s": round(len(latencies) / wall, 2) if wall > 0 else None,
-        "served_tokens_per_s": round(sum(s["gen_tokens"] for s in served if s) / wall, 1) if wall > 0 else None,
+        "served_tokens_per_s": round(sum(s["gen_tokens"] for s in served if s) / wall, 1)
+        if wall > 0
+        else None,
     }
-    print(f"demo load: {figures['requests']} concurrent requests to {url}generate "
-          f"(server concurrency {figures['server_concurrency']})")
-    print(f"  completed {figures['completed']} / failed {figures['failed']} / results differing from the direct "
-          f"API {figures['mismatched']}")
-    print(f"  latency p50 {figures['p50_s']:.2f} s, p95 {figures['p95_s']:.2f} s, max {figures['max_s']:.2f} s; "
-          f"wall {figures['wall_s']:.2f} s, {figures['requests_per_s']} requests/s, "
-          f"{figures['served_tokens_per_s']} tokens/s served")
+    print(
+        f"demo load: {figures['requests']} concurrent requests to {url}generate "
+        f"(server concurrency {figures['server_concurrency']})"
+    )
+    print(
+        f"  completed {figures['completed']} / failed {figures['failed']} / results differing from the direct "
+        f"API {figures['mismatched']}"
+    )
+    print(
+        f"  latency p50 {figures['p50_s']:.2f} s, p95 {figures['p95_s']:.2f} s, max {figures['max_s']:.2f} s; "
+        f"wall {figures['wall_s']:.2f} s, {figures['requests_per_s']} requests/s, "
+        f"{figures['served_tokens_per_s']} tokens/s served"
+    )
     for line in errors[:5]:
         print("  " + line)
     for i in mismatches[:5]:

@@ -21,8 +21,9 @@ def ops_per_step(model, cache: str, gen: int) -> float:
     import dllm
 
     with profile() as prof:
-        [result] = dllm.generate(model, [list(range(5, 45))], sampler="llada", cache=cache, gen_length=gen,
-                                 block_length=gen)
+        [result] = dllm.generate(
+            model, [list(range(5, 45))], sampler="llada", cache=cache, gen_length=gen, block_length=gen
+        )
     top = [e for e in prof.events() if e.cpu_parent is None and e.name.startswith("aten::")]
     return len(top) / result.steps
 

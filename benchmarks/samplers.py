@@ -35,7 +35,9 @@ def length_specs(spec: dict) -> list[dict]:
         variant["name"] = f"{spec['name']}-len{length}"
         variant["output_dir"] = f"{spec.get('output_dir', 'results/' + spec['name'])}-len{length}"
         variant["generation"] = {**spec.get("generation", {}), "gen_length": length}
-        variant["samplers"] = [{"name": "fast-dllm", "family": "fast-dllm threshold", "params": {"threshold": 0.9}}]
+        variant["samplers"] = [
+            {"name": "fast-dllm", "family": "fast-dllm threshold", "params": {"threshold": 0.9}}
+        ]
         out.append(variant)
     return out
 
@@ -49,7 +51,12 @@ def run(spec: dict, out: str | None, threads: int) -> list[dict]:
 
 def _key(rec: dict) -> tuple:
     params = rec["sampler_params"]
-    return rec["model"], rec["family"], params if isinstance(params, str) else json.dumps(params, sort_keys=True), rec["k"]
+    return (
+        rec["model"],
+        rec["family"],
+        params if isinstance(params, str) else json.dumps(params, sort_keys=True),
+        rec["k"],
+    )
 
 
 def table(records: list[dict], gen_length: int, reference: dict) -> list[dict]:
@@ -72,7 +79,9 @@ def table(records: list[dict], gen_length: int, reference: dict) -> list[dict]:
 
 
 def label(row: dict) -> str:
-    params = json.loads(row["sampler_params"]) if isinstance(row["sampler_params"], str) else row["sampler_params"]
+    params = (
+        json.loads(row["sampler_params"]) if isinstance(row["sampler_params"], str) else row["sampler_params"]
+    )
     if row["reference"]:
         return "llada, 1 token/step"
     if row.get("knob") and row["knob"] in params:
@@ -86,14 +95,20 @@ def print_tables(rows: list[dict], file=sys.stdout) -> None:
     for model in sorted({r["model"] for r in rows}):
         group = [r for r in rows if r["model"] == model]
         ref = next((r for r in group if r["reference"] and r["gen_length"] == 128), None)
-        print(f"\n### {model} (gen_length 128 unless noted, block 32; {group[0]['n_tasks']} held-out tasks)\n", file=file)
+        print(
+            f"\n### {model} (gen_length 128 unless noted, block 32; {group[0]['n_tasks']} held-out tasks)\n",
+            file=file,
+        )
         print("| sampler | gen | acc % | Δ acc | agree % | steps | NFE | TPF | tok/s |", file=file)
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|", file=file)
         order = lambda r: (not r["reference"], r["gen_length"] != 128, r["family"], label(r))  # noqa: E731
         for r in sorted(group, key=order):
             delta = r["quality"] - ref["quality"] if ref else float("nan")
-            print(f"| {label(r)} | {r['gen_length']} | {r['quality']:.1f} | {delta:+.1f} | {r['agree']:.0f} | {r['steps']:.1f} |"
-                  f" {r['nfe']:.1f} | {r['tokens_per_forward']:.2f} | {r['tokens_per_second']:.0f} |", file=file)
+            print(
+                f"| {label(r)} | {r['gen_length']} | {r['quality']:.1f} | {delta:+.1f} | {r['agree']:.0f} | {r['steps']:.1f} |"
+                f" {r['nfe']:.1f} | {r['tokens_per_forward']:.2f} | {r['tokens_per_second']:.0f} |",
+                file=file,
+            )
 
 
 def print_oracle_table(records: list[dict], file=sys.stdout) -> None:
@@ -105,11 +120,15 @@ def print_oracle_table(records: list[dict], file=sys.stdout) -> None:
     settings = {}
     for r in rows:
         settings.setdefault((r["family"], r["sampler_params"], r["k"]), {})[r["task"]] = r
-    print("\n### oracle (ideal marginals, one block of 16, accuracy % per task; par = canvas tokens per step)\n",
-          file=file)
+    print(
+        "\n### oracle (ideal marginals, one block of 16, accuracy % per task; par = canvas tokens per step)\n",
+        file=file,
+    )
     print("| sampler | " + " | ".join(tasks) + " | par |", file=file)
     print("|---|" + "---:|" * (len(tasks) + 1), file=file)
-    for key in sorted(settings, key=lambda k: (not next(iter(settings[k].values()))["reference"], k[0], k[1])):
+    for key in sorted(
+        settings, key=lambda k: (not next(iter(settings[k].values()))["reference"], k[0], k[1])
+    ):
         by_task = settings[key]
         r0 = next(iter(by_task.values()))
         cells = [f"{by_task[t]['quality']:.1f}" if t in by_task else "" for t in tasks]
@@ -135,8 +154,14 @@ def plot(rows: list[dict], path: Path) -> None:
         for family in sorted({r["family"] for r in group}):
             pts = sorted((r["tokens_per_forward"], r["quality"]) for r in group if r["family"] == family)
             index = families.index(family)  # same colour and marker for a family in every panel
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "os^vDP"[index % 6] + "-", label=family, ms=5,
-                    color=colours[index % len(colours)])
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                "os^vDP"[index % 6] + "-",
+                label=family,
+                ms=5,
+                color=colours[index % len(colours)],
+            )
         ax.set_xscale("log")
         ax.set_xlabel("tokens per forward (log)")
         ax.set_ylabel("accuracy %")
@@ -158,16 +183,25 @@ def main(argv=None) -> None:
     parser.add_argument("--num-samples", type=int, help="override the spec's samples per task")
     parser.add_argument("--models", nargs="+", help="restrict to these model labels")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--plot", default=str(HERE / "samplers.png"), help="accuracy-vs-TPF plot ('' for none)")
+    parser.add_argument(
+        "--plot", default=str(HERE / "samplers.png"), help="accuracy-vs-TPF plot ('' for none)"
+    )
     parser.add_argument("--skip-lengths", action="store_true", help="no fixed-length (32, 64) baselines")
-    parser.add_argument("--oracle-spec", default=str(HERE / "samplers_oracle.yaml"),
-                        help="sweep on the ideal-marginal oracle ('' to skip)")
+    parser.add_argument(
+        "--oracle-spec",
+        default=str(HERE / "samplers_oracle.yaml"),
+        help="sweep on the ideal-marginal oracle ('' to skip)",
+    )
     args = parser.parse_args(argv)
     spec = yaml.safe_load(Path(args.spec).read_text())
     if args.num_samples:
         spec["num_samples"] = args.num_samples
     if args.models:
-        spec["models"] = [m for m in spec["models"] if (m if isinstance(m, str) else m.get("label", m["name"])) in args.models]
+        spec["models"] = [
+            m
+            for m in spec["models"]
+            if (m if isinstance(m, str) else m.get("label", m["name"])) in args.models
+        ]
     if args.out:
         spec["output_dir"] = args.out
     records = run(spec, None, args.threads)

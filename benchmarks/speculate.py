@@ -30,16 +30,35 @@ CONFIGS = [  # (label, drafter name or None, drafter params, length controller o
     ("onepass tiny-dream, k = 8", "onepass", {"model": "tiny-dream"}, ("fixed", {"k": 8})),
     ("onepass tiny-dream, k = 16", "onepass", {"model": "tiny-dream"}, ("fixed", {"k": 16})),
     ("onepass tiny-llada, k = 16", "onepass", {"model": "tiny-llada"}, ("fixed", {"k": 16})),
-    ("onepass tiny-dream-draft (2 layers), k = 16", "onepass", {"model": "tiny-dream-draft"}, ("fixed", {"k": 16})),
-    ("onepass tiny-dream-draft (2 layers), k = 24", "onepass", {"model": "tiny-dream-draft"}, ("fixed", {"k": 24})),
+    (
+        "onepass tiny-dream-draft (2 layers), k = 16",
+        "onepass",
+        {"model": "tiny-dream-draft"},
+        ("fixed", {"k": 16}),
+    ),
+    (
+        "onepass tiny-dream-draft (2 layers), k = 24",
+        "onepass",
+        {"model": "tiny-dream-draft"},
+        ("fixed", {"k": 24}),
+    ),
     ("diffuspec tiny-dream (CPS + ADL)", "diffuspec", {"model": "tiny-dream"}, None),
     ("diffuspec tiny-llada (CPS + ADL)", "diffuspec", {"model": "tiny-llada"}, None),
     ("diffuspec tiny-dream, no proxy", "diffuspec", {"model": "tiny-dream", "proxy": "none"}, None),
-    ("diffuspec tiny-dream, summed scores (paper)", "diffuspec", {"model": "tiny-dream", "normalize": False}, None),
+    (
+        "diffuspec tiny-dream, summed scores (paper)",
+        "diffuspec",
+        {"model": "tiny-dream", "normalize": False},
+        None,
+    ),
     ("diffuspec tiny-dream-draft (CPS + ADL)", "diffuspec", {"model": "tiny-dream-draft"}, None),
     ("dllm tiny-dream fast-dllm 0.9, k = 16", "dllm", {"model": "tiny-dream"}, ("fixed", {"k": 16})),
-    ("dllm tiny-dream fast-dllm 0.9 + dual, k = 16", "dllm", {"model": "tiny-dream", "cache": "dual"},
-     ("fixed", {"k": 16})),
+    (
+        "dllm tiny-dream fast-dllm 0.9 + dual, k = 16",
+        "dllm",
+        {"model": "tiny-dream", "cache": "dual"},
+        ("fixed", {"k": 16}),
+    ),
 ]
 POSITIONS = (1, 2, 4, 8)
 LOOP_AR = CONFIGS[0][0]
@@ -63,10 +82,15 @@ def plain_ar(verifier, items) -> tuple[list[list[int]], float]:
         ids = torch.tensor([verifier.encode(prompt)])
         start = time.perf_counter()
         with torch.no_grad():
-            gen = verifier.net.generate(ids, max_new_tokens=budget, do_sample=False, eos_token_id=verifier.eos_ids,
-                                        pad_token_id=verifier.pad_id)
+            gen = verifier.net.generate(
+                ids,
+                max_new_tokens=budget,
+                do_sample=False,
+                eos_token_id=verifier.eos_ids,
+                pad_token_id=verifier.pad_id,
+            )
         seconds.append(time.perf_counter() - start)
-        tokens = gen[0, ids.shape[1]:].tolist()
+        tokens = gen[0, ids.shape[1] :].tolist()
         outputs.append(tokens[: answer_length(tokens, verifier.eos_ids)])
     return outputs, sum(seconds), seconds
 
@@ -82,8 +106,15 @@ def run_config(verifier, items, drafter_name, params, length, batch: int = 1, te
         for budget in sorted({items[i][1] for i in chunk}):  # one max_new_tokens per call
             part = [i for i in chunk if items[i][1] == budget]
             controller = None if length is None else lengths.get(length[0], **length[1])
-            out = dllm.speculate(verifier, [items[i][0] for i in part], drafter, length=controller,
-                                 max_new_tokens=budget, temperature=temperature, seed=0)
+            out = dllm.speculate(
+                verifier,
+                [items[i][0] for i in part],
+                drafter,
+                length=controller,
+                max_new_tokens=budget,
+                temperature=temperature,
+                seed=0,
+            )
             seconds += out[0].seconds
             for i, result in zip(part, out):
                 results[i] = result
@@ -109,20 +140,28 @@ def summarise(label, results, seconds, reference, baseline_seconds) -> dict:
 
 
 def table(rows: list[dict], baseline_seconds: float, generate_seconds: float) -> str:
-    head = ("| config | TPVF | τ | τ + bonus | accept @1 / 2 / 4 / 8 | drafter fwd / round | draft time | "
-            "seconds | speedup | identical |")
-    lines = [head, "|" + "---|" * 10, f"| transformers generate (greedy, KV cache) | 0.9x* | — | 1.00 | — | — | — | "
-             f"{generate_seconds:.2f} | {baseline_seconds / generate_seconds:.2f}× | 100 % |"]
+    head = (
+        "| config | TPVF | τ | τ + bonus | accept @1 / 2 / 4 / 8 | drafter fwd / round | draft time | "
+        "seconds | speedup | identical |"
+    )
+    lines = [
+        head,
+        "|" + "---|" * 10,
+        f"| transformers generate (greedy, KV cache) | 0.9x* | — | 1.00 | — | — | — | "
+        f"{generate_seconds:.2f} | {baseline_seconds / generate_seconds:.2f}× | 100 % |",
+    ]
     for r in rows:
         acc = " / ".join("—" if a is None else f"{a:.2f}" for a in r["acceptance_by_position"])
-        lines.append(f"| {r['config']} | {r['tpvf']:.2f} | {r['tau']:.2f} | {r['tau_bonus']:.2f} | {acc} | "
-                     f"{r['drafter_forwards_per_round']:.2f} | {100 * r['draft_share']:.0f} % | {r['seconds']:.2f} | "
-                     f"{r['speedup']:.2f}× | {100 * r['identical']:.0f} % |")
+        lines.append(
+            f"| {r['config']} | {r['tpvf']:.2f} | {r['tau']:.2f} | {r['tau_bonus']:.2f} | {acc} | "
+            f"{r['drafter_forwards_per_round']:.2f} | {100 * r['draft_share']:.0f} % | {r['seconds']:.2f} | "
+            f"{r['speedup']:.2f}× | {100 * r['identical']:.0f} % |"
+        )
     return "\n".join(lines)
 
 
-DEER_STAGE1 = "~/.cache/dllm/zoo/tiny-deer-stage1"   # python -m dllm.zoo.deer --stage1-out DIR
-DEER_STAGE2_ONLY = "~/.cache/dllm/zoo/tiny-deer-stage2-only"   # python -m dllm.zoo.deer --stages 2 --out DIR
+DEER_STAGE1 = "~/.cache/dllm/zoo/tiny-deer-stage1"  # python -m dllm.zoo.deer --stage1-out DIR
+DEER_STAGE2_ONLY = "~/.cache/dllm/zoo/tiny-deer-stage2-only"  # python -m dllm.zoo.deer --stages 2 --out DIR
 DEER_CONFIGS = [
     ("ar: tiny-ar-draft, HF heuristic k", "ar", {}, None),
     ("ar: tiny-ar-draft, k = 8", "ar", {}, ("fixed", {"k": 8})),
@@ -149,9 +188,14 @@ def deer_suite(verifier, items, reference, args) -> int:
     for label, name, params, length in DEER_CONFIGS:
         model = params.get("model")
         if model and model.startswith("~") and not (Path(model).expanduser() / "config.json").exists():
-            print(f"skipped {label}: no checkpoint at {model} (see DEER_STAGE1 / DEER_STAGE2_ONLY)", file=sys.stderr)
+            print(
+                f"skipped {label}: no checkpoint at {model} (see DEER_STAGE1 / DEER_STAGE2_ONLY)",
+                file=sys.stderr,
+            )
             continue
-        configs.append((label, name, {**params, "model": str(Path(model).expanduser())} if model else params, length))
+        configs.append(
+            (label, name, {**params, "model": str(Path(model).expanduser())} if model else params, length)
+        )
     curves, rows = {}, {}
     for temperature in (0.0, 1.0):
         _, baseline = run_config(verifier, items, None, {}, None, temperature=temperature)
@@ -161,16 +205,26 @@ def deer_suite(verifier, items, reference, args) -> int:
             rows[label, temperature] = summarise(label, results, seconds, reference, baseline)
             if temperature == 0:
                 curves[label] = acceptance_curve(results)
-            print(f"T={temperature} {label}: τ {rows[label, temperature]['tau']:.2f}", file=sys.stderr, flush=True)
-    print(f"# DEER ablation, verifier tiny-ar: {len(items)} held-out prompts ({args.samples} per task), batch 1, "
-          f"{args.threads} CPU thread(s); speedup over the loop without a drafter at the same temperature\n")
-    print("| drafter | τ (T = 0) | TPVF (T = 0) | accept @1 / 2 / 4 / 8 | speedup (T = 0) | identical | "
-          "τ (T = 1) | TPVF (T = 1) | speedup (T = 1) |\n|---|---:|---:|---|---:|---:|---:|---:|---:|")
+            print(
+                f"T={temperature} {label}: τ {rows[label, temperature]['tau']:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
+    print(
+        f"# DEER ablation, verifier tiny-ar: {len(items)} held-out prompts ({args.samples} per task), batch 1, "
+        f"{args.threads} CPU thread(s); speedup over the loop without a drafter at the same temperature\n"
+    )
+    print(
+        "| drafter | τ (T = 0) | TPVF (T = 0) | accept @1 / 2 / 4 / 8 | speedup (T = 0) | identical | "
+        "τ (T = 1) | TPVF (T = 1) | speedup (T = 1) |\n|---|---:|---:|---|---:|---:|---:|---:|---:|"
+    )
     for label, *_ in configs:
         g, t = rows[label, 0.0], rows[label, 1.0]
         acc = " / ".join("—" if a is None else f"{a:.2f}" for a in g["acceptance_by_position"])
-        print(f"| {label} | {g['tau']:.2f} | {g['tpvf']:.2f} | {acc} | {g['speedup']:.2f}× | "
-              f"{100 * g['identical']:.0f} % | {t['tau']:.2f} | {t['tpvf']:.2f} | {t['speedup']:.2f}× |")
+        print(
+            f"| {label} | {g['tau']:.2f} | {g['tpvf']:.2f} | {acc} | {g['speedup']:.2f}× | "
+            f"{100 * g['identical']:.0f} % | {t['tau']:.2f} | {t['tpvf']:.2f} | {t['speedup']:.2f}× |"
+        )
     _plot(curves, args.plot)
     print(f"\nAcceptance by draft position (greedy): {args.plot}")
     return 0
@@ -201,10 +255,16 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=8, help="held-out prompts per task")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=8, help="batch size of the batched run")
-    parser.add_argument("--configs", nargs="+", default=None, help="labels (substrings) of the configs to run")
+    parser.add_argument(
+        "--configs", nargs="+", default=None, help="labels (substrings) of the configs to run"
+    )
     parser.add_argument("--json", default=None, help="write the rows to this file")
-    parser.add_argument("--suite", choices=["drafters", "deer"], default="drafters",
-                        help="deer: the DEER ablation (greedy and T = 1) and its acceptance plot")
+    parser.add_argument(
+        "--suite",
+        choices=["drafters", "deer"],
+        default="drafters",
+        help="deer: the DEER ablation (greedy and T = 1) and its acceptance plot",
+    )
     parser.add_argument("--plot", default="docs/deer_acceptance.png", help="--suite deer: the plot's file")
     args = parser.parse_args(argv)
     if args.samples < 1 or args.threads < 1 or args.batch < 1:
@@ -229,14 +289,20 @@ def main(argv=None) -> int:
     baseline = min(generate_seconds, loop_seconds)
     if loop_seconds < generate_seconds:  # per-prompt AR times for the per-task table
         ar_seconds = [r.seconds for r in next(res for label, res, _ in runs if label == LOOP_AR)]
-    rows = [{**summarise(label, results, seconds, reference, baseline), "results": results}
-            for label, results, seconds in runs]
-    print(f"# Speculative decoding, verifier tiny-ar, greedy: {len(items)} held-out prompts ({args.samples} per task: "
-          f"{', '.join(TASKS)}), batch 1, {args.threads} CPU thread(s)\n")
+    rows = [
+        {**summarise(label, results, seconds, reference, baseline), "results": results}
+        for label, results, seconds in runs
+    ]
+    print(
+        f"# Speculative decoding, verifier tiny-ar, greedy: {len(items)} held-out prompts ({args.samples} per task: "
+        f"{', '.join(TASKS)}), batch 1, {args.threads} CPU thread(s)\n"
+    )
     print(table(rows, baseline, generate_seconds))
-    print(f"\nSpeedup: over plain AR = the faster of transformers' generate ({generate_seconds:.2f} s) and the loop "
-          f"without a drafter ({loop_seconds:.2f} s), summed over the prompts.\n*plain AR: one forward per generated "
-          "token plus one for the EOS, so its TPVF is slightly below 1.")
+    print(
+        f"\nSpeedup: over plain AR = the faster of transformers' generate ({generate_seconds:.2f} s) and the loop "
+        f"without a drafter ({loop_seconds:.2f} s), summed over the prompts.\n*plain AR: one forward per generated "
+        "token plus one for the EOS, so its TPVF is slightly below 1."
+    )
     dllm_rows = [r for r in rows if r["config"] != LOOP_AR and not r["config"].startswith("ar:")]
     best = max(dllm_rows, key=lambda r: r["tpvf"]) if dllm_rows else None
     fastest = max(dllm_rows, key=lambda r: r["speedup"]) if dllm_rows else None
@@ -247,8 +313,13 @@ def main(argv=None) -> int:
         print("| task | TPVF | τ + bonus | speedup |\n|---|---:|---:|---:|")
         for t, name in enumerate(TASKS):
             part = slice(t * args.samples, (t + 1) * args.samples)
-            row = summarise(name, shown["results"][part], sum(r.seconds for r in shown["results"][part]),
-                            reference[part], sum(ar_seconds[part]))
+            row = summarise(
+                name,
+                shown["results"][part],
+                sum(r.seconds for r in shown["results"][part]),
+                reference[part],
+                sum(ar_seconds[part]),
+            )
             print(f"| {name} | {row['tpvf']:.2f} | {row['tau_bonus']:.2f} | {row['speedup']:.2f}× |")
     if best is not None and args.batch > 1:
         label, name, params, length = next(c for c in configs if c[0] == best["config"])
@@ -257,17 +328,30 @@ def main(argv=None) -> int:
         print(f"\n## Batch {args.batch}: {label}\n")
         print("| batch | TPVF | identical to plain AR | seconds | tokens/s |\n|---|---:|---:|---:|---:|")
         tokens = sum(len(r) for r in reference)
-        print(f"| 1 | {best['tpvf']:.2f} | {100 * best['identical']:.0f} % | {best['seconds']:.2f} | "
-              f"{tokens / best['seconds']:.0f} |")
-        print(f"| {args.batch} | {batched['tpvf']:.2f} | {100 * batched['identical']:.0f} % | {seconds:.2f} | "
-              f"{tokens / seconds:.0f} |")
-        print(f"\nBatch {args.batch} keeps {100 * batched['tpvf'] / best['tpvf']:.0f} % of batch 1's tokens per "
-              f"verifier forward.")
+        print(
+            f"| 1 | {best['tpvf']:.2f} | {100 * best['identical']:.0f} % | {best['seconds']:.2f} | "
+            f"{tokens / best['seconds']:.0f} |"
+        )
+        print(
+            f"| {args.batch} | {batched['tpvf']:.2f} | {100 * batched['identical']:.0f} % | {seconds:.2f} | "
+            f"{tokens / seconds:.0f} |"
+        )
+        print(
+            f"\nBatch {args.batch} keeps {100 * batched['tpvf'] / best['tpvf']:.0f} % of batch 1's tokens per "
+            f"verifier forward."
+        )
         rows.append({**batched, "config": f"{label} (batch {args.batch})"})
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"generate_seconds": generate_seconds, "loop_ar_seconds": loop_seconds, "rows": [{k: v for k, v in r.items() if k != "results"}
-                                                              for r in rows]}, f, indent=2)
+            json.dump(
+                {
+                    "generate_seconds": generate_seconds,
+                    "loop_ar_seconds": loop_seconds,
+                    "rows": [{k: v for k, v in r.items() if k != "results"} for r in rows],
+                },
+                f,
+                indent=2,
+            )
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -55,7 +54,7 @@ def run_diffusion(model, task, examples, make_sampler, one_per_step: bool, batch
         kwargs["steps"] = gen
     results, seconds = [], 0.0
     for start in range(0, len(examples), batch):
-        chunk = examples[start: start + batch]
+        chunk = examples[start : start + batch]
         out = dllm.generate(model, [e.prompt for e in chunk], sampler=make_sampler(), **kwargs)
         seconds += out[0].seconds  # every row of a batch carries the batch's wall time
         results += out
@@ -77,7 +76,7 @@ def run_ar(model, tokenizer, task, examples, batch: int) -> dict:
 
     texts, seconds = [], 0.0
     for start in range(0, len(examples), batch):
-        chunk = examples[start: start + batch]
+        chunk = examples[start : start + batch]
         t0 = time.perf_counter()
         texts += ar_generate(model, tokenizer, [e.prompt for e in chunk], task.max_new_tokens)
         seconds += time.perf_counter() - t0
@@ -100,8 +99,10 @@ def print_table(title: str, rows: dict[str, dict], with_speed: bool) -> None:
     for name, r in rows.items():
         sub = _pct(r["acc_3_6"]) if name in BAR_TASKS else "—"
         if with_speed:
-            print(f"| {name} | {_pct(r['acc'])} | {sub} | {r['steps']:.1f} | {r['nfe']:.1f} | {r['tpf']:.2f} "
-                  f"| {r['tps']:.1f} |")
+            print(
+                f"| {name} | {_pct(r['acc'])} | {sub} | {r['steps']:.1f} | {r['nfe']:.1f} | {r['tpf']:.2f} "
+                f"| {r['tps']:.1f} |"
+            )
         else:
             print(f"| {name} | {_pct(r['acc'])} | {sub} |")
     n = len(rows)
@@ -109,8 +110,10 @@ def print_table(title: str, rows: dict[str, dict], with_speed: bool) -> None:
     if with_speed:
         for k in ("steps", "nfe", "tpf", "tps"):
             avg[k] = sum(r[k] for r in rows.values()) / n
-        print(f"| **average** | **{_pct(avg['acc'])}** | | {avg['steps']:.1f} | {avg['nfe']:.1f} | {avg['tpf']:.2f} "
-              f"| {avg['tps']:.1f} |")
+        print(
+            f"| **average** | **{_pct(avg['acc'])}** | | {avg['steps']:.1f} | {avg['nfe']:.1f} | {avg['tpf']:.2f} "
+            f"| {avg['tps']:.1f} |"
+        )
     else:
         print(f"| **average** | **{_pct(avg['acc'])}** | |")
 
@@ -146,8 +149,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=50, help="prompts per generate call")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="torch device of the diffusion models (e.g. cuda)")
-    parser.add_argument("--settings", nargs="+", default=None,
-                        help="subset of setting names (default: all three)")
+    parser.add_argument(
+        "--settings", nargs="+", default=None, help="subset of setting names (default: all three)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -156,9 +160,11 @@ def main(argv=None) -> int:
 
     task_names = args.tasks or task_lib.names()
     tasks = [task_lib.get(t) for t in task_names]
-    print(f"# Tiny-model benchmark: {args.n} held-out (eval split, seed 0) examples per task, greedy, "
-          f"batch {args.batch}, {torch.get_num_threads()} CPU threads"
-          + (f", diffusion models on {args.device}" if args.device != "cpu" else ""))
+    print(
+        f"# Tiny-model benchmark: {args.n} held-out (eval split, seed 0) examples per task, greedy, "
+        f"batch {args.batch}, {torch.get_num_threads()} CPU threads"
+        + (f", diffusion models on {args.device}" if args.device != "cpu" else "")
+    )
     all_ok = True
     if args.ar:
         from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
@@ -169,18 +175,24 @@ def main(argv=None) -> int:
         if folder is None:
             print("tiny-ar is not shipped (no dllm/zoo/models/tiny-ar/config.json)")
             return 1
-        print("Decoding: transformers `generate`, greedy, max_new_tokens = the task's max_new_tokens, stop at EOS.")
+        print(
+            "Decoding: transformers `generate`, greedy, max_new_tokens = the task's max_new_tokens, stop at EOS."
+        )
         model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
         # Not AutoTokenizer: for a folder whose config.json says model_type "qwen2", transformers 5
         # builds a Qwen2Tokenizer, whose pre-tokenizer splits digits/spaces differently from the
         # shipped tokenizer.json the model was trained with.
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
-        rows = {t.name: run_ar(model, tokenizer, t, t.examples("eval", args.n, seed=0), args.batch) for t in tasks}
+        rows = {
+            t.name: run_ar(model, tokenizer, t, t.examples("eval", args.n, seed=0), args.batch) for t in tasks
+        }
         print_table("tiny-ar — greedy", rows, with_speed=False)
         return 0 if verdict("tiny-ar", rows, need_avg=False) else 1
 
-    print("Decoding rule: gen_length = the task's max_new_tokens, block_length = gen_length (one block); "
-          "steps = gen_length for `llada k=1`.")
+    print(
+        "Decoding rule: gen_length = the task's max_new_tokens, block_length = gen_length (one block); "
+        "steps = gen_length for `llada k=1`."
+    )
     chosen = [s for s in settings() if args.settings is None or s[0] in args.settings]
     for model_name in args.models:
         model = dllm.load(model_name, device=args.device)

@@ -28,7 +28,7 @@ COLUMN_DEFAULTS = [
     ("tiny-llada", "localleap", "prefix"),
     ("tiny-dream", "fast-dllm", "dual"),
 ]
-GENERATION_SHOWN = ("gen_length", "block_length")   # the rest sit in "more generation settings"
+GENERATION_SHOWN = ("gen_length", "block_length")  # the rest sit in "more generation settings"
 DRAFTER_DEFAULT_LENGTH = "(the drafter's default)"
 
 _LISTENER = inspect.signature(gr.Button.click).parameters
@@ -54,14 +54,19 @@ def stop_requested(run_id: str) -> bool:
 
 # ---- widgets ---------------------------------------------------------------------------------
 
+
 def make_widget(spec: widgets.ParamSpec, elem_id: str | None = None):
     common = dict(label=spec.label, elem_id=elem_id, min_width=100)
     value = spec.widget_value()
     if spec.kind == "bool":
         return gr.Checkbox(value=bool(value), **common)
     if spec.kind in ("int", "float") and not spec.optional:  # an empty gr.Number reads 0, not None
-        return gr.Number(value=value, precision=0 if spec.kind == "int" else None,
-                         step=1 if spec.kind == "int" else 0.01, **common)
+        return gr.Number(
+            value=value,
+            precision=0 if spec.kind == "int" else None,
+            step=1 if spec.kind == "int" else 0.01,
+            **common,
+        )
     if spec.kind in ("choice", "optional-bool"):
         return gr.Dropdown(choices=list(spec.choices), value=value, allow_custom_value=spec.custom, **common)
     placeholder = {"json": f"JSON {spec.container}", "int": "integer", "float": "number"}.get(spec.kind)
@@ -78,8 +83,9 @@ class PluginPicker:
         self.registry = registry
         self.names = list(names if names is not None else registry.names())
         self.specs = {name: widgets.specs(registry, name) for name in self.names}
-        self.dropdown = gr.Dropdown(choices=list(extra_choices) + self.names, value=value, label=label,
-                                    elem_id=f"{prefix}")
+        self.dropdown = gr.Dropdown(
+            choices=list(extra_choices) + self.names, value=value, label=label, elem_id=f"{prefix}"
+        )
         self.groups, self.inputs = [], []
         for name in self.names:
             with gr.Group(visible=name == value) as group:
@@ -89,8 +95,13 @@ class PluginPicker:
                     for spec in self.specs[name]:
                         self.inputs.append(make_widget(spec, f"{prefix}-{name}-{spec.name}"))
             self.groups.append(group)
-        self.dropdown.change(lambda chosen: [gr.update(visible=chosen == n) for n in self.names],
-                             inputs=self.dropdown, outputs=self.groups, queue=False, **PRIVATE)
+        self.dropdown.change(
+            lambda chosen: [gr.update(visible=chosen == n) for n in self.names],
+            inputs=self.dropdown,
+            outputs=self.groups,
+            queue=False,
+            **PRIVATE,
+        )
 
     def params(self, name: str, values) -> dict:
         """The chosen plugin's parameters (those differing from the defaults) from all widget values."""
@@ -98,12 +109,13 @@ class PluginPicker:
         for n in self.names:
             count = len(self.specs[n])
             if n == name:
-                return widgets.collect(self.specs[n], values[offset: offset + count])
+                return widgets.collect(self.specs[n], values[offset : offset + count])
             offset += count
         return {}
 
 
 # ---- columns ---------------------------------------------------------------------------------
+
 
 class ColumnUI:
     def __init__(self, index: int):
@@ -111,8 +123,13 @@ class ColumnUI:
         model, sampler, cache = COLUMN_DEFAULTS[index]
         with gr.Column(visible=index < DEFAULT_COLUMNS, min_width=260, elem_id=f"column-{index}") as self.box:
             gr.Markdown(f"### Column {index + 1}")
-            self.model = gr.Dropdown(choices=models.shipped("diffusion"), value=model, allow_custom_value=True,
-                                     label="model (shipped, folder or hub id)", elem_id=f"model-{index}")
+            self.model = gr.Dropdown(
+                choices=models.shipped("diffusion"),
+                value=model,
+                allow_custom_value=True,
+                label="model (shipped, folder or hub id)",
+                elem_id=f"model-{index}",
+            )
             self.sampler = PluginPicker(dllm.samplers, "sampler", sampler, f"sampler-{index}")
             self.cache = PluginPicker(dllm.caches, "cache", cache, f"cache-{index}")
             self.generation_specs = widgets.generation_specs()
@@ -135,8 +152,12 @@ class ColumnUI:
 
     @property
     def setting_inputs(self) -> list:
-        return ([self.model, self.sampler.dropdown, self.cache.dropdown] + self.sampler.inputs + self.cache.inputs
-                + [self.generation_inputs[s.name] for s in self.generation_specs])
+        return (
+            [self.model, self.sampler.dropdown, self.cache.dropdown]
+            + self.sampler.inputs
+            + self.cache.inputs
+            + [self.generation_inputs[s.name] for s in self.generation_specs]
+        )
 
     @property
     def outputs(self) -> list:
@@ -145,14 +166,21 @@ class ColumnUI:
     def settings(self, values) -> runner.ColumnSettings:
         model, sampler, cache, *rest = values
         ns, nc = len(self.sampler.inputs), len(self.cache.inputs)
-        sampler_values, cache_values, gen_values = rest[:ns], rest[ns: ns + nc], rest[ns + nc:]
+        sampler_values, cache_values, gen_values = rest[:ns], rest[ns : ns + nc], rest[ns + nc :]
         generation = widgets.collect(self.generation_specs, gen_values)
         for name in GENERATION_SHOWN:  # always explicit, so the label shows them
-            generation[name] = widgets.coerce(next(s for s in self.generation_specs if s.name == name),
-                                              gen_values[[s.name for s in self.generation_specs].index(name)])
-        return runner.ColumnSettings(model=(model or "").strip(), sampler=sampler,
-                                     sampler_params=self.sampler.params(sampler, sampler_values), cache=cache,
-                                     cache_params=self.cache.params(cache, cache_values), generation=generation)
+            generation[name] = widgets.coerce(
+                next(s for s in self.generation_specs if s.name == name),
+                gen_values[[s.name for s in self.generation_specs].index(name)],
+            )
+        return runner.ColumnSettings(
+            model=(model or "").strip(),
+            sampler=sampler,
+            sampler_params=self.sampler.params(sampler, sampler_values),
+            cache=cache,
+            cache_params=self.cache.params(cache, cache_values),
+            generation=generation,
+        )
 
     def handler(self):
         index = self.index
@@ -184,13 +212,27 @@ class ColumnUI:
             return [render.counters_html("running", frame.counters), canvas, "", "", entry]
         if frame.status == "done":
             r = frame.result
-            entry.update(steps=r.steps, nfe=r.nfe, tpf=r.tokens_per_forward, tps=r.tokens_per_second,
-                         seconds=r.seconds, score=frame.score, text=r.text, gen_tokens=r.gen_tokens)
-            return [render.counters_html("done", frame.counters), canvas, r.text,
-                    render.heatmap_html(frame.canvas, colour_by), entry]
+            entry.update(
+                steps=r.steps,
+                nfe=r.nfe,
+                tpf=r.tokens_per_forward,
+                tps=r.tokens_per_second,
+                seconds=r.seconds,
+                score=frame.score,
+                text=r.text,
+                gen_tokens=r.gen_tokens,
+            )
+            return [
+                render.counters_html("done", frame.counters),
+                canvas,
+                r.text,
+                render.heatmap_html(frame.canvas, colour_by),
+                entry,
+            ]
         title = "stopped" if frame.status == "stopped" else "error"
-        counters = render.counters_html(frame.status, frame.counters, message=frame.message if title == "error"
-                                        else frame.message)
+        counters = render.counters_html(
+            frame.status, frame.counters, message=frame.message if title == "error" else frame.message
+        )
         return [counters, canvas, "", "", entry]
 
 
@@ -215,79 +257,132 @@ def start_run(prompt, newline):
         runner.check_prompt(text)
     except ValueError as exc:
         gr.Warning(str(exc))
-        return "", f'<div class="dl-refused" data-refused="1">Prompt refused: {render.html.escape(str(exc))}</div>', []
+        return (
+            "",
+            f'<div class="dl-refused" data-refused="1">Prompt refused: {render.html.escape(str(exc))}</div>',
+            [],
+        )
     run_id = uuid.uuid4().hex
     example = examples.lookup(text)
-    note = f"task example: {example.task} (scored with the task's own scorer)" if example else "free prompt (no scorer)"
+    note = (
+        f"task example: {example.task} (scored with the task's own scorer)"
+        if example
+        else "free prompt (no scorer)"
+    )
     return run_id, f'<div class="dl-run" data-run="{run_id}">{render.html.escape(note)}</div>', []
 
 
 # ---- speculative tab -------------------------------------------------------------------------
 
+
 class SpeculativeUI:
     def __init__(self, default_prompt: str):
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                self.verifier = gr.Dropdown(choices=models.shipped("causal"), value="tiny-ar", allow_custom_value=True,
-                                            label="verifier (causal LM: shipped, folder or hub id)",
-                                            elem_id="spec-verifier")
+                self.verifier = gr.Dropdown(
+                    choices=models.shipped("causal"),
+                    value="tiny-ar",
+                    allow_custom_value=True,
+                    label="verifier (causal LM: shipped, folder or hub id)",
+                    elem_id="spec-verifier",
+                )
                 self.drafter = PluginPicker(dllm.drafters, "drafter", "diffuspec", "spec-drafter")
-                self.length = PluginPicker(lengths, "draft-length controller", DRAFTER_DEFAULT_LENGTH, "spec-length",
-                                           extra_choices=[DRAFTER_DEFAULT_LENGTH])
+                self.length = PluginPicker(
+                    lengths,
+                    "draft-length controller",
+                    DRAFTER_DEFAULT_LENGTH,
+                    "spec-length",
+                    extra_choices=[DRAFTER_DEFAULT_LENGTH],
+                )
                 with gr.Row():
-                    self.max_new_tokens = gr.Number(value=48, precision=0, label="max_new_tokens", min_width=100)
+                    self.max_new_tokens = gr.Number(
+                        value=48, precision=0, label="max_new_tokens", min_width=100
+                    )
                     self.temperature = gr.Number(value=0.0, label="temperature", min_width=100)
                     self.seed = gr.Number(value=0, precision=0, label="seed", min_width=100)
             with gr.Column(scale=2):
                 self.prompt = gr.Textbox(value=default_prompt, label="prompt", lines=2, elem_id="spec-prompt")
-                gr.Examples([[e.prompt] for e in examples.default_examples()], inputs=[self.prompt],
-                            label="task examples")
+                gr.Examples(
+                    [[e.prompt] for e in examples.default_examples()],
+                    inputs=[self.prompt],
+                    label="task examples",
+                )
                 with gr.Row():
                     self.run = gr.Button("Run speculative vs plain AR", variant="primary", elem_id="spec-run")
                     self.stop = gr.Button("Stop", variant="stop", elem_id="spec-stop")
                 self.status = gr.HTML(render.counters_html("idle"), elem_id="spec-status")
-                self.table = gr.Dataframe(headers=render.SPECULATIVE_HEADERS, value=[], interactive=False,
-                                          label="same click: plain AR decoding and speculative decoding",
-                                          elem_id="spec-table")
+                self.table = gr.Dataframe(
+                    headers=render.SPECULATIVE_HEADERS,
+                    value=[],
+                    interactive=False,
+                    label="same click: plain AR decoding and speculative decoding",
+                    elem_id="spec-table",
+                )
                 self.texts = gr.Textbox(label="outputs", interactive=False, lines=3, elem_id="spec-text")
                 self.rounds = gr.HTML("", elem_id="spec-rounds")
 
     @property
     def inputs(self) -> list:
-        return ([self.verifier, self.drafter.dropdown, self.length.dropdown, self.max_new_tokens, self.temperature,
-                 self.seed, self.prompt, self.newline] + self.drafter.inputs + self.length.inputs)
+        return (
+            [
+                self.verifier,
+                self.drafter.dropdown,
+                self.length.dropdown,
+                self.max_new_tokens,
+                self.temperature,
+                self.seed,
+                self.prompt,
+                self.newline,
+            ]
+            + self.drafter.inputs
+            + self.length.inputs
+        )
 
     def handler(self):
-        def run_speculative(verifier, drafter, length, max_new_tokens, temperature, seed, prompt, newline, *values):
+        def run_speculative(
+            verifier, drafter, length, max_new_tokens, temperature, seed, prompt, newline, *values
+        ):
             nd = len(self.drafter.inputs)
             yield render.counters_html("running", message=""), [], "", ""
             try:
                 settings = runner.SpeculativeSettings(
-                    verifier=(verifier or "").strip(), drafter=drafter,
+                    verifier=(verifier or "").strip(),
+                    drafter=drafter,
                     drafter_params=self.drafter.params(drafter, values[:nd]),
                     length=None if length == DRAFTER_DEFAULT_LENGTH else length,
-                    length_params={} if length == DRAFTER_DEFAULT_LENGTH else self.length.params(length, values[nd:]),
+                    length_params={}
+                    if length == DRAFTER_DEFAULT_LENGTH
+                    else self.length.params(length, values[nd:]),
                     max_new_tokens=widgets.coerce(_INT("max_new_tokens"), max_new_tokens),
                     temperature=widgets.coerce(_FLOAT("temperature"), temperature),
-                    seed=widgets.coerce(_INT("seed"), seed))
+                    seed=widgets.coerce(_INT("seed"), seed),
+                )
                 out = runner.speculative(settings, examples.finalize(prompt, newline))
             except Exception as exc:  # noqa: BLE001 — shown in the tab
                 yield render.error_html(runner._message(exc)), [], "", ""
                 return
             spec, plain, verifier_model = out["spec"], out["plain"], out["verifier"]
-            rows = render.speculative_table([{"name": "plain AR (no drafter)", "result": plain, "speedup": 1.0},
-                                             {"name": f"{drafter} ({out['controller']})", "result": spec,
-                                              "speedup": out["speedup"]}])
+            rows = render.speculative_table(
+                [
+                    {"name": "plain AR (no drafter)", "result": plain, "speedup": 1.0},
+                    {"name": f"{drafter} ({out['controller']})", "result": spec, "speedup": out["speedup"]},
+                ]
+            )
             score = examples.score(examples.finalize(prompt, newline), spec.text)
             verdict = "identical to plain AR" if out["identical"] else "differs from plain AR (sampling)"
             counters = {"tps": spec.tokens_per_second, "seconds": spec.seconds, "tokens": spec.gen_tokens}
-            message = (f"τ {spec.tau:.2f} · tokens/verifier forward {spec.tokens_per_verifier_forward:.2f} · "
-                       f"speedup ×{out['speedup']:.2f} over plain AR · output {verdict}"
-                       + (f" · correct: {render.correctness_text(score)}" if score is not None else ""))
+            message = (
+                f"τ {spec.tau:.2f} · tokens/verifier forward {spec.tokens_per_verifier_forward:.2f} · "
+                f"speedup ×{out['speedup']:.2f} over plain AR · output {verdict}"
+                + (f" · correct: {render.correctness_text(score)}" if score is not None else "")
+            )
             texts = f"speculative: {spec.text}\nplain AR:    {plain.text}"
             status = render.counters_html("done", counters).replace(
-                "</div>", f'<div class="dl-spec-summary" data-tau="{spec.tau}" data-speedup="{out["speedup"]}">'
-                f'{render.html.escape(message)}</div></div>', 1)
+                "</div>",
+                f'<div class="dl-spec-summary" data-tau="{spec.tau}" data-speedup="{out["speedup"]}">'
+                f"{render.html.escape(message)}</div></div>",
+                1,
+            )
             yield status, rows, texts, render.rounds_html(spec.trace, verifier_model.decode)
 
         return run_speculative
@@ -303,13 +398,26 @@ def _FLOAT(name):
 
 # ---- API (gradio_client) ---------------------------------------------------------------------
 
-def api_generate(prompt: str, model: str = "tiny-llada", sampler: str = "llada", sampler_params: dict | None = None,
-                 cache: str = "none", cache_params: dict | None = None, gen_length: int = 64,
-                 block_length: int = 32) -> dict:
+
+def api_generate(
+    prompt: str,
+    model: str = "tiny-llada",
+    sampler: str = "llada",
+    sampler_params: dict | None = None,
+    cache: str = "none",
+    cache_params: dict | None = None,
+    gen_length: int = 64,
+    block_length: int = 32,
+) -> dict:
     """One generation, as a column runs it (no streaming): text and the dllm.metrics counts."""
-    settings = runner.ColumnSettings(model=model, sampler=sampler, sampler_params=dict(sampler_params or {}),
-                                     cache=cache, cache_params=dict(cache_params or {}),
-                                     generation={"gen_length": int(gen_length), "block_length": int(block_length)})
+    settings = runner.ColumnSettings(
+        model=model,
+        sampler=sampler,
+        sampler_params=dict(sampler_params or {}),
+        cache=cache,
+        cache_params=dict(cache_params or {}),
+        generation={"gen_length": int(gen_length), "block_length": int(block_length)},
+    )
     try:
         result = runner.run(settings, prompt)
     except ValueError as exc:
@@ -333,48 +441,86 @@ def build_app(concurrency: int = 4, max_queue: int = 64) -> gr.Blocks:
     defaults = examples.default_examples()
     blocks_kwargs = {} if _CSS_IN_LAUNCH else {"css": render.CSS}
     with gr.Blocks(title="dllm demo", **blocks_kwargs) as app:
-        gr.Markdown("## dllm — diffusion LM decoding, side by side\nMasks (**M**) turn into tokens step by step; "
-                    "tokens are coloured by the step that committed them (or by confidence); the orange outline "
-                    "is the current block. Each column runs on its own; *Run all* starts them together.")
+        gr.Markdown(
+            "## dllm — diffusion LM decoding, side by side\nMasks (**M**) turn into tokens step by step; "
+            "tokens are coloured by the step that committed them (or by confidence); the orange outline "
+            "is the current block. Each column runs on its own; *Run all* starts them together."
+        )
         with gr.Tabs():
             with gr.Tab("Side by side", id="side"):
                 with gr.Row():
-                    prompt = gr.Textbox(value=defaults[0].prompt, label="prompt (shared by every column)", lines=2,
-                                        scale=4, elem_id="prompt")
+                    prompt = gr.Textbox(
+                        value=defaults[0].prompt,
+                        label="prompt (shared by every column)",
+                        lines=2,
+                        scale=4,
+                        elem_id="prompt",
+                    )
                     with gr.Column(scale=2, min_width=280):
                         with gr.Row():
-                            n_columns = gr.Radio([2, 3, 4], value=DEFAULT_COLUMNS, label="columns",
-                                                 elem_id="n-columns", min_width=120)
-                            colour_by = gr.Radio(["step", "confidence"], value="step", label="colour tokens by",
-                                                 elem_id="colour-by", min_width=140)
-                        newline = gr.Checkbox(value=True, label="end the prompt with a newline (task format)",
-                                              elem_id="newline")
+                            n_columns = gr.Radio(
+                                [2, 3, 4],
+                                value=DEFAULT_COLUMNS,
+                                label="columns",
+                                elem_id="n-columns",
+                                min_width=120,
+                            )
+                            colour_by = gr.Radio(
+                                ["step", "confidence"],
+                                value="step",
+                                label="colour tokens by",
+                                elem_id="colour-by",
+                                min_width=140,
+                            )
+                        newline = gr.Checkbox(
+                            value=True, label="end the prompt with a newline (task format)", elem_id="newline"
+                        )
                         with gr.Row():
                             run_all = gr.Button("Run all", variant="primary", elem_id="run-all")
                             stop = gr.Button("Stop", variant="stop", elem_id="stop")
                 with gr.Row():
-                    gr.Examples([[e.prompt] for e in defaults], inputs=[prompt],
-                                label="task examples (waiting line, sudoku, arithmetic)")
+                    gr.Examples(
+                        [[e.prompt] for e in defaults],
+                        inputs=[prompt],
+                        label="task examples (waiting line, sudoku, arithmetic)",
+                    )
                     with gr.Column(min_width=200):
-                        task = gr.Dropdown(choices=_task_names(), value="reverse", label="or draw a new example of",
-                                           elem_id="task")
+                        task = gr.Dropdown(
+                            choices=_task_names(),
+                            value="reverse",
+                            label="or draw a new example of",
+                            elem_id="task",
+                        )
                         draw = gr.Button("New example", size="sm", elem_id="draw")
                 draws = gr.State(0)
                 run_status = gr.HTML("", elem_id="run-status")
                 gr.HTML(render.legend_html())
                 with gr.Row(equal_height=False):
                     columns = [ColumnUI(i) for i in range(MAX_COLUMNS)]
-                table = gr.Dataframe(headers=render.SUMMARY_HEADERS, value=[], interactive=False, label="summary",
-                                     elem_id="summary", wrap=True)
+                table = gr.Dataframe(
+                    headers=render.SUMMARY_HEADERS,
+                    value=[],
+                    interactive=False,
+                    label="summary",
+                    elem_id="summary",
+                    wrap=True,
+                )
             with gr.Tab("Speculative", id="speculative"):
-                gr.Markdown("A drafter proposes, the autoregressive verifier checks every draft token in one forward. "
-                            "Plain AR decoding runs in the same click for the speedup.")
+                gr.Markdown(
+                    "A drafter proposes, the autoregressive verifier checks every draft token in one forward. "
+                    "Plain AR decoding runs in the same click for the speedup."
+                )
                 spec = SpeculativeUI(defaults[0].prompt)
                 spec.newline = newline
 
         run_id = gr.State("")
-        n_columns.change(lambda n: [gr.update(visible=i < int(n)) for i in range(MAX_COLUMNS)], inputs=n_columns,
-                         outputs=[c.box for c in columns], queue=False, **PRIVATE)
+        n_columns.change(
+            lambda n: [gr.update(visible=i < int(n)) for i in range(MAX_COLUMNS)],
+            inputs=n_columns,
+            outputs=[c.box for c in columns],
+            queue=False,
+            **PRIVATE,
+        )
         colour_by.change(None, inputs=colour_by, js=COLOUR_JS, **PRIVATE)
 
         def new_example(name, count):
@@ -382,21 +528,39 @@ def build_app(concurrency: int = 4, max_queue: int = 64) -> gr.Blocks:
 
         draw.click(new_example, inputs=[task, draws], outputs=[prompt, draws], queue=False, **PRIVATE)
 
-        started = run_all.click(start_run, inputs=[prompt, newline], outputs=[run_id, run_status, table],
-                                queue=False, **PRIVATE)
+        started = run_all.click(
+            start_run, inputs=[prompt, newline], outputs=[run_id, run_status, table], queue=False, **PRIVATE
+        )
         events = []
         for column in columns:
-            event = started.then(column.handler(), inputs=[n_columns, prompt, newline, colour_by, run_id]
-                                 + column.setting_inputs, outputs=column.outputs, concurrency_id="decode",
-                                 concurrency_limit=concurrency, show_progress="hidden", **PRIVATE)
-            event.then(summary, inputs=[n_columns] + [c.result for c in columns], outputs=table,
-                       concurrency_limit=None, show_progress="hidden", **PRIVATE)
+            event = started.then(
+                column.handler(),
+                inputs=[n_columns, prompt, newline, colour_by, run_id] + column.setting_inputs,
+                outputs=column.outputs,
+                concurrency_id="decode",
+                concurrency_limit=concurrency,
+                show_progress="hidden",
+                **PRIVATE,
+            )
+            event.then(
+                summary,
+                inputs=[n_columns] + [c.result for c in columns],
+                outputs=table,
+                concurrency_limit=None,
+                show_progress="hidden",
+                **PRIVATE,
+            )
             events.append(event)
         stop.click(request_stop, inputs=run_id, queue=False, **PRIVATE)
 
-        spec_event = spec.run.click(spec.handler(), inputs=spec.inputs,
-                                    outputs=[spec.status, spec.table, spec.texts, spec.rounds],
-                                    concurrency_id="decode", concurrency_limit=concurrency, **PRIVATE)
+        spec_event = spec.run.click(
+            spec.handler(),
+            inputs=spec.inputs,
+            outputs=[spec.status, spec.table, spec.texts, spec.rounds],
+            concurrency_id="decode",
+            concurrency_limit=concurrency,
+            **PRIVATE,
+        )
         spec.stop.click(None, cancels=[spec_event], **PRIVATE)
 
         gr.api(api_generate, api_name="generate", concurrency_id="decode", concurrency_limit=concurrency)
@@ -419,9 +583,17 @@ def launch_kwargs() -> dict:
     return {"css": render.CSS} if _CSS_IN_LAUNCH else {}
 
 
-def launch(port: int | None = None, host: str = "127.0.0.1", share: bool = False, concurrency: int = 4,
-           max_queue: int = 64, threads: int | None = 1, preload: bool = True, block: bool = True,
-           quiet: bool = False):
+def launch(
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    share: bool = False,
+    concurrency: int = 4,
+    max_queue: int = 64,
+    threads: int | None = 1,
+    preload: bool = True,
+    block: bool = True,
+    quiet: bool = False,
+):
     """Build and serve the demo; ``block=False`` returns ``(app, url)`` with the server running.
 
     ``threads``: torch intra-op threads (process-wide). One is fastest for the tiny models, whose
@@ -434,6 +606,12 @@ def launch(port: int | None = None, host: str = "127.0.0.1", share: bool = False
     if preload:
         models.preload(sorted({m for m, _, _ in COLUMN_DEFAULTS} | {"tiny-ar"}))
     app = build_app(concurrency=concurrency, max_queue=max_queue)
-    _, url, _ = app.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
-                           quiet=quiet, **launch_kwargs())
+    _, url, _ = app.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        prevent_thread_lock=not block,
+        quiet=quiet,
+        **launch_kwargs(),
+    )
     return app, url

@@ -13,8 +13,8 @@ def shipped(kind: str = "diffusion") -> list[str]:
     """Names of the shipped models of one kind: ``diffusion`` (dLLMs) or ``causal`` (verifiers, AR drafters)."""
     import json
 
-    from dllm.zoo import shipped_models
     from dllm.models.loading import _CAUSAL_LM_TYPES
+    from dllm.zoo import shipped_models
 
     out = []
     for name, path in shipped_models().items():
@@ -49,8 +49,10 @@ def diffusion(name: str, device: str = "cpu"):
 
     model = get(name, device)
     if not isinstance(model, dllm.DiffusionModel):
-        raise ValueError(f"{name!r} is an autoregressive model; a column needs a diffusion LM "
-                         f"({', '.join(shipped('diffusion'))}, a folder or hub id)")
+        raise ValueError(
+            f"{name!r} is an autoregressive model; a column needs a diffusion LM "
+            f"({', '.join(shipped('diffusion'))}, a folder or hub id)"
+        )
     return model
 
 
@@ -60,6 +62,7 @@ def loaded() -> list[str]:
 
 def preload(names, device: str = "cpu") -> threading.Thread:
     """Load models in a background thread (so the first click does not wait for them)."""
+
     def work():
         for name in names:
             try:

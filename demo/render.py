@@ -12,8 +12,18 @@ import html
 from dataclasses import dataclass, field
 
 # viridis, early (dark purple) -> late (yellow)
-_STEP_STOPS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58",
-               "#b5de2b", "#fde725"]
+_STEP_STOPS = [
+    "#440154",
+    "#482878",
+    "#3e4989",
+    "#31688e",
+    "#26828e",
+    "#1f9e89",
+    "#35b779",
+    "#6ece58",
+    "#b5de2b",
+    "#fde725",
+]
 _CONF_STOPS = ["#d73027", "#f46d43", "#fdae61", "#fee08b", "#d9ef8b", "#a6d96a", "#66bd63", "#1a9850"]
 
 
@@ -58,12 +68,12 @@ def token_text(text: str) -> str:
 class Canvas:
     """The generated region of one row, position by position (offset 0 = first generated position)."""
 
-    tokens: list[str]                          # display text per position (ignored for masks)
-    kinds: list[str]                           # "mask" | "token" | "eos" | "fill" (set without a step: EOS fill)
-    steps: list[int | None]                    # 1-based step that committed the position
-    confs: list[float | None]                  # its confidence when committed
-    block: tuple[int, int] | None = None       # current block [start, end), None when done
-    max_step: int = 1                          # top of the step colour scale
+    tokens: list[str]  # display text per position (ignored for masks)
+    kinds: list[str]  # "mask" | "token" | "eos" | "fill" (set without a step: EOS fill)
+    steps: list[int | None]  # 1-based step that committed the position
+    confs: list[float | None]  # its confidence when committed
+    block: tuple[int, int] | None = None  # current block [start, end), None when done
+    max_step: int = 1  # top of the step colour scale
     extra: dict = field(default_factory=dict)
 
     @property
@@ -83,8 +93,10 @@ def _token_span(canvas: Canvas, i: int, colour_by: str) -> str:
         cs = step_colour(step, canvas.max_step)
         cc = confidence_colour(conf if conf is not None else 1.0)
         bg, fg = (cc, text_on(cc)) if colour_by == "confidence" else (cs, text_on(cs))
-        style = (f' style="--cs:{cs};--ts:{text_on(cs)};--cc:{cc};--tc:{text_on(cc)};background:{bg};color:{fg}"'
-                 f' data-step="{step}"')
+        style = (
+            f' style="--cs:{cs};--ts:{text_on(cs)};--cc:{cc};--tc:{text_on(cc)};background:{bg};color:{fg}"'
+            f' data-step="{step}"'
+        )
         classes.append("dl-done")
         title += f" · step {step}" + (f" · confidence {conf:.3f}" if conf is not None else "")
     else:
@@ -107,20 +119,24 @@ def canvas_html(canvas: Canvas, colour_by: str = "step") -> str:
             parts.append("</span>")
     if start >= 0 and end > len(canvas.kinds):
         parts.append("</span>")
-    return (f'<div class="dl-canvas" data-colour="{colour_by}" data-masked="{canvas.masked}"'
-            f' data-positions="{len(canvas.kinds)}">{"".join(parts)}</div>')
+    return (
+        f'<div class="dl-canvas" data-colour="{colour_by}" data-masked="{canvas.masked}"'
+        f' data-positions="{len(canvas.kinds)}">{"".join(parts)}</div>'
+    )
 
 
 def legend_html() -> str:
     """Both colour scales; the page shows the one selected."""
     steps = "".join(f'<span style="background:{step_colour(s, 10)}"></span>' for s in range(1, 11))
     confs = "".join(f'<span style="background:{confidence_colour(c / 9)}"></span>' for c in range(10))
-    return (f'<div class="dl-legend"><span class="dl-legend-step">first step <i>{steps}</i> last step</span>'
-            f'<span class="dl-legend-conf">confidence 0 <i>{confs}</i> 1</span>'
-            f'<span><span class="dl-tok dl-mask">M</span> masked</span>'
-            f'<span><span class="dl-tok dl-eos">eos</span> end of text</span>'
-            f'<span><span class="dl-block dl-block-key">&nbsp;&nbsp;</span> current block</span>'
-            f'<span>hover a token for its step and confidence</span></div>')
+    return (
+        f'<div class="dl-legend"><span class="dl-legend-step">first step <i>{steps}</i> last step</span>'
+        f'<span class="dl-legend-conf">confidence 0 <i>{confs}</i> 1</span>'
+        f'<span><span class="dl-tok dl-mask">M</span> masked</span>'
+        f'<span><span class="dl-tok dl-eos">eos</span> end of text</span>'
+        f'<span><span class="dl-block dl-block-key">&nbsp;&nbsp;</span> current block</span>'
+        f"<span>hover a token for its step and confidence</span></div>"
+    )
 
 
 def heatmap_html(canvas: Canvas, colour_by: str = "step") -> str:
@@ -136,17 +152,29 @@ def heatmap_html(canvas: Canvas, colour_by: str = "step") -> str:
         cs = step_colour(step, canvas.max_step)
         cc = confidence_colour(conf if conf is not None else 1.0)
         bg = cc if colour_by == "confidence" else cs
-        tip = f"position {i} {canvas.tokens[i]!r} · step {step}" + (f" · conf {conf:.3f}" if conf is not None else "")
-        cells.append(f'<div class="dl-done" style="grid-row:{step};grid-column:{i + 1};--cs:{cs};--cc:{cc};'
-                     f'background:{bg}" title="{html.escape(tip)}"></div>')
-    return (f'<div class="dl-heat"><div class="dl-heat-axis">step ↓ {steps} steps · position → {n} positions</div>'
-            f'<div class="dl-heat-grid" style="grid-template-columns:repeat({n},1fr);'
-            f'grid-template-rows:repeat({steps},{height}px)" data-steps="{steps}" data-positions="{n}">'
-            f'{"".join(cells)}</div></div>')
+        tip = f"position {i} {canvas.tokens[i]!r} · step {step}" + (
+            f" · conf {conf:.3f}" if conf is not None else ""
+        )
+        cells.append(
+            f'<div class="dl-done" style="grid-row:{step};grid-column:{i + 1};--cs:{cs};--cc:{cc};'
+            f'background:{bg}" title="{html.escape(tip)}"></div>'
+        )
+    return (
+        f'<div class="dl-heat"><div class="dl-heat-axis">step ↓ {steps} steps · position → {n} positions</div>'
+        f'<div class="dl-heat-grid" style="grid-template-columns:repeat({n},1fr);'
+        f'grid-template-rows:repeat({steps},{height}px)" data-steps="{steps}" data-positions="{n}">'
+        f"{''.join(cells)}</div></div>"
+    )
 
 
-COUNTERS = (("step", "step", "{:d}"), ("nfe", "NFE", "{:d}"), ("tpf", "tokens/forward", "{:.2f}"),
-            ("tps", "tokens/s", "{:.1f}"), ("seconds", "seconds", "{:.2f}"), ("tokens", "tokens", "{:d}"))
+COUNTERS = (
+    ("step", "step", "{:d}"),
+    ("nfe", "NFE", "{:d}"),
+    ("tpf", "tokens/forward", "{:.2f}"),
+    ("tps", "tokens/s", "{:.1f}"),
+    ("seconds", "seconds", "{:.2f}"),
+    ("tokens", "tokens", "{:d}"),
+)
 
 
 def counters_html(status: str, counters: dict | None = None, message: str = "") -> str:
@@ -157,10 +185,14 @@ def counters_html(status: str, counters: dict | None = None, message: str = "") 
         if key in counters and counters[key] is not None:
             value = counters[key]
             attrs.append(f'data-{key}="{value}"')
-            cells.append(f'<span class="dl-counter"><b data-counter="{key}">{fmt.format(value)}</b> {label}</span>')
+            cells.append(
+                f'<span class="dl-counter"><b data-counter="{key}">{fmt.format(value)}</b> {label}</span>'
+            )
     note = f'<div class="dl-message">{html.escape(message)}</div>' if message else ""
-    return (f'<div class="dl-counters dl-status-{status}" data-status="{status}" {" ".join(attrs)}>'
-            f'<span class="dl-badge">{html.escape(status)}</span>{"".join(cells)}{note}</div>')
+    return (
+        f'<div class="dl-counters dl-status-{status}" data-status="{status}" {" ".join(attrs)}>'
+        f'<span class="dl-badge">{html.escape(status)}</span>{"".join(cells)}{note}</div>'
+    )
 
 
 def error_html(message: str, title: str = "error") -> str:
@@ -168,6 +200,7 @@ def error_html(message: str, title: str = "error") -> str:
 
 
 # ---- speculative rounds ---------------------------------------------------------------------
+
 
 def rounds_html(trace, decode) -> str:
     """Round by round: accepted draft tokens green, the rejected one red (the rest struck through),
@@ -180,28 +213,46 @@ def rounds_html(trace, decode) -> str:
             cls = "dl-acc" if i < n else ("dl-rej" if i == n else "dl-rest")
             spans.append(f'<span class="dl-tok {cls}">{html.escape(token_text(decode([tok])))}</span>')
         if record.token is None:
-            spans.append('<span class="dl-tok dl-end" title="the answer ended (stop token or budget)">■</span>')
+            spans.append(
+                '<span class="dl-tok dl-end" title="the answer ended (stop token or budget)">■</span>'
+            )
         else:
             text = html.escape(token_text(decode([record.token])))
             if n < len(draft):
                 spans.append(f'<span class="dl-tok dl-corr" title="verifier correction">→{text}</span>')
             elif draft:
-                spans.append(f'<span class="dl-tok dl-bonus" title="bonus token">+{text}<sup>bonus</sup></span>')
+                spans.append(
+                    f'<span class="dl-tok dl-bonus" title="bonus token">+{text}<sup>bonus</sup></span>'
+                )
             else:
                 spans.append(f'<span class="dl-tok dl-own" title="verifier token (no draft)">{text}</span>')
         head = f"k={record.k} {n}/{len(draft)}" if draft or record.k else "no draft"
-        rows.append(f'<div class="dl-round" data-accepted="{n}" data-drafted="{len(draft)}">'
-                    f'<span class="dl-round-head">{number:>3} · {head}</span>{"".join(spans)}</div>')
-    legend = ('<div class="dl-legend"><span class="dl-tok dl-acc">accepted</span><span class="dl-tok dl-rej">'
-              'rejected</span><span class="dl-tok dl-rest">rest of draft</span><span class="dl-tok dl-corr">→'
-              'correction</span><span class="dl-tok dl-bonus">+bonus</span><span class="dl-tok dl-own">verifier'
-              '</span><span class="dl-tok dl-end">■</span> answer ended</div>')
+        rows.append(
+            f'<div class="dl-round" data-accepted="{n}" data-drafted="{len(draft)}">'
+            f'<span class="dl-round-head">{number:>3} · {head}</span>{"".join(spans)}</div>'
+        )
+    legend = (
+        '<div class="dl-legend"><span class="dl-tok dl-acc">accepted</span><span class="dl-tok dl-rej">'
+        'rejected</span><span class="dl-tok dl-rest">rest of draft</span><span class="dl-tok dl-corr">→'
+        'correction</span><span class="dl-tok dl-bonus">+bonus</span><span class="dl-tok dl-own">verifier'
+        '</span><span class="dl-tok dl-end">■</span> answer ended</div>'
+    )
     return f'<div class="dl-rounds" data-rounds="{len(trace)}">{legend}{"".join(rows)}</div>'
 
 
 # ---- summary table --------------------------------------------------------------------------
 
-SUMMARY_HEADERS = ["column", "model", "config", "steps", "NFE", "tokens/forward", "tokens/s", "seconds", "correct"]
+SUMMARY_HEADERS = [
+    "column",
+    "model",
+    "config",
+    "steps",
+    "NFE",
+    "tokens/forward",
+    "tokens/s",
+    "seconds",
+    "correct",
+]
 
 
 def correctness_text(score: float | None) -> str:
@@ -215,11 +266,33 @@ def summary_rows(entries: list[dict]) -> list[list]:
     rows = []
     for e in entries:
         if e.get("status") != "done":
-            rows.append([e["column"], e.get("model", ""), e.get("config", ""), "", "", "", "", "",
-                         e.get("status", "") + (f": {e['message']}" if e.get("message") else "")])
+            rows.append(
+                [
+                    e["column"],
+                    e.get("model", ""),
+                    e.get("config", ""),
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    e.get("status", "") + (f": {e['message']}" if e.get("message") else ""),
+                ]
+            )
             continue
-        rows.append([e["column"], e["model"], e["config"], e["steps"], e["nfe"], round(e["tpf"], 2),
-                     round(e["tps"], 1), round(e["seconds"], 2), correctness_text(e.get("score"))])
+        rows.append(
+            [
+                e["column"],
+                e["model"],
+                e["config"],
+                e["steps"],
+                e["nfe"],
+                round(e["tpf"], 2),
+                round(e["tps"], 1),
+                round(e["seconds"], 2),
+                correctness_text(e.get("score")),
+            ]
+        )
     return rows
 
 
@@ -228,15 +301,39 @@ def speculative_table(rows: list[dict]) -> list[list]:
     out = []
     for row in rows:
         r = row["result"]
-        out.append([row["name"], r.rounds, round(r.tau, 2), round(r.tau_with_bonus, 2),
-                    round(r.tokens_per_verifier_forward, 2), round(r.acceptance_rate, 2), r.verifier_forwards,
-                    r.drafter_forwards, r.gen_tokens, round(r.seconds, 3), round(r.tokens_per_second, 1),
-                    round(row["speedup"], 2)])
+        out.append(
+            [
+                row["name"],
+                r.rounds,
+                round(r.tau, 2),
+                round(r.tau_with_bonus, 2),
+                round(r.tokens_per_verifier_forward, 2),
+                round(r.acceptance_rate, 2),
+                r.verifier_forwards,
+                r.drafter_forwards,
+                r.gen_tokens,
+                round(r.seconds, 3),
+                round(r.tokens_per_second, 1),
+                round(row["speedup"], 2),
+            ]
+        )
     return out
 
 
-SPECULATIVE_HEADERS = ["decoding", "rounds", "τ", "τ + bonus", "tokens/verifier forward", "acceptance",
-                       "verifier forwards", "drafter forwards", "tokens", "seconds", "tokens/s", "speedup"]
+SPECULATIVE_HEADERS = [
+    "decoding",
+    "rounds",
+    "τ",
+    "τ + bonus",
+    "tokens/verifier forward",
+    "acceptance",
+    "verifier forwards",
+    "drafter forwards",
+    "tokens",
+    "seconds",
+    "tokens/s",
+    "speedup",
+]
 
 
 CSS = """

@@ -43,8 +43,10 @@ class ColumnSettings:
         gen = self.generation
         extra = {k: v for k, v in gen.items() if k not in ("gen_length", "block_length")}
         tail = f" {', '.join(f'{k}={v}' for k, v in extra.items())}" if extra else ""
-        return (f"{named(self.sampler, self.sampler_params)} · cache {named(self.cache, self.cache_params)}"
-                f" · gen {gen.get('gen_length')}/{gen.get('block_length')}{tail}")
+        return (
+            f"{named(self.sampler, self.sampler_params)} · cache {named(self.cache, self.cache_params)}"
+            f" · gen {gen.get('gen_length')}/{gen.get('block_length')}{tail}"
+        )
 
 
 @dataclass
@@ -60,10 +62,10 @@ class Prepared:
 class Frame:
     """One update of a column."""
 
-    status: str                              # running | done | error | stopped
+    status: str  # running | done | error | stopped
     canvas: Canvas | None = None
     counters: dict = field(default_factory=dict)
-    result: object = None                    # GenerationResult when done
+    result: object = None  # GenerationResult when done
     message: str = ""
     score: float | None = None
 
@@ -93,8 +95,10 @@ def prepare(settings: ColumnSettings, prompt: str) -> Prepared:
     model = models.diffusion(settings.model)
     ids = model.encode(prompt)
     if len(ids) + config.gen_length > model.max_length:
-        raise ValueError(f"the prompt is {len(ids)} tokens; with gen_length {config.gen_length} it exceeds "
-                         f"{settings.model}'s context of {model.max_length} tokens")
+        raise ValueError(
+            f"the prompt is {len(ids)} tokens; with gen_length {config.gen_length} it exceeds "
+            f"{settings.model}'s context of {model.max_length} tokens"
+        )
     return Prepared(model, sampler, cache, config, ids)
 
 
@@ -115,13 +119,25 @@ def decoded_tokens(canvas: list[int], eos_ids, mask_id: int) -> int:
 
 
 def live_counters(step: int, nfe: int, tokens: int, seconds: float) -> dict:
-    return {"step": step, "nfe": nfe, "tokens": tokens, "tpf": metrics.tokens_per_forward(tokens, nfe),
-            "tps": metrics.throughput(tokens, seconds), "seconds": seconds}
+    return {
+        "step": step,
+        "nfe": nfe,
+        "tokens": tokens,
+        "tpf": metrics.tokens_per_forward(tokens, nfe),
+        "tps": metrics.throughput(tokens, seconds),
+        "seconds": seconds,
+    }
 
 
 def result_counters(result) -> dict:
-    return {"step": result.steps, "nfe": result.nfe, "tokens": result.gen_tokens, "tpf": result.tokens_per_forward,
-            "tps": result.tokens_per_second, "seconds": result.seconds}
+    return {
+        "step": result.steps,
+        "nfe": result.nfe,
+        "tokens": result.gen_tokens,
+        "tpf": result.tokens_per_forward,
+        "tps": result.tokens_per_second,
+        "seconds": result.seconds,
+    }
 
 
 class _Texts:
@@ -138,8 +154,10 @@ class _Texts:
 
 def _kinds(tokens, steps, mask_id, eos_ids):
     eos = set(eos_ids)
-    return ["mask" if t == mask_id else ("fill" if s is None else ("eos" if t in eos else "token"))
-            for t, s in zip(tokens, steps)]
+    return [
+        "mask" if t == mask_id else ("fill" if s is None else ("eos" if t in eos else "token"))
+        for t, s in zip(tokens, steps)
+    ]
 
 
 def final_canvas(model, result) -> Canvas:
@@ -152,18 +170,35 @@ def final_canvas(model, result) -> Canvas:
             if 0 <= pos < n:
                 steps[pos], confs[pos] = record.step + 1, conf  # the trace counts steps from 0
     tokens = result.canvas
-    return Canvas(tokens=[text(t) for t in tokens], kinds=_kinds(tokens, steps, model.mask_id, model.eos_ids),
-                  steps=steps, confs=confs, block=None, max_step=max(1, result.steps))
+    return Canvas(
+        tokens=[text(t) for t in tokens],
+        kinds=_kinds(tokens, steps, model.mask_id, model.eos_ids),
+        steps=steps,
+        confs=confs,
+        block=None,
+        max_step=max(1, result.steps),
+    )
 
 
 def empty_canvas(config) -> Canvas:
     n = config.gen_length
-    return Canvas(tokens=[""] * n, kinds=["mask"] * n, steps=[None] * n, confs=[None] * n,
-                  block=(0, min(config.block_length, n)), max_step=1)
+    return Canvas(
+        tokens=[""] * n,
+        kinds=["mask"] * n,
+        steps=[None] * n,
+        confs=[None] * n,
+        block=(0, min(config.block_length, n)),
+        max_step=1,
+    )
 
 
-def stream(settings: ColumnSettings, prompt: str, should_stop: Callable[[], bool] = lambda: False,
-           min_interval: float = 0.05, with_score: bool = True) -> Iterator[Frame]:
+def stream(
+    settings: ColumnSettings,
+    prompt: str,
+    should_stop: Callable[[], bool] = lambda: False,
+    min_interval: float = 0.05,
+    with_score: bool = True,
+) -> Iterator[Frame]:
     """Frames of one column: the empty canvas, one per step (at most every ``min_interval`` s), then the
     final frame (``done`` with the result, ``error`` or ``stopped``)."""
     import dllm
@@ -202,25 +237,48 @@ def stream(settings: ColumnSettings, prompt: str, should_stop: Callable[[], bool
             confs_at.append(None)
         conf = last_view.get("conf", {})
         width = event.committed.shape[1]
-        for col in event.committed[0, g0:min(g1, width)].nonzero()[:, 0].tolist():
+        for col in event.committed[0, g0 : min(g1, width)].nonzero()[:, 0].tolist():
             steps_at[col] = event.step
             confs_at[col] = conf.get(col + g0)
         steps = steps_at[: len(tokens)]
         block = (int(st.block_start[0]) - g0, int(st.block_end[0]) - g0) if bool(st.active[0]) else None
-        canvas = Canvas(tokens=[text(t) for t in tokens], kinds=_kinds(tokens, steps, model.mask_id, model.eos_ids),
-                        steps=list(steps), confs=list(confs_at[: len(tokens)]), block=block,
-                        max_step=max(1, event.step))
+        canvas = Canvas(
+            tokens=[text(t) for t in tokens],
+            kinds=_kinds(tokens, steps, model.mask_id, model.eos_ids),
+            steps=list(steps),
+            confs=list(confs_at[: len(tokens)]),
+            block=block,
+            max_step=max(1, event.step),
+        )
         seconds = time.perf_counter() - started
-        updates.put(Frame("running", canvas=canvas, counters=live_counters(
-            int(st.steps[0]), int(st.nfe[0]), decoded_tokens(tokens, model.eos_ids, model.mask_id), seconds)))
+        updates.put(
+            Frame(
+                "running",
+                canvas=canvas,
+                counters=live_counters(
+                    int(st.steps[0]),
+                    int(st.nfe[0]),
+                    decoded_tokens(tokens, model.eos_ids, model.mask_id),
+                    seconds,
+                ),
+            )
+        )
 
     def work():
         try:
-            [result] = dllm.generate(model, [p.prompt_ids], sampler=p.sampler, cache=p.cache, config=config,
-                                     callback=callback)
+            [result] = dllm.generate(
+                model, [p.prompt_ids], sampler=p.sampler, cache=p.cache, config=config, callback=callback
+            )
             score = examples.score(prompt, result.text) if with_score else None
-            updates.put(Frame("done", canvas=final_canvas(model, result), counters=result_counters(result),
-                              result=result, score=score))
+            updates.put(
+                Frame(
+                    "done",
+                    canvas=final_canvas(model, result),
+                    counters=result_counters(result),
+                    result=result,
+                    score=score,
+                )
+            )
         except Stopped:
             updates.put(Frame("stopped", message="stopped by the user"))
         except Exception as exc:  # noqa: BLE001
@@ -261,12 +319,13 @@ def _message(exc: Exception) -> str:
 
 # ---- speculative tab ------------------------------------------------------------------------
 
+
 @dataclass
 class SpeculativeSettings:
     verifier: str = "tiny-ar"
     drafter: str = "diffuspec"
     drafter_params: dict = field(default_factory=dict)
-    length: str | None = None                # None: the drafter's own controller
+    length: str | None = None  # None: the drafter's own controller
     length_params: dict = field(default_factory=dict)
     max_new_tokens: int = 64
     temperature: float = 0.0
@@ -282,8 +341,12 @@ def speculative(settings: SpeculativeSettings, prompt: str) -> dict:
     from dllm.drafters.loop import as_verifier
 
     check_prompt(prompt)
-    config = SpeculativeConfig(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                               seed=settings.seed, trace=True)
+    config = SpeculativeConfig(
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        seed=settings.seed,
+        trace=True,
+    )
     verifier = as_verifier(models.get(settings.verifier))
     params = dict(settings.drafter_params)
     if isinstance(params.get("model"), str):  # the shared, loaded-once model
@@ -300,6 +363,11 @@ def speculative(settings: SpeculativeSettings, prompt: str) -> dict:
         controller = _plugin(lengths, type(drafter.default_length()).name, settings.length_params)
     [plain] = dllm.speculate(verifier, prompt, drafter=None, config=config)
     [spec] = dllm.speculate(verifier, prompt, drafter=drafter, length=controller, config=config)
-    return {"plain": plain, "spec": spec, "verifier": verifier, "controller": controller.name,
-            "speedup": plain.seconds / spec.seconds if spec.seconds > 0 else 0.0,
-            "identical": plain.ids == spec.ids}
+    return {
+        "plain": plain,
+        "spec": spec,
+        "verifier": verifier,
+        "controller": controller.name,
+        "speedup": plain.seconds / spec.seconds if spec.seconds > 0 else 0.0,
+        "identical": plain.ids == spec.ids,
+    }

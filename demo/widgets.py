@@ -28,14 +28,14 @@ _PROBE = "\x00probe"
 class ParamSpec:
     """One parameter of a plugin, as a widget shows it."""
 
-    owner: str                      # plugin name, e.g. "fast-dllm"
-    name: str                       # field name
-    kind: str                       # one of KINDS
+    owner: str  # plugin name, e.g. "fast-dllm"
+    name: str  # field name
+    kind: str  # one of KINDS
     default: typing.Any
-    optional: bool = False          # None is allowed (an empty widget means None)
-    choices: tuple = ()             # for "choice"
-    custom: bool = False            # a "choice" that also accepts free text (model folders, hub ids)
-    container: str = ""             # "tuple" / "dict" / "list" for "json"
+    optional: bool = False  # None is allowed (an empty widget means None)
+    choices: tuple = ()  # for "choice"
+    custom: bool = False  # a "choice" that also accepts free text (model folders, hub ids)
+    container: str = ""  # "tuple" / "dict" / "list" for "json"
 
     @property
     def label(self) -> str:
@@ -46,8 +46,11 @@ class ParamSpec:
         if self.kind in ("int", "float") and self.optional:
             return "" if self.default is None else str(self.default)
         if self.kind == "json":
-            return "" if self.default is None else json.dumps(list(self.default) if isinstance(self.default, tuple)
-                                                              else self.default)
+            return (
+                ""
+                if self.default is None
+                else json.dumps(list(self.default) if isinstance(self.default, tuple) else self.default)
+            )
         if self.kind == "optional-bool":
             return "None" if self.default is None else str(bool(self.default))
         if self.kind == "str":
@@ -98,8 +101,12 @@ def _name_lists() -> list[tuple[str, tuple, bool]]:
 
     from .models import shipped
 
-    return [("sampler", tuple(samplers.names()), False), ("cache", tuple(caches.names()), False),
-            ("diffusion model", tuple(shipped("diffusion")), True), ("causal model", tuple(shipped("causal")), True)]
+    return [
+        ("sampler", tuple(samplers.names()), False),
+        ("cache", tuple(caches.names()), False),
+        ("diffusion model", tuple(shipped("diffusion")), True),
+        ("causal model", tuple(shipped("causal")), True),
+    ]
 
 
 def spec_for_field(cls, field: dataclasses.Field, hints: dict, owner: str) -> ParamSpec:
@@ -113,8 +120,11 @@ def spec_for_field(cls, field: dataclasses.Field, hints: dict, owner: str) -> Pa
             if default in names:
                 return ParamSpec(kind="choice", choices=names, custom=custom, **common)
     if tp is bool:
-        return ParamSpec(kind="optional-bool" if optional else "bool", choices=("None", "True", "False")
-                         if optional else (), **common)
+        return ParamSpec(
+            kind="optional-bool" if optional else "bool",
+            choices=("None", "True", "False") if optional else (),
+            **common,
+        )
     if tp is int:
         return ParamSpec(kind="int", **common)
     if tp is float:
@@ -134,7 +144,11 @@ def specs_for_class(cls, owner: str | None = None) -> list[ParamSpec]:
     """Specs for every init field of a config dataclass (in declaration order)."""
     owner = owner or getattr(cls, "name", cls.__name__)
     hints = typing.get_type_hints(cls)
-    return [spec_for_field(cls, f, hints, owner) for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]
+    return [
+        spec_for_field(cls, f, hints, owner)
+        for f in dataclasses.fields(cls)
+        if f.init and not f.name.startswith("_")
+    ]
 
 
 def specs(registry, name: str) -> list[ParamSpec]:
@@ -156,7 +170,9 @@ GENERATION_HIDDEN = ("trace", "max_length")
 def generation_specs() -> list[ParamSpec]:
     from dllm.config import GenerationConfig
 
-    return [s for s in specs_for_class(GenerationConfig, "GenerationConfig") if s.name not in GENERATION_HIDDEN]
+    return [
+        s for s in specs_for_class(GenerationConfig, "GenerationConfig") if s.name not in GENERATION_HIDDEN
+    ]
 
 
 def coerce(spec: ParamSpec, raw):
@@ -201,8 +217,12 @@ def coerce(spec: ParamSpec, raw):
     except (TypeError, ValueError, json.JSONDecodeError) as exc:
         if isinstance(exc, ValueError) and str(exc).startswith(where):
             raise
-        expected = {"int": "an integer", "float": "a number", "json": f"JSON ({spec.container or 'a value'})",
-                    "optional-bool": "None, True or False"}.get(spec.kind, spec.kind)
+        expected = {
+            "int": "an integer",
+            "float": "a number",
+            "json": f"JSON ({spec.container or 'a value'})",
+            "optional-bool": "None, True or False",
+        }.get(spec.kind, spec.kind)
         raise ValueError(f"{where}={raw!r} is not {expected}") from None
 
 

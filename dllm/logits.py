@@ -45,7 +45,9 @@ def apply_rules(rules, logits: torch.Tensor, state: DecodeState) -> torch.Tensor
     return logits
 
 
-def classifier_free_guidance(conditional: torch.Tensor, unconditional: torch.Tensor, scale: float) -> torch.Tensor:
+def classifier_free_guidance(
+    conditional: torch.Tensor, unconditional: torch.Tensor, scale: float
+) -> torch.Tensor:
     """LLaDA's CFG: ``uncond + (scale + 1) * (cond - uncond)``."""
     return unconditional + (scale + 1) * (conditional - unconditional)
 

@@ -62,8 +62,13 @@ class Registry:
             if dataclasses.is_dataclass(cls):
                 for f in dataclasses.fields(cls):
                     if f.init:
-                        default = f.default if f.default is not dataclasses.MISSING else (
-                            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+                        default = (
+                            f.default
+                            if f.default is not dataclasses.MISSING
+                            else (
+                                f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+                            )
+                        )
                         params[f.name] = default
             rows.append({"name": name, "summary": doc[0] if doc else "", "params": params})
         return rows

@@ -14,7 +14,9 @@ def top_k_mask(score: torch.Tensor, cand: torch.Tensor, k: torch.Tensor) -> torc
     """[B, W] bool: the ``k[b]`` highest-scoring candidates of each row (ties: lower column first)."""
     masked = score.masked_fill(~cand, float("-inf"))
     order = masked.argsort(dim=1, descending=True, stable=True)
-    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    ranks = torch.empty_like(order).scatter_(
+        1, order, torch.arange(order.shape[1], device=order.device).expand_as(order)
+    )
     return (ranks < k[:, None]) & cand
 
 

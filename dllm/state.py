@@ -20,7 +20,9 @@ import torch
 _MIX1, _MIX2 = 0x5DEECE66D, -7046029254386353131  # odd 64-bit multipliers (int64 wrap-around)
 
 
-def hash_uniform(seed: int, step: torch.Tensor, offset: torch.Tensor, channel: torch.Tensor | int) -> torch.Tensor:
+def hash_uniform(
+    seed: int, step: torch.Tensor, offset: torch.Tensor, channel: torch.Tensor | int
+) -> torch.Tensor:
     """Counter-based uniform noise in (0, 1), float64, from (seed, row step, column offset, channel).
 
     Each row's noise depends only on its own step count and generation offset, so a prompt
@@ -38,24 +40,24 @@ def hash_uniform(seed: int, step: torch.Tensor, offset: torch.Tensor, channel: t
 
 @dataclass
 class DecodeState:
-    tokens: torch.Tensor        # [B, L] canvas
-    valid: torch.Tensor         # [B, L] real columns (prompt + this row's generation)
-    positions: torch.Tensor     # [B, L] RoPE position ids (count of valid columns before)
-    gen_start: int              # first generated column (shared)
-    gen_end: torch.Tensor       # [B] end of each row's generation (exclusive)
-    block_start: torch.Tensor   # [B]
-    block_end: torch.Tensor     # [B]
-    active: torch.Tensor        # [B] rows still decoding
-    steps: torch.Tensor         # [B] decisions taken
-    nfe: torch.Tensor           # [B] forwards taken part in
+    tokens: torch.Tensor  # [B, L] canvas
+    valid: torch.Tensor  # [B, L] real columns (prompt + this row's generation)
+    positions: torch.Tensor  # [B, L] RoPE position ids (count of valid columns before)
+    gen_start: int  # first generated column (shared)
+    gen_end: torch.Tensor  # [B] end of each row's generation (exclusive)
+    block_start: torch.Tensor  # [B]
+    block_end: torch.Tensor  # [B]
+    active: torch.Tensor  # [B] rows still decoding
+    steps: torch.Tensor  # [B] decisions taken
+    nfe: torch.Tensor  # [B] forwards taken part in
     step_in_block: torch.Tensor  # [B]
     mask_id: int
     eos_ids: list[int]
-    config: Any                 # GenerationConfig
-    model: Any                  # DiffusionModel (read-only for plugins: never call it)
-    pads: torch.Tensor          # [B] left padding of each row's prompt
-    limit: int                  # context limit: prompt + generation columns a row may hold
-    eos_fill: int               # the token written where a finished row leaves masks
+    config: Any  # GenerationConfig
+    model: Any  # DiffusionModel (read-only for plugins: never call it)
+    pads: torch.Tensor  # [B] left padding of each row's prompt
+    limit: int  # context limit: prompt + generation columns a row may hold
+    eos_fill: int  # the token written where a finished row leaves masks
     sampler_state: Any = None
     cache_state: Any = None
 
@@ -108,13 +110,13 @@ class StepView:
     """Logits and derived quantities for the columns ``cols [B, W]`` of one forward."""
 
     state: DecodeState
-    cols: torch.Tensor          # [B, W] canvas columns (padding repeats the last column)
-    col_valid: torch.Tensor     # [B, W]
-    logits: torch.Tensor        # [B, W, V] float32, after logit-level EOS rules
-    pred: torch.Tensor          # [B, W] proposed token (greedy or sampled)
-    conf: torch.Tensor          # [B, W] softmax probability of pred under the clean logits
-    score: torch.Tensor         # [B, W] ranking score (conf; EOS/EoT pushed below 0 when asked)
-    cand: torch.Tensor          # [B, W] masked columns of the row's commit region (active rows)
+    cols: torch.Tensor  # [B, W] canvas columns (padding repeats the last column)
+    col_valid: torch.Tensor  # [B, W]
+    logits: torch.Tensor  # [B, W, V] float32, after logit-level EOS rules
+    pred: torch.Tensor  # [B, W] proposed token (greedy or sampled)
+    conf: torch.Tensor  # [B, W] softmax probability of pred under the clean logits
+    score: torch.Tensor  # [B, W] ranking score (conf; EOS/EoT pushed below 0 when asked)
+    cand: torch.Tensor  # [B, W] masked columns of the row's commit region (active rows)
     first_of_block: torch.Tensor  # [B] this forward is the first of the row's block
 
     def recompute_candidates(self) -> None:
@@ -199,7 +201,7 @@ class Edit:
 
 @dataclass
 class Decision:
-    commit: torch.Tensor                      # [B, W] bool, within view.cand
-    tokens: torch.Tensor | None = None        # [B, W] tokens to write (default view.pred)
-    stop: torch.Tensor | None = None          # [B] rows that finish after this step
+    commit: torch.Tensor  # [B, W] bool, within view.cand
+    tokens: torch.Tensor | None = None  # [B, W] tokens to write (default view.pred)
+    stop: torch.Tensor | None = None  # [B] rows that finish after this step
     edits: list[Edit] = field(default_factory=list)

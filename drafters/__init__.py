@@ -14,15 +14,32 @@ get = _registry.get
 names = _registry.names
 describe = _registry.describe
 
-from .base import DiffusionDrafter, Drafter, DraftRequest, Proposal, Sampling, VocabMap  # noqa: E402
-from .ar import ARDrafter  # noqa: E402
-from .diffuspec import DiffuSpecDrafter  # noqa: E402
-from .denoise import DenoisingDrafter  # noqa: E402
-from .onepass import OnePassDrafter  # noqa: E402
-from .deer import DeerDrafter  # noqa: E402
 from . import length  # noqa: E402
+from .ar import ARDrafter  # noqa: E402
+from .base import DiffusionDrafter, Drafter, DraftRequest, Proposal, Sampling, VocabMap  # noqa: E402
+from .deer import DeerDrafter  # noqa: E402
+from .denoise import DenoisingDrafter  # noqa: E402
+from .diffuspec import DiffuSpecDrafter  # noqa: E402
 from .loop import SpeculativeConfig, speculate  # noqa: E402
+from .onepass import OnePassDrafter  # noqa: E402
 
-__all__ = ["ARDrafter", "DeerDrafter", "DenoisingDrafter", "DiffuSpecDrafter", "DiffusionDrafter", "DraftRequest", "Drafter",
-           "OnePassDrafter", "Proposal", "Sampling", "SpeculativeConfig", "VocabMap", "describe", "get", "length",
-           "names", "register", "speculate"]
+__all__ = [
+    "ARDrafter",
+    "DeerDrafter",
+    "DenoisingDrafter",
+    "DiffuSpecDrafter",
+    "DiffusionDrafter",
+    "DraftRequest",
+    "Drafter",
+    "OnePassDrafter",
+    "Proposal",
+    "Sampling",
+    "SpeculativeConfig",
+    "VocabMap",
+    "describe",
+    "get",
+    "length",
+    "names",
+    "register",
+    "speculate",
+]

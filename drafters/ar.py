@@ -36,10 +36,14 @@ class ARDrafter(Drafter):
         super().bind(verifier, sampling)
         lm = _load_cached(self.model, verifier.device) if isinstance(self.model, str) else self.model
         if not isinstance(lm, CausalLM):
-            raise ValueError(f"drafter 'ar' needs a causal LM as its model; {getattr(lm, 'name', lm)!r} is "
-                             f"{type(lm).__name__}")
+            raise ValueError(
+                f"drafter 'ar' needs a causal LM as its model; {getattr(lm, 'name', lm)!r} is "
+                f"{type(lm).__name__}"
+            )
         self.lm = lm
-        self.vocab = VocabMap.build(lm.tokenizer, verifier.tokenizer, verifier.vocab_size, lm.name, verifier.name)
+        self.vocab = VocabMap.build(
+            lm.tokenizer, verifier.tokenizer, verifier.vocab_size, lm.name, verifier.name
+        )
         self.runner = CausalRunner(lm.net, lm.pad_id)
 
     def default_length(self):
@@ -74,7 +78,9 @@ class ARDrafter(Drafter):
         dists = [[] for _ in requests]
         forwards = [0] * len(requests)
         for step in range(max(r.k for r in requests)):
-            live = [i for i, r in enumerate(requests) if len(drafts[i]) < r.k and not self._stopped(drafts[i])]
+            live = [
+                i for i, r in enumerate(requests) if len(drafts[i]) < r.k and not self._stopped(drafts[i])
+            ]
             if not live:
                 break
             logits = self.runner.feed([feeds[i] if i in live else [] for i in range(len(requests))])
@@ -93,8 +99,15 @@ class ARDrafter(Drafter):
         for i, request in enumerate(requests):
             tokens = stop_cut(drafts[i], self.stop_ids)
             q = torch.stack(dists[i][: len(tokens)]) if dists[i] else None
-            out.append(Proposal(tokens=tokens, kind="deterministic" if q is None else "sequential", q=q,
-                                raw_len=len(drafts[i]), forwards=forwards[i]))
+            out.append(
+                Proposal(
+                    tokens=tokens,
+                    kind="deterministic" if q is None else "sequential",
+                    q=q,
+                    raw_len=len(drafts[i]),
+                    forwards=forwards[i],
+                )
+            )
         return out
 
     def _stopped(self, draft: list[int]) -> bool:

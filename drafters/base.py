@@ -26,20 +26,20 @@ from .verify import KINDS
 
 @dataclass
 class DraftRequest:
-    row: int                          # index of the prompt in the call (stable while it decodes)
-    context: list[int]                # committed verifier ids: prompt + accepted output
-    k: int                            # draft length asked for (>= 1)
-    generator: torch.Generator        # this row's drafter RNG (never the verifier's)
+    row: int  # index of the prompt in the call (stable while it decodes)
+    context: list[int]  # committed verifier ids: prompt + accepted output
+    k: int  # draft length asked for (>= 1)
+    generator: torch.Generator  # this row's drafter RNG (never the verifier's)
 
 
 @dataclass
 class Proposal:
-    tokens: list[int]                 # m <= k draft tokens (verifier ids), cut after the first stop token
-    kind: str                         # "independent" | "sequential" | "deterministic"
-    q: torch.Tensor | None = None     # [m, V] fp32: the distributions the tokens were drawn from
-    raw_len: int = 0                  # tokens drafted before the stop-token cut
-    gen_len: int | None = None        # EOS-aware length of the raw draft (DiffuSpec's L_gen), if known
-    forwards: int = 0                 # drafter model forwards this row took part in
+    tokens: list[int]  # m <= k draft tokens (verifier ids), cut after the first stop token
+    kind: str  # "independent" | "sequential" | "deterministic"
+    q: torch.Tensor | None = None  # [m, V] fp32: the distributions the tokens were drawn from
+    raw_len: int = 0  # tokens drafted before the stop-token cut
+    gen_len: int | None = None  # EOS-aware length of the raw draft (DiffuSpec's L_gen), if known
+    forwards: int = 0  # drafter model forwards this row took part in
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -62,7 +62,12 @@ class Sampling:
 
     def processors(self):
         """``transformers`` logits processors of these settings (empty when greedy)."""
-        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+        from transformers import (
+            LogitsProcessorList,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
 
         out = LogitsProcessorList()
         if self.greedy:
@@ -99,12 +104,19 @@ class VocabMap:
     """Which drafter ids the verifier can take: the tokenizers must agree token for token on the
     verifier's ids; the drafter's mask token and ids the verifier lacks are never proposed."""
 
-    size: int                         # the verifier's logit width
-    banned: torch.Tensor              # [size] bool
+    size: int  # the verifier's logit width
+    banned: torch.Tensor  # [size] bool
 
     @classmethod
-    def build(cls, drafter_tok, verifier_tok, verifier_size: int, drafter_name: str, verifier_name: str,
-              mask_id: int | None = None) -> "VocabMap":
+    def build(
+        cls,
+        drafter_tok,
+        verifier_tok,
+        verifier_size: int,
+        drafter_name: str,
+        verifier_name: str,
+        mask_id: int | None = None,
+    ) -> "VocabMap":
         if drafter_tok is None or verifier_tok is None:
             raise ValueError(f"drafter {drafter_name!r} and verifier {verifier_name!r} both need a tokenizer")
         drafter_vocab, verifier_vocab = drafter_tok.get_vocab(), verifier_tok.get_vocab()
@@ -113,7 +125,8 @@ class VocabMap:
             raise ValueError(
                 f"the tokenizers of drafter {drafter_name!r} ({len(drafter_vocab)} tokens) and verifier "
                 f"{verifier_name!r} ({len(verifier_vocab)} tokens) differ ({len(differ)} verifier tokens map "
-                f"to other ids, e.g. {differ[:3]}); speculative decoding needs one shared vocabulary")
+                f"to other ids, e.g. {differ[:3]}); speculative decoding needs one shared vocabulary"
+            )
         known = torch.zeros(verifier_size, dtype=torch.bool)
         known[[i for i in verifier_vocab.values() if i < verifier_size]] = True
         banned = ~known
@@ -168,21 +181,31 @@ class DiffusionDrafter(Drafter):
     _loaded: object = field(default=None, init=False, repr=False, compare=False)
 
     def bind(self, verifier, sampling: Sampling) -> None:
-        from dllm.models import DiffusionModel, load
+        from dllm.models import DiffusionModel
 
         super().bind(verifier, sampling)
         dlm = self.model if isinstance(self.model, DiffusionModel) else None
         if dlm is None:
             if not isinstance(self.model, str):
-                raise ValueError(f"drafter {self.name!r}: model must be a model name, folder or loaded dLLM, "
-                                 f"got {type(self.model).__name__}")
+                raise ValueError(
+                    f"drafter {self.name!r}: model must be a model name, folder or loaded dLLM, "
+                    f"got {type(self.model).__name__}"
+                )
             dlm = _load_cached(self.model, verifier.device)
         if not isinstance(dlm, DiffusionModel):
-            raise ValueError(f"drafter {self.name!r} needs a diffusion LM as its model; {self.model!r} is "
-                             f"{type(dlm).__name__} (an autoregressive model: use the 'ar' drafter)")
+            raise ValueError(
+                f"drafter {self.name!r} needs a diffusion LM as its model; {self.model!r} is "
+                f"{type(dlm).__name__} (an autoregressive model: use the 'ar' drafter)"
+            )
         self.dlm = dlm
-        self.vocab = VocabMap.build(dlm.tokenizer, verifier.tokenizer, verifier.vocab_size, dlm.name, verifier.name,
-                                    mask_id=dlm.mask_id)
+        self.vocab = VocabMap.build(
+            dlm.tokenizer,
+            verifier.tokenizer,
+            verifier.vocab_size,
+            dlm.name,
+            verifier.name,
+            mask_id=dlm.mask_id,
+        )
 
     def room(self, context_length: int) -> int:
         return self.dlm.max_length - context_length
@@ -197,7 +220,7 @@ class DiffusionDrafter(Drafter):
         pads = torch.tensor([width_p - len(c) for c in contexts], device=device)
         for row, context in enumerate(contexts):
             tokens[row, : pads[row]] = dlm.pad_id
-            tokens[row, pads[row]: width_p] = torch.tensor(context, device=device)
+            tokens[row, pads[row] : width_p] = torch.tensor(context, device=device)
         columns = torch.arange(tokens.shape[1], device=device)[None]
         valid = (columns >= pads[:, None]) & (columns < width_p + torch.tensor(ks, device=device)[:, None])
         positions = (valid.long().cumsum(1) - 1).clamp(min=0)

@@ -40,11 +40,22 @@ class DenoisingDrafter(DiffusionDrafter):
         out = {}
         for k in sorted({r.k for r in requests}):
             group = [r for r in requests if r.k == k]
-            results = generate(self.dlm, [r.context for r in group], sampler=self.sampler_obj, cache=self.cache_obj,
-                               gen_length=k, block_length=k)
+            results = generate(
+                self.dlm,
+                [r.context for r in group],
+                sampler=self.sampler_obj,
+                cache=self.cache_obj,
+                gen_length=k,
+                block_length=k,
+            )
             for request, result in zip(group, results):
                 raw = result.canvas
                 tokens = stop_cut(self.vocab.usable_prefix(raw), self.stop_ids)
-                out[id(request)] = Proposal(tokens=tokens, kind="deterministic", raw_len=len(raw),
-                                            gen_len=eos_aware_length(raw, self.stop_ids), forwards=result.nfe)
+                out[id(request)] = Proposal(
+                    tokens=tokens,
+                    kind="deterministic",
+                    raw_len=len(raw),
+                    gen_len=eos_aware_length(raw, self.stop_ids),
+                    forwards=result.nfe,
+                )
         return [out[id(r)] for r in requests]

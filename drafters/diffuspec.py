@@ -59,8 +59,11 @@ class DiffuSpecDrafter(DiffusionDrafter):
 
     def bind(self, verifier, sampling) -> None:
         super().bind(verifier, sampling)
-        self.ngram = fit(self.corpus, self.ngram_order, self.corpus_size, verifier.tokenizer) \
-            if self.proxy == "ngram" else None
+        self.ngram = (
+            fit(self.corpus, self.ngram_order, self.corpus_size, verifier.tokenizer)
+            if self.proxy == "ngram"
+            else None
+        )
 
     def default_length(self):
         from .length import AdaptiveLength
@@ -75,8 +78,15 @@ class DiffuSpecDrafter(DiffusionDrafter):
             row_logp = logp[row, : request.k]
             raw = row_logp.argmax(-1).tolist()
             path = self.search(row_logp, request.context)
-            out.append(Proposal(tokens=stop_cut(path, self.stop_ids), kind="deterministic", raw_len=request.k,
-                                gen_len=eos_aware_length(raw, self.stop_ids), forwards=1))
+            out.append(
+                Proposal(
+                    tokens=stop_cut(path, self.stop_ids),
+                    kind="deterministic",
+                    raw_len=request.k,
+                    gen_len=eos_aware_length(raw, self.stop_ids),
+                    forwards=1,
+                )
+            )
         return out
 
     def candidates(self, logp: torch.Tensor) -> list[list[int]]:

@@ -76,8 +76,10 @@ def as_verifier(verifier, device="cpu"):
     if isinstance(verifier, str):
         verifier = load(verifier, device=device)
     if not isinstance(verifier, CausalLM):
-        raise ValueError(f"the verifier must be an autoregressive (causal) LM; got {type(verifier).__name__}"
-                         f" {getattr(verifier, 'name', '')!r} (a diffusion LM can only be the drafter)")
+        raise ValueError(
+            f"the verifier must be an autoregressive (causal) LM; got {type(verifier).__name__}"
+            f" {getattr(verifier, 'name', '')!r} (a diffusion LM can only be the drafter)"
+        )
     return verifier
 
 
@@ -86,8 +88,16 @@ def _row_generators(seeds: list[int], device, salt: int) -> list[torch.Generator
     return [torch.Generator(device=device).manual_seed((seed * 2 + salt) % 2**63) for seed in seeds]
 
 
-def speculate(verifier, prompts, drafter=None, *, length=None, config: SpeculativeConfig | None = None,
-              chat: bool = False, **settings) -> list[SpeculativeResult]:
+def speculate(
+    verifier,
+    prompts,
+    drafter=None,
+    *,
+    length=None,
+    config: SpeculativeConfig | None = None,
+    chat: bool = False,
+    **settings,
+) -> list[SpeculativeResult]:
     """Speculative decoding of one prompt or a batch (text or verifier token ids); one result each.
 
     ``verifier``: a causal LM (name, folder, hub id or ``dllm.load`` result). ``drafter``: a registered
@@ -104,12 +114,16 @@ def speculate(verifier, prompts, drafter=None, *, length=None, config: Speculati
     limit = verifier.max_length
     for ids in prompts:
         if len(ids) + config.max_new_tokens > limit:
-            raise ValueError(f"prompt of {len(ids)} tokens + max_new_tokens {config.max_new_tokens} exceeds the "
-                             f"verifier's context of {limit} positions")
+            raise ValueError(
+                f"prompt of {len(ids)} tokens + max_new_tokens {config.max_new_tokens} exceeds the "
+                f"verifier's context of {limit} positions"
+            )
     sampling = config.sampling
     if drafter is not None:
         bound = getattr(drafter, "bound_to", None)
-        if bound is None or bound[0] is not verifier or bound[1] != sampling:  # bind once per verifier + settings
+        if (
+            bound is None or bound[0] is not verifier or bound[1] != sampling
+        ):  # bind once per verifier + settings
             drafter.bind(verifier, sampling)
             drafter.bound_to = (verifier, sampling)
         controller = length_registry.get(length) if length is not None else drafter.default_length()
@@ -119,7 +133,9 @@ def speculate(verifier, prompts, drafter=None, *, length=None, config: Speculati
 
 
 def _encode(verifier, prompts, chat: bool) -> list[list[int]]:
-    if isinstance(prompts, str) or (isinstance(prompts, (list, tuple)) and prompts and isinstance(prompts[0], int)):
+    if isinstance(prompts, str) or (
+        isinstance(prompts, (list, tuple)) and prompts and isinstance(prompts[0], int)
+    ):
         prompts = [prompts]
     if not prompts:
         raise ValueError("no prompts given")
@@ -135,7 +151,9 @@ def _encode(verifier, prompts, chat: bool) -> list[list[int]]:
             raise ValueError("empty prompt: a prompt needs at least one token")
         bad = [t for t in ids if not 0 <= t < verifier.vocab_size]
         if bad:
-            raise ValueError(f"prompt token ids {bad[:5]} are outside the verifier's vocabulary of {verifier.vocab_size}")
+            raise ValueError(
+                f"prompt token ids {bad[:5]} are outside the verifier's vocabulary of {verifier.vocab_size}"
+            )
         out.append(ids)
     return out
 
@@ -155,8 +173,20 @@ class _Run:
         drafter_rng = _row_generators(seeds, device, 1)
         committed = [list(p) for p in prompts]
         out: list[list[int]] = [[] for _ in range(rows)]
-        stats = [dict(rounds=0, drafted=0, accepted=0, committed=0, verifier_forwards=0, drafter_forwards=0,
-                      reached=[], accepted_at=[], trace=[]) for _ in range(rows)]
+        stats = [
+            dict(
+                rounds=0,
+                drafted=0,
+                accepted=0,
+                committed=0,
+                verifier_forwards=0,
+                drafter_forwards=0,
+                reached=[],
+                accepted_at=[],
+                trace=[],
+            )
+            for _ in range(rows)
+        ]
         seconds = {"draft": 0.0, "verify": 0.0}
         runner = CausalRunner(self.verifier.net, self.verifier.pad_id)
         runner.reset(rows)
@@ -171,15 +201,17 @@ class _Run:
             seconds["draft"] += time.perf_counter() - tick
             tick = time.perf_counter()
             cached = runner.lengths()
-            feeds = [committed[r][cached[i]:] + proposals[r].tokens for i, r in enumerate(active)]
+            feeds = [committed[r][cached[i] :] + proposals[r].tokens for i, r in enumerate(active)]
             logits = runner.feed(feeds)
             finished = []
             for i, r in enumerate(active):
                 draft = proposals[r].tokens
                 first = len(committed[r]) - cached[i] - 1  # the column that predicts the first draft token
-                scores = logits[i, first: first + len(draft) + 1]
+                scores = logits[i, first : first + len(draft) + 1]
                 p = scores if self.sampling.greedy else self.sampling.probabilities(scores, committed[r])
-                n, token = verify(p, draft, proposals[r].q, greedy=self.sampling.greedy, generator=verifier_rng[r])
+                n, token = verify(
+                    p, draft, proposals[r].q, greedy=self.sampling.greedy, generator=verifier_rng[r]
+                )
                 new = stop_cut(draft[:n] + [token], self.stop_ids)[: budget[r]]
                 committed[r] += new
                 out[r] += new
@@ -199,10 +231,17 @@ class _Run:
         for r in range(rows):
             n = answer_length(out[r], self.verifier.eos_ids)
             s = stats[r]
-            results.append(SpeculativeResult(
-                ids=out[r][:n], text=self.verifier.decode(out[r][:n]), gen_tokens=n, seconds=total,
-                draft_seconds=seconds["draft"], verify_seconds=seconds["verify"], **s,
-            ))
+            results.append(
+                SpeculativeResult(
+                    ids=out[r][:n],
+                    text=self.verifier.decode(out[r][:n]),
+                    gen_tokens=n,
+                    seconds=total,
+                    draft_seconds=seconds["draft"],
+                    verify_seconds=seconds["verify"],
+                    **s,
+                )
+            )
         return results
 
     def _propose(self, active, committed, budget, generators) -> dict:
@@ -220,10 +259,14 @@ class _Run:
         if requests:
             for request, proposal in zip(requests, self.drafter.propose(requests)):
                 if len(proposal.tokens) > request.k:
-                    raise ValueError(f"drafter {self.drafter.name!r} proposed {len(proposal.tokens)} tokens for k={request.k}")
+                    raise ValueError(
+                        f"drafter {self.drafter.name!r} proposed {len(proposal.tokens)} tokens for k={request.k}"
+                    )
                 bad = [t for t in proposal.tokens if not 0 <= t < self.verifier.vocab_size]
                 if bad:
-                    raise ValueError(f"drafter {self.drafter.name!r} proposed ids {bad[:4]} outside the verifier's vocabulary")
+                    raise ValueError(
+                        f"drafter {self.drafter.name!r} proposed ids {bad[:4]} outside the verifier's vocabulary"
+                    )
                 proposals[request.row] = proposal
         return proposals
 
@@ -243,5 +286,12 @@ class _Run:
             s["reached"][i] += 1
             s["accepted_at"][i] += int(i < n)
         if self.config.trace:
-            s["trace"].append(RoundRecord(k=max(proposal.raw_len, len(draft)), draft=list(draft), accepted=n,
-                                          token=token if len(new) > n else None, committed=list(new)))
+            s["trace"].append(
+                RoundRecord(
+                    k=max(proposal.raw_len, len(draft)),
+                    draft=list(draft),
+                    accepted=n,
+                    token=token if len(new) > n else None,
+                    committed=list(new),
+                )
+            )

@@ -29,13 +29,13 @@ class NgramModel:
                 for n in range(order):
                     if i - n < 0:
                         break
-                    self.counts[n][tuple(seq[i - n: i])][token] += 1
+                    self.counts[n][tuple(seq[i - n : i])][token] += 1
         self.totals = [{h: (sum(c.values()), len(c)) for h, c in level.items()} for level in self.counts]
         self._cache: dict = {}
 
     def logprob(self, history, token: int) -> float:
         """Natural-log probability of ``token`` after ``history`` (only its last order-1 tokens count)."""
-        history = tuple(history[len(history) - (self.order - 1):]) if self.order > 1 else ()
+        history = tuple(history[len(history) - (self.order - 1) :]) if self.order > 1 else ()
         key = (history, token)
         if key not in self._cache:
             self._cache[key] = math.log(self._prob(history, token))
@@ -45,7 +45,7 @@ class NgramModel:
         unigram, (total, types) = self.counts[0][()], self.totals[0].get((), (0, 0))
         p = (unigram[token] + 1) / (total + self.vocab_size)
         for n in range(1, len(history) + 1):
-            h = history[len(history) - n:]
+            h = history[len(history) - n :]
             if h not in self.totals[n]:
                 break
             total, types = self.totals[n][h]
@@ -65,7 +65,9 @@ def task_corpus(tokenizer, size: int, seed: int = 0) -> list[list[int]]:
         task = task_lib.get(name)
         for _ in range(size):
             example = task.sample_split(rng, "train")
-            out.append(bos + tokenizer.encode(example.prompt + example.target, add_special_tokens=False) + eos)
+            out.append(
+                bos + tokenizer.encode(example.prompt + example.target, add_special_tokens=False) + eos
+            )
     return out
 
 
@@ -77,8 +79,11 @@ def _fitted(corpus: str, order: int, size: int, tokenizer_key: str, tokenizer) -
         path = Path(corpus)
         if not path.is_file():
             raise FileNotFoundError(f"n-gram corpus {corpus!r} is neither 'tasks' nor a text file")
-        sequences = [tokenizer.encode(line.rstrip("\n"), add_special_tokens=False)
-                     for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        sequences = [
+            tokenizer.encode(line.rstrip("\n"), add_special_tokens=False)
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
         if not sequences:
             raise ValueError(f"n-gram corpus {corpus} has no non-empty lines")
     return NgramModel(sequences, order, len(tokenizer))

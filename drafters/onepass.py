@@ -33,7 +33,14 @@ class OnePassDrafter(DiffusionDrafter):
                 q = self.sampling.probabilities(block, request.context)
                 raw = [sample(q_i, request.generator) for q_i in q]
             tokens = stop_cut(raw, self.stop_ids)
-            out.append(Proposal(tokens=tokens, kind="deterministic" if q is None else "independent",
-                                q=None if q is None else q[: len(tokens)], raw_len=len(raw),
-                                gen_len=eos_aware_length(raw, self.stop_ids), forwards=1))
+            out.append(
+                Proposal(
+                    tokens=tokens,
+                    kind="deterministic" if q is None else "independent",
+                    q=None if q is None else q[: len(tokens)],
+                    raw_len=len(raw),
+                    gen_len=eos_aware_length(raw, self.stop_ids),
+                    forwards=1,
+                )
+            )
         return out

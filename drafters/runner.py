@@ -34,7 +34,9 @@ class CausalRunner:
         self.net, self.pad_id = net, pad_id
         self.device = next(net.parameters()).device
         # transformers 5.2x renamed ``past_key_values`` to ``cache`` (the old name is deprecated).
-        self.cache_arg = "cache" if "cache" in inspect.signature(net.forward).parameters else "past_key_values"
+        self.cache_arg = (
+            "cache" if "cache" in inspect.signature(net.forward).parameters else "past_key_values"
+        )
         self.reset(0)
 
     def reset(self, batch: int) -> None:
@@ -71,7 +73,9 @@ class CausalRunner:
         ``[B, F, V]`` for the fed columns (``F = max len(new[b])``; row b's column i predicts the
         token after ``new[b][i]``)."""
         if len(new) != self.batch or not any(new):
-            raise ValueError(f"feed needs one token list per row ({self.batch}), at least one of them non-empty")
+            raise ValueError(
+                f"feed needs one token list per row ({self.batch}), at least one of them non-empty"
+            )
         fed = max(len(tokens) for tokens in new)
         lengths = torch.tensor(self.lengths(), device=self.device)
         inputs = torch.full((self.batch, fed), self.pad_id, dtype=torch.long, device=self.device)
@@ -117,12 +121,17 @@ class CausalRunner:
         if all(off == offsets[0] for off in offsets) and offsets[0] >= 0:
             start = offsets[0]
             for layer in self.cache.layers:
-                layer.keys = layer.keys[:, :, start: start + target]
-                layer.values = layer.values[:, :, start: start + target]
+                layer.keys = layer.keys[:, :, start : start + target]
+                layer.values = layer.values[:, :, start : start + target]
         else:
-            source = torch.arange(target, device=self.device)[None] + torch.tensor(offsets, device=self.device)[:, None]
-            pad = torch.arange(target, device=self.device)[None] < torch.tensor(
-                [target - n for n in new], device=self.device)[:, None]
+            source = (
+                torch.arange(target, device=self.device)[None]
+                + torch.tensor(offsets, device=self.device)[:, None]
+            )
+            pad = (
+                torch.arange(target, device=self.device)[None]
+                < torch.tensor([target - n for n in new], device=self.device)[:, None]
+            )
             source = source.clamp(0, width - 1)
             pad = pad[:, None, :, None]
             for layer in self.cache.layers:

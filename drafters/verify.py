@@ -29,7 +29,9 @@ def accept_probability(p: torch.Tensor, q: torch.Tensor | None, token: int) -> f
     if q is None:
         return float(p[token])
     if q[token] <= 0:
-        raise ValueError(f"draft token {token} has probability 0 under the proposal q it was said to be drawn from")
+        raise ValueError(
+            f"draft token {token} has probability 0 under the proposal q it was said to be drawn from"
+        )
     return float(torch.clamp(p[token] / q[token], max=1.0))
 
 
@@ -46,7 +48,12 @@ def residual(p: torch.Tensor, q: torch.Tensor | None, token: int) -> torch.Tenso
 
 
 def verify(
-    p: torch.Tensor, draft: list[int], q: torch.Tensor | None, *, greedy: bool, generator: torch.Generator | None,
+    p: torch.Tensor,
+    draft: list[int],
+    q: torch.Tensor | None,
+    *,
+    greedy: bool,
+    generator: torch.Generator | None,
 ) -> tuple[int, int]:
     """One row of one round. ``p [m+1, V]``: the verifier's processed probabilities (greedy: its
     logits), row i for the position of ``draft[i]`` (row m: the bonus position). Returns

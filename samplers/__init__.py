@@ -15,16 +15,33 @@ describe = _registry.describe
 
 from dllm.selection import best_candidate, threshold_mask, top_k_mask  # noqa: E402  (re-exported)
 
+from .adablock import AdaBlockSampler  # noqa: E402
 from .base import Sampler, Wrapper  # noqa: E402
+from .daedal import DAEDALSampler  # noqa: E402
+from .eotp import EndOfTextSampler  # noqa: E402
 from .fast_dllm import FastDLLMSampler  # noqa: E402
+from .learn2pd import Learn2PDSampler  # noqa: E402
 from .llada import LLaDASampler  # noqa: E402
 from .localleap import LocalLeapSampler  # noqa: E402
 from .prophet import ProphetSampler  # noqa: E402
-from .eotp import EndOfTextSampler  # noqa: E402
-from .learn2pd import Learn2PDSampler  # noqa: E402
-from .adablock import AdaBlockSampler  # noqa: E402
-from .daedal import DAEDALSampler  # noqa: E402
 
-__all__ = ["AdaBlockSampler", "DAEDALSampler", "EndOfTextSampler", "FastDLLMSampler", "LLaDASampler",
-           "Learn2PDSampler", "LocalLeapSampler", "ProphetSampler", "Sampler", "Wrapper", "best_candidate",
-           "cls", "describe", "get", "names", "register", "threshold_mask", "top_k_mask"]
+__all__ = [
+    "AdaBlockSampler",
+    "DAEDALSampler",
+    "EndOfTextSampler",
+    "FastDLLMSampler",
+    "LLaDASampler",
+    "Learn2PDSampler",
+    "LocalLeapSampler",
+    "ProphetSampler",
+    "Sampler",
+    "Wrapper",
+    "best_candidate",
+    "cls",
+    "describe",
+    "get",
+    "names",
+    "register",
+    "threshold_mask",
+    "top_k_mask",
+]

@@ -37,8 +37,8 @@ DEFAULT_DELIMITER_THRESHOLD = {False: 0.3, True: 0.5}  # LLaDA / Dream (shifted 
 
 @dataclass
 class AdaBlockState:
-    delimiters: torch.Tensor     # token ids of the delimiter strings
-    delimiter_threshold: float   # the configured one, else the model family's default
+    delimiters: torch.Tensor  # token ids of the delimiter strings
+    delimiter_threshold: float  # the configured one, else the model family's default
 
 
 @register("adablock")
@@ -58,8 +58,10 @@ class AdaBlockSampler(Sampler):
         check_range("adablock", "window", self.window, 0.0, 1.0, low_open=True)
         delimiters = (self.delimiters,) if isinstance(self.delimiters, str) else tuple(self.delimiters)
         if not delimiters or not all(isinstance(d, str) and d for d in delimiters):
-            raise ValueError(f"adablock.delimiters={self.delimiters!r} is invalid; allowed: one or more non-empty"
-                             " strings, each a single token of the model's tokenizer")
+            raise ValueError(
+                f"adablock.delimiters={self.delimiters!r} is invalid; allowed: one or more non-empty"
+                " strings, each a single token of the model's tokenizer"
+            )
         self.delimiters = delimiters
 
     def unsupported_reason(self, model) -> str | None:

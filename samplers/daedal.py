@@ -40,7 +40,7 @@ from .base import Sampler
 @dataclass
 class DAEDALState:
     capacity: torch.Tensor  # [B] the longest generation each row may reach
-    tail: torch.Tensor      # [B] EOS tail appended after stage 1 (written at the first step)
+    tail: torch.Tensor  # [B] EOS tail appended after stage 1 (written at the first step)
 
 
 def eos_completion(view: StepView, count: int) -> torch.Tensor:
@@ -88,7 +88,9 @@ class DAEDALSampler(Sampler):
         cap = own.capacity
         lengths = cap.clamp(max=self.initial_length)
         while (lengths < cap).any():
-            grow = (lengths < cap) & (eos_completion(probe(lengths), self.eos_check_tokens) < self.eos_threshold)
+            grow = (lengths < cap) & (
+                eos_completion(probe(lengths), self.eos_check_tokens) < self.eos_threshold
+            )
             if not grow.any():
                 break
             lengths = torch.minimum(lengths + self.expansion * grow.long(), cap)
@@ -103,15 +105,24 @@ class DAEDALSampler(Sampler):
         cand, conf = view.cand, view.conf
         fill = cand & (conf > self.high_confidence)
         fill |= best_candidate(view.score, cand) & ~fill.any(1, keepdim=True)
-        edits = [Edit(op="truncate", row=row, col=int(st.gen_end[row] - own.tail[row] - 1))
-                 for row in ((st.steps == 0) & (own.tail > 0) & st.active).nonzero()[:, 0].tolist()]
+        edits = [
+            Edit(op="truncate", row=row, col=int(st.gen_end[row] - own.tail[row] - 1))
+            for row in ((st.steps == 0) & (own.tail > 0) & st.active).nonzero()[:, 0].tolist()
+        ]
         length = st.gen_end - st.gen_start
-        unsure = (eos_completion(view, self.eos_check_tokens) < self.expand_eos_threshold) & (length < own.capacity)
+        unsure = (eos_completion(view, self.eos_check_tokens) < self.expand_eos_threshold) & (
+            length < own.capacity
+        )
         tail_start = torch.where(st.steps == 0, st.gen_end - own.tail, st.gen_end)
-        low = cand & (conf < self.low_confidence) & ~fill & unsure[:, None] & (view.cols < tail_start[:, None])
+        low = (
+            cand & (conf < self.low_confidence) & ~fill & unsure[:, None] & (view.cols < tail_start[:, None])
+        )
         point = best_candidate(-conf, low)
         rows, idx = point.nonzero(as_tuple=True)
         room = (own.capacity - length).clamp(max=self.expansion - 1)
-        edits += [Edit(op="insert", row=r, col=int(view.cols[r, i]), n=int(room[r]))
-                  for r, i in zip(rows.tolist(), idx.tolist()) if room[r] > 0]
+        edits += [
+            Edit(op="insert", row=r, col=int(view.cols[r, i]), n=int(room[r]))
+            for r, i in zip(rows.tolist(), idx.tolist())
+            if room[r] > 0
+        ]
         return Decision(commit=fill, edits=edits)

@@ -35,8 +35,9 @@ from . import register
 from .base import Wrapper
 
 
-def end_of_text_edits(view: StepView, commit: torch.Tensor, min_confidence: float = 0.0,
-                      written: torch.Tensor | None = None) -> list[Edit]:
+def end_of_text_edits(
+    view: StepView, commit: torch.Tensor, min_confidence: float = 0.0, written: torch.Tensor | None = None
+) -> list[Edit]:
     """Truncation edits for the rows of ``view`` after committing ``commit`` (``written``: the
     tokens it writes, default the predictions); see the module docstring for the rule."""
     st = view.state
@@ -51,7 +52,9 @@ def end_of_text_edits(view: StepView, commit: torch.Tensor, min_confidence: floa
     last_text = torch.where(decided_text, cols, -1).max(1).values
     likely = masked & ~commit & pred_eos & (view.conf >= min_confidence) & (cols > last_text[:, None])
     best = torch.where(likely, view.conf, -1.0).argmax(1)
-    cut = torch.where(first_eos < st.width, first_eos, torch.where(likely.any(1), cols.gather(1, best[:, None])[:, 0], -1))
+    cut = torch.where(
+        first_eos < st.width, first_eos, torch.where(likely.any(1), cols.gather(1, best[:, None])[:, 0], -1)
+    )
     # only cut where something masked would still be decoded after the cut
     open_after = (masked & ~commit & (cols > cut[:, None])).any(1) & (cut >= 0) & st.active
     return [Edit(op="truncate", row=row, col=int(cut[row])) for row in open_after.nonzero()[:, 0].tolist()]
@@ -75,5 +78,9 @@ class EndOfTextSampler(Wrapper):
         edits = end_of_text_edits(view, decision.commit, self.min_confidence, decision.tokens)
         if not edits:
             return decision
-        return Decision(commit=decision.commit, tokens=decision.tokens, stop=decision.stop,
-                        edits=list(decision.edits) + edits)
+        return Decision(
+            commit=decision.commit,
+            tokens=decision.tokens,
+            stop=decision.stop,
+            edits=list(decision.edits) + edits,
+        )

@@ -30,11 +30,12 @@ from dllm.state import Decision, StepView
 from . import register
 from .base import Sampler
 
-
 DEFAULT_THRESHOLD = 0.9
 
 
-def factor_accept_count(conf: torch.Tensor, cand: torch.Tensor, factor: float, reference_off_by_one: bool = False):
+def factor_accept_count(
+    conf: torch.Tensor, cand: torch.Tensor, factor: float, reference_off_by_one: bool = False
+):
     """[B] number of top candidates the factor rule accepts."""
     ordered = conf.masked_fill(~cand, float("-inf")).sort(dim=1, descending=True).values
     n = torch.arange(1, ordered.shape[1] + 1, device=conf.device, dtype=conf.dtype)
@@ -58,8 +59,10 @@ class FastDLLMSampler(Sampler):
 
     def __post_init__(self):
         if self.threshold is not None and self.factor is not None:
-            raise ValueError(f"fast-dllm takes exactly one of threshold or factor, got threshold={self.threshold!r}"
-                             f" and factor={self.factor!r}; leave threshold unset for the factor rule")
+            raise ValueError(
+                f"fast-dllm takes exactly one of threshold or factor, got threshold={self.threshold!r}"
+                f" and factor={self.factor!r}; leave threshold unset for the factor rule"
+            )
         if self.factor is not None:
             check_range("fast-dllm", "factor", self.factor, 0.0, low_open=True)
         if self.threshold is not None:

@@ -61,7 +61,9 @@ class ConfidenceFilter(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "filter.safetensors"))
+        save_file(
+            {k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "filter.safetensors")
+        )
         info = {"block_length": self.block_length, "hidden": self.hidden, **meta}
         (folder / "filter.json").write_text(json.dumps(info, indent=2) + "\n")
         return folder
@@ -81,7 +83,9 @@ def weights_fingerprint(folder) -> str | None:
     """Short hash of a checkpoint folder's config.json and weights (size, first and last MiB of each)."""
     if folder is None or not Path(folder).is_dir():
         return None
-    paths = [p for p in [Path(folder) / "config.json", *sorted(Path(folder).glob("*.safetensors"))] if p.exists()]
+    paths = [
+        p for p in [Path(folder) / "config.json", *sorted(Path(folder).glob("*.safetensors"))] if p.exists()
+    ]
     # Hashing reads ~2 MiB per file; every generate call checks it, so cache it per file state.
     return _fingerprint(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
 
@@ -111,7 +115,8 @@ def find_filter(model: str | None = None, path: str | Path | None = None) -> Con
             raise FileNotFoundError(
                 f"no Learn2PD filter for {who} (looked in {folder}); shipped filters: {', '.join(shipped) or 'none'}."
                 f" Train one with `python -m dllm.zoo.learn2pd_train {model or 'MODEL'}` (writes"
-                f" dllm/zoo/filters/{key if model else 'MODEL'}/) or pass filter_path=FOLDER")
+                f" dllm/zoo/filters/{key if model else 'MODEL'}/) or pass filter_path=FOLDER"
+            )
         _LOADED[cache_key] = ConfidenceFilter.load(folder)
     return _LOADED[cache_key]
 
@@ -119,7 +124,7 @@ def find_filter(model: str | None = None, path: str | Path | None = None) -> Con
 @dataclass
 class Learn2PDState:
     filter: ConfidenceFilter  # on the canvas's device
-    threshold: float          # the configured one, else the model family's default
+    threshold: float  # the configured one, else the model family's default
 
 
 def block_confidences(view: StepView, size: int):
@@ -151,7 +156,11 @@ class Learn2PDSampler(Sampler):
         """The configured filter, else the shipped one of ``model`` (by name, then folder name)."""
         if self._filter is not None:
             return self._filter
-        names = [n for n in (getattr(model, "name", None), getattr(getattr(model, "path", None), "name", None)) if n]
+        names = [
+            n
+            for n in (getattr(model, "name", None), getattr(getattr(model, "path", None), "name", None))
+            if n
+        ]
         shipped = zoo.shipped_filters()
         found = [n for n in names if Path(str(n)).name in shipped]
         return find_filter(found[0] if found else (names[0] if names else None))
@@ -166,14 +175,22 @@ class Learn2PDSampler(Sampler):
 
     def init_state(self, state):
         module = self.filter_for(state.model)
-        trained_for, these = getattr(module, "meta", {}).get("model_fingerprint"), weights_fingerprint(getattr(state.model, "path", None))
+        trained_for, these = (
+            getattr(module, "meta", {}).get("model_fingerprint"),
+            weights_fingerprint(getattr(state.model, "path", None)),
+        )
         if trained_for and these and trained_for != these:
-            warnings.warn(f"learn2pd: the filter in {module.folder} was trained for other weights ({trained_for}) than"
-                          f" {state.model.name}'s ({these}); retrain it with `python -m dllm.zoo.learn2pd_train"
-                          f" {state.model.name}`", stacklevel=2)
+            warnings.warn(
+                f"learn2pd: the filter in {module.folder} was trained for other weights ({trained_for}) than"
+                f" {state.model.name}'s ({these}); retrain it with `python -m dllm.zoo.learn2pd_train"
+                f" {state.model.name}`",
+                stacklevel=2,
+            )
         if state.config.block_length != module.block_length:
-            raise ValueError(f"learn2pd: the filter was trained for block_length={module.block_length},"
-                             f" the generation uses block_length={state.config.block_length}")
+            raise ValueError(
+                f"learn2pd: the filter was trained for block_length={module.block_length},"
+                f" the generation uses block_length={state.config.block_length}"
+            )
         threshold = self.threshold if self.threshold is not None else DEFAULT_THRESHOLD[state.shifted]
         return Learn2PDState(filter=module.to(state.tokens.device), threshold=threshold)
 

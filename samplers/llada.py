@@ -50,7 +50,9 @@ class LLaDASampler(Sampler):
 
     def init_state(self, state):
         steps = state.config.steps_per_block
-        return LLaDAState(schedule=torch.zeros(state.batch, steps, dtype=torch.long, device=state.tokens.device))
+        return LLaDAState(
+            schedule=torch.zeros(state.batch, steps, dtype=torch.long, device=state.tokens.device)
+        )
 
     def select(self, view: StepView) -> Decision:
         st = view.state

@@ -43,7 +43,9 @@ class LocalLeapSampler(Sampler):
 
     def __post_init__(self):
         check_range("localleap", "threshold", self.threshold, 0.0, 1.0, low_open=True)
-        check_range("localleap", "relaxed_threshold", self.relaxed_threshold, 0.0, self.threshold, low_open=True)
+        check_range(
+            "localleap", "relaxed_threshold", self.relaxed_threshold, 0.0, self.threshold, low_open=True
+        )
         if not isinstance(self.radius, int) or isinstance(self.radius, bool):
             raise ValueError(f"localleap.radius={self.radius!r} must be an integer >= 0")
         check_range("localleap", "radius", self.radius, 0)

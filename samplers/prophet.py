@@ -47,7 +47,7 @@ class ProphetSampler(Wrapper):
 
     inner: object = "llada"
     inner_params: dict = None
-    early_threshold: float = infinite_ok(7.5)   # +inf: never commit early in that phase
+    early_threshold: float = infinite_ok(7.5)  # +inf: never commit early in that phase
     mid_threshold: float = infinite_ok(5.0)
     late_threshold: float = infinite_ok(2.5)
     early_phase: float = 0.33
@@ -70,7 +70,9 @@ class ProphetSampler(Wrapper):
         st = view.state
         if self.answer_start is not None:
             offs = view.offsets()
-            return (offs >= self.answer_start) & (offs < self.answer_start + self.answer_length) & view.col_valid
+            return (
+                (offs >= self.answer_start) & (offs < self.answer_start + self.answer_length) & view.col_valid
+            )
         masked = (view.canvas_tokens() == st.mask_id) & view.col_valid
         return masked & (masked.long().cumsum(1) <= self.answer_length)
 

@@ -65,7 +65,9 @@ def _compare(errs, name, got, ref, rows, atol=ATOL, no_key_value=0.0):
         dead = got[~rows]
         errs[name + "/no-key-rows"] = int((dead != no_key_value).sum())  # count of wrong entries
         if not torch.all(dead == no_key_value):
-            raise AssertionError(f"{name}: rows with no visible key must be {no_key_value}, got {dead.unique()[:5]}")
+            raise AssertionError(
+                f"{name}: rows with no visible key must be {no_key_value}, got {dead.unique()[:5]}"
+            )
 
 
 def _check_both(errs, tag, q, k, v, atol=ATOL, **kw):
@@ -159,8 +161,19 @@ def _block_causal(errs, bs):
     k_pos = _positions_from_valid(k_valid)
     q_full = _rand(B, Hq, Lk, D)
     # all canvas columns as queries (padding queries see nothing: zeros), then a partial set.
-    rows = _check_both(errs, "all-columns", q_full, k, v, q_pos=k_pos, k_pos=k_pos, k_valid=k_valid,
-                       block_size=bs, block_m=16, block_n=16)
+    rows = _check_both(
+        errs,
+        "all-columns",
+        q_full,
+        k,
+        v,
+        q_pos=k_pos,
+        k_pos=k_pos,
+        k_valid=k_valid,
+        block_size=bs,
+        block_m=16,
+        block_n=16,
+    )
     if rows.all():
         raise AssertionError("expected padding queries with no visible key in this case")
     cols = torch.tensor([[3, 39, 17, 8, 25], [13, 20, 39, 14, 30], [7, 8, 9, 36, 22]])
@@ -170,8 +183,18 @@ def _block_causal(errs, bs):
     # no k_valid, positions shifted by the padding (negative on padding): the block id must be
     # floor(pos / bs) as in torch, e.g. -1 // 4 == -1, not C-style truncation (0).
     shifted = torch.arange(Lk)[None, :] - torch.tensor([[0], [13], [7]])
-    _check_both(errs, "negative-positions", q_full, k, v, q_pos=shifted, k_pos=shifted, block_size=bs,
-                block_m=16, block_n=16)
+    _check_both(
+        errs,
+        "negative-positions",
+        q_full,
+        k,
+        v,
+        q_pos=shifted,
+        k_pos=shifted,
+        block_size=bs,
+        block_m=16,
+        block_n=16,
+    )
 
 
 def case_block_causal_4(errs):
@@ -190,8 +213,9 @@ def case_lse(errs):
     k_pos = _positions_from_valid(k_valid)
     q_pos = torch.stack([torch.randperm(36)[:11], torch.randperm(21)[:11]])
     for bs in (None, 4):
-        _, lse = triton_attend(q, k, v, q_pos=q_pos, k_pos=k_pos, k_valid=k_valid, block_size=bs,
-                               return_lse=True, block_n=16)
+        _, lse = triton_attend(
+            q, k, v, q_pos=q_pos, k_pos=k_pos, k_valid=k_valid, block_size=bs, return_lse=True, block_n=16
+        )
         kk = k.repeat_interleave(Hq // Hkv, dim=1)
         scores = (q @ kk.transpose(-1, -2)) / math.sqrt(D)
         vis = k_valid[:, None, None, :]
@@ -215,8 +239,18 @@ def case_lq_1(errs):
     k_valid = _left_right_valid(3, 50, [50, 20, 1], [False, True, False])
     _check_both(errs, "Lq=1", q, k, v, k_valid=k_valid)
     pos = torch.tensor([[49], [30], [0]])
-    _check_both(errs, "Lq=1/block-causal", q, k, v, q_pos=pos, k_pos=torch.arange(50).expand(3, 50),
-                k_valid=k_valid, block_size=8, block_n=16)
+    _check_both(
+        errs,
+        "Lq=1/block-causal",
+        q,
+        k,
+        v,
+        q_pos=pos,
+        k_pos=torch.arange(50).expand(3, 50),
+        k_valid=k_valid,
+        block_size=8,
+        block_n=16,
+    )
 
 
 def case_all_keys_invalid(errs):
@@ -248,17 +282,33 @@ def case_noncontiguous(errs):
     k_pos = pos_buf[:1].expand(B, Lk) // 2
     q_pos = k_pos[:, 3 : 3 + L]
     assert not (q.is_contiguous() or k.is_contiguous() or k_valid.is_contiguous())
-    _check_both(errs, "views", q, k, v, q_pos=q_pos, k_pos=k_pos, k_valid=k_valid, block_size=4,
-                block_m=16, block_n=16)
+    _check_both(
+        errs,
+        "views",
+        q,
+        k,
+        v,
+        q_pos=q_pos,
+        k_pos=k_pos,
+        k_valid=k_valid,
+        block_size=4,
+        block_m=16,
+        block_n=16,
+    )
     # broadcast [1, L] positions / validity
-    _check_both(errs, "broadcast-masks", q, k, v, q_pos=q_pos[:1], k_pos=k_pos[:1], k_valid=k_valid[:1],
-                block_size=4)
+    _check_both(
+        errs, "broadcast-masks", q, k, v, q_pos=q_pos[:1], k_pos=k_pos[:1], k_valid=k_valid[:1], block_size=4
+    )
 
 
 def case_low_precision(errs):
     """bf16 / fp16 inputs (upcast to fp32 in the kernel) vs fp32 SDPA on the same values."""
     for dtype, atol in ((torch.float16, 2e-3), (torch.bfloat16, 3e-2)):
-        q, k, v = _rand(2, 4, 12, 24, dtype=dtype), _rand(2, 2, 40, 24, dtype=dtype), _rand(2, 2, 40, 24, dtype=dtype)
+        q, k, v = (
+            _rand(2, 4, 12, 24, dtype=dtype),
+            _rand(2, 2, 40, 24, dtype=dtype),
+            _rand(2, 2, 40, 24, dtype=dtype),
+        )
         k_valid = _left_right_valid(2, 40, [40, 15], [False, True])
         _check_both(errs, str(dtype).replace("torch.", ""), q, k, v, k_valid=k_valid, atol=atol, block_n=16)
 
@@ -294,7 +344,9 @@ def case_dispatch_backend_arg(errs):
         out = attend(q, k, v, backend="triton", **kw)
         out2, lse = attend(q, k, v, backend="triton", return_lse=True, **kw)
         if len(calls) != 2:
-            raise AssertionError(f"attend(backend='triton') called triton_attend {len(calls)} times, expected 2")
+            raise AssertionError(
+                f"attend(backend='triton') called triton_attend {len(calls)} times, expected 2"
+            )
         attend(q, k, v, **kw)  # the default is sdpa on CPU, triton on CUDA
         expected = 2 if DEVICE == "cpu" else 3
         if len(calls) != expected:
@@ -340,7 +392,13 @@ def run_case(name):
         ok, error = True, None
     except Exception:  # noqa: BLE001 - reported to the test
         ok, error = False, traceback.format_exc()
-    return {"case": name, "ok": ok, "max_abs_err": errs, "seconds": round(time.perf_counter() - t0, 3), "error": error}
+    return {
+        "case": name,
+        "ok": ok,
+        "max_abs_err": errs,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "error": error,
+    }
 
 
 def main(argv):

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from _models import random_model
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import torch
+from _models import MASK, load_benchmark, random_model
 
 import dllm
 from dllm.caches.base import mask_to_query, padded_columns
@@ -15,8 +16,6 @@ from dllm.selection import top_k_mask
 from dllm.state import Decision, Edit
 from dllm.zoo import shipped_models
 from dllm.zoo.tokenizer import load_tokenizer
-
-from _models import MASK, load_benchmark, random_model
 
 PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [20, 21, 22, 23, 24, 25, 26, 27]]
 SETTINGS = dict(gen_length=16, block_length=8)
@@ -66,9 +65,25 @@ EVERY_STEP_SAMPLERS = {
     "llada": ("llada", {}, {}),
     "fast-dllm-sampled": ("fast-dllm", {}, {"temperature": 0.7}),
     "llada-cfg": ("llada", {}, {"cfg_scale": 1.5}),
-    "prophet": ("prophet", {"early_threshold": 1.0, "mid_threshold": 1.0, "late_threshold": 1.0}, {}),  # fires mid-way
-    "daedal": ("daedal", {"initial_length": 8, "max_length": 24, "eos_check_tokens": 4, "eos_tail": 2, "expansion": 4,
-                          "eos_threshold": 0.0, "expand_eos_threshold": 1.0, "low_confidence": 0.6}, {}),  # inserts
+    "prophet": (
+        "prophet",
+        {"early_threshold": 1.0, "mid_threshold": 1.0, "late_threshold": 1.0},
+        {},
+    ),  # fires mid-way
+    "daedal": (
+        "daedal",
+        {
+            "initial_length": 8,
+            "max_length": 24,
+            "eos_check_tokens": 4,
+            "eos_tail": 2,
+            "expansion": 4,
+            "eos_threshold": 0.0,
+            "expand_eos_threshold": 1.0,
+            "low_confidence": 0.6,
+        },
+        {},
+    ),  # inserts
 }
 
 
@@ -80,7 +95,9 @@ def test_refresh_every_step_equals_no_cache(models, arch, name, setting):
     key = ("every-step", arch, setting)
     if key not in _BASELINES:
         _BASELINES[key] = run(models[arch], "none", dllm.samplers.get(sampler, **params), **extra)
-    cached = run(models[arch], dllm.caches.get(name, **EVERY_STEP[name]), dllm.samplers.get(sampler, **params), **extra)
+    cached = run(
+        models[arch], dllm.caches.get(name, **EVERY_STEP[name]), dllm.samplers.get(sampler, **params), **extra
+    )
     assert canvases(cached) == canvases(_BASELINES[key])
     assert [r.nfe for r in cached] == [r.nfe for r in _BASELINES[key]]
 
@@ -103,6 +120,7 @@ def test_batch_equals_each_prompt_alone(models, arch, name):
 
 
 # ---- dKV-Cache: the delay rule, step by step ----------------------------------------------
+
 
 @dataclass
 class _RightToLeft(Sampler):
@@ -166,10 +184,15 @@ def test_dkv_greedy_window():
 
 # ---- Elastic-Cache --------------------------------------------------------------------------
 
+
 def _elastic_run(model, **params):
     seen = {}
-    results = run(model, dllm.caches.get("elastic", **params), "fast-dllm",
-                  callback=lambda event: seen.update(state=event.state))
+    results = run(
+        model,
+        dllm.caches.get("elastic", **params),
+        "fast-dllm",
+        callback=lambda event: seen.update(state=event.state),
+    )
     return results, seen["state"].cache_state
 
 
@@ -215,6 +238,7 @@ def test_elastic_queries_are_small(models):
 
 # ---- any sampler with any cache --------------------------------------------------------------
 
+
 def _with_tokenizer(arch):
     """A random model with the shipped tokenizer, so samplers that resolve delimiters can run."""
     return dataclasses.replace(random_model(arch, vocab=936), tokenizer=load_tokenizer())
@@ -225,7 +249,10 @@ SMALL = {"daedal": {"initial_length": 8, "max_length": 24, "eos_check_tokens": 8
 
 
 def _matrix_models():
-    models = [("random-llada", lambda: _with_tokenizer("llada")), ("random-dream", lambda: _with_tokenizer("dream"))]
+    models = [
+        ("random-llada", lambda: _with_tokenizer("llada")),
+        ("random-dream", lambda: _with_tokenizer("dream")),
+    ]
     shipped = shipped_models()
     for name in ("tiny-llada", "tiny-dream"):
         loader = (lambda n=name: dllm.load(n)) if name in shipped else None
@@ -266,6 +293,7 @@ def test_every_sampler_with_every_cache(model_name, loader, sampler, cache):
 
 
 # ---- logit regions, canvas edits, helpers, validation ----------------------------------------
+
 
 @dataclass
 class _WholeRegion(Sampler):
@@ -316,21 +344,30 @@ def test_query_helpers():
     assert cols.tolist() == [[0]] and real.tolist() == [[False]]
 
 
-@pytest.mark.parametrize("name,params,message", [
-    ("prefix", {"refresh_interval": 0}, "prefix.refresh_interval=0"),
-    ("dual", {"refresh_interval": 1.5}, "dual.refresh_interval=1.5"),
-    ("dual", {"recompute_suffix": "yes"}, "dual.recompute_suffix"),
-    ("dkv-decode", {"refresh_interval": -2}, "dkv-decode.refresh_interval=-2"),
-    ("dkv-greedy", {"window": -1}, "dkv-greedy.window=-1"),
-    ("elastic", {"gamma": 3.0}, r"elastic.gamma=3.0 is out of range; allowed \[-1.0, 2.0\]"),
-    ("elastic", {"window": 0}, "elastic.window=0"),
-    ("elastic", {"track_num": 0}, "elastic.track_num=0"),
-    ("elastic", {"from_next_layer": None}, "elastic.from_next_layer=None has the wrong type; expected true or false"),
-    ("elastic", {"use_lse": 1}, "elastic.use_lse=1 has the wrong type; expected true or false or None"),
-    ("dkv-decode", {"own_token": "no"}, "dkv-decode.own_token='no'"),
-])
+@pytest.mark.parametrize(
+    "name,params,message",
+    [
+        ("prefix", {"refresh_interval": 0}, "prefix.refresh_interval=0"),
+        ("dual", {"refresh_interval": 1.5}, "dual.refresh_interval=1.5"),
+        ("dual", {"recompute_suffix": "yes"}, "dual.recompute_suffix"),
+        ("dkv-decode", {"refresh_interval": -2}, "dkv-decode.refresh_interval=-2"),
+        ("dkv-greedy", {"window": -1}, "dkv-greedy.window=-1"),
+        ("elastic", {"gamma": 3.0}, r"elastic.gamma=3.0 is out of range; allowed \[-1.0, 2.0\]"),
+        ("elastic", {"window": 0}, "elastic.window=0"),
+        ("elastic", {"track_num": 0}, "elastic.track_num=0"),
+        (
+            "elastic",
+            {"from_next_layer": None},
+            "elastic.from_next_layer=None has the wrong type; expected true or false",
+        ),
+        ("elastic", {"use_lse": 1}, "elastic.use_lse=1 has the wrong type; expected true or false or None"),
+        ("dkv-decode", {"own_token": "no"}, "dkv-decode.own_token='no'"),
+    ],
+)
 def test_bad_parameters_name_field_value_and_range(name, params, message):
-    with pytest.raises((ValueError, TypeError), match=message):  # TypeError: a wrong type (dllm.config.check_fields)
+    with pytest.raises(
+        (ValueError, TypeError), match=message
+    ):  # TypeError: a wrong type (dllm.config.check_fields)
         dllm.caches.get(name, **params)
 
 
@@ -352,12 +389,15 @@ def test_elastic_head_cosine_matches_normalize():
     torch.testing.assert_close(head_cosine(a, b), expected)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("foo", "unknown cache 'foo'"),
-    ("dual:foo=1", "cache 'dual' has no parameter"),
-    ("dkv-greedy:refresh_interval=0", "refresh_interval=0 is out of range"),
-    ("dual:refresh_interval", "expects KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("foo", "unknown cache 'foo'"),
+        ("dual:foo=1", "cache 'dual' has no parameter"),
+        ("dkv-greedy:refresh_interval=0", "refresh_interval=0 is out of range"),
+        ("dual:refresh_interval", "expects KEY=VALUE"),
+    ],
+)
 def test_cache_benchmark_rejects_bad_cache_specs(spec, message, capsys):
     with pytest.raises(SystemExit) as exit_info:  # argparse prints its error; parse_key_values raises it
         load_benchmark().main(["--models", "random:llada", "--caches", spec])
@@ -367,7 +407,9 @@ def test_cache_benchmark_rejects_bad_cache_specs(spec, message, capsys):
 def test_cache_benchmark_parses_cache_parameters():
     bench = load_benchmark()
     assert bench.split_cache_spec("dkv-greedy:refresh_interval=8,window=2") == (
-        "dkv-greedy", '{"refresh_interval": 8, "window": 2}')
+        "dkv-greedy",
+        '{"refresh_interval": 8, "window": 2}',
+    )
     assert bench.split_cache_spec("dual") == ("dual", "{}")
 
 
@@ -408,11 +450,27 @@ def test_cache_benchmark_shards_extend_one_prompt_list():
 
 
 def _shard(first, cache, prompts, correct, gained, lost, cpu, **extra):
-    return {"model": "tiny-llada", "gen": 512, "sampler": "llada", "cache": cache, "first": first, "wall": cpu,
-            "cpu": cpu, "prompts": prompts, "correct": correct, "gained": gained, "lost": lost,
-            "same_answer_count": prompts - gained - lost, "same_token_count": 100 * prompts,
-            "canvas_tokens": 100 * prompts, "gen_tokens": 10 * prompts, "nfe_total": 512 * prompts,
-            "peak_rss_mb": 400.0 + first, "cache_mb": 1.5, **extra}
+    return {
+        "model": "tiny-llada",
+        "gen": 512,
+        "sampler": "llada",
+        "cache": cache,
+        "first": first,
+        "wall": cpu,
+        "cpu": cpu,
+        "prompts": prompts,
+        "correct": correct,
+        "gained": gained,
+        "lost": lost,
+        "same_answer_count": prompts - gained - lost,
+        "same_token_count": 100 * prompts,
+        "canvas_tokens": 100 * prompts,
+        "gen_tokens": 10 * prompts,
+        "nfe_total": 512 * prompts,
+        "peak_rss_mb": 400.0 + first,
+        "cache_mb": 1.5,
+        **extra,
+    }
 
 
 def test_cache_benchmark_merge_pools_shards(tmp_path, capsys):
@@ -420,10 +478,22 @@ def test_cache_benchmark_merge_pools_shards(tmp_path, capsys):
 
     bench = load_benchmark()
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    a.write_text(json.dumps([_shard(0, "none", 4, 2, 0, 0, 80.0),
-                             _shard(0, "elastic", 4, 1, 0, 1, 20.0, full_layer_fraction=0.1)]))
-    b.write_text(json.dumps([_shard(4, "none", 12, 6, 0, 0, 240.0),
-                             _shard(4, "elastic", 12, 7, 2, 1, 40.0, full_layer_fraction=0.3)]))
+    a.write_text(
+        json.dumps(
+            [
+                _shard(0, "none", 4, 2, 0, 0, 80.0),
+                _shard(0, "elastic", 4, 1, 0, 1, 20.0, full_layer_fraction=0.1),
+            ]
+        )
+    )
+    b.write_text(
+        json.dumps(
+            [
+                _shard(4, "none", 12, 6, 0, 0, 240.0),
+                _shard(4, "elastic", 12, 7, 2, 1, 40.0, full_layer_fraction=0.3),
+            ]
+        )
+    )
     pooled = {e["cache"]: e for e in bench.merge([str(a), str(b)])}
     elastic = pooled["elastic"]
     assert (elastic["prompts"], elastic["correct"], elastic["gained"], elastic["lost"]) == (16, 8, 2, 2)
@@ -458,7 +528,11 @@ def test_cache_benchmark_merge_rejects_overlapping_or_incomplete_shards(tmp_path
 def test_op_count_benchmark_counts_and_rejects_bad_input(capsys):
     bench = load_benchmark("op_count")
     bench.main(["--layers", "2", "--gen", "8", "--caches", "none", "dual"])
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| none") or line.startswith("| dual")]
+    rows = [
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| none") or line.startswith("| dual")
+    ]
     counts = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in rows}
     assert counts["none"] > 0 and counts["dual"] > counts["none"]  # dual adds its K/V writes and plan
     with pytest.raises(SystemExit):

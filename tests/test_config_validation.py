@@ -33,13 +33,18 @@ def _checkable(hint) -> bool:
 
 def _fields(cls) -> list[tuple[str, object]]:
     hints = _type_hints(cls)
-    return [(f.name, hints[f.name]) for f in dataclasses.fields(cls)
-            if f.init and not f.name.startswith("_") and f.name in hints and _checkable(hints[f.name])]
+    return [
+        (f.name, hints[f.name])
+        for f in dataclasses.fields(cls)
+        if f.init and not f.name.startswith("_") and f.name in hints and _checkable(hints[f.name])
+    ]
 
 
 def _targets():
-    out = [("GenerationConfig", GenerationConfig, lambda **kw: GenerationConfig(**kw)),
-           ("SpeculativeConfig", SpeculativeConfig, lambda **kw: SpeculativeConfig(**kw))]
+    out = [
+        ("GenerationConfig", GenerationConfig, lambda **kw: GenerationConfig(**kw)),
+        ("SpeculativeConfig", SpeculativeConfig, lambda **kw: SpeculativeConfig(**kw)),
+    ]
     for kind, registry in REGISTRIES.items():
         for name in registry.names():
             cls = registry._registry.cls(name)
@@ -50,11 +55,19 @@ def _targets():
 TARGETS = _targets()
 
 BAD = st.one_of(
-    st.text(max_size=6), st.just(float("nan")), st.just(float("inf")), st.just(float("-inf")),
-    st.integers(min_value=2**63, max_value=2**80), st.integers(min_value=-(2**80), max_value=-(2**63) - 1),
-    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6), st.booleans(),
-    st.lists(st.integers(-3, 3), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
-    st.integers(min_value=-(2**63), max_value=2**63 - 1), st.none(), st.binary(max_size=3),
+    st.text(max_size=6),
+    st.just(float("nan")),
+    st.just(float("inf")),
+    st.just(float("-inf")),
+    st.integers(min_value=2**63, max_value=2**80),
+    st.integers(min_value=-(2**80), max_value=-(2**63) - 1),
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6),
+    st.booleans(),
+    st.lists(st.integers(-3, 3), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.none(),
+    st.binary(max_size=3),
 )
 
 
@@ -83,30 +96,57 @@ def test_bad_values_raise_naming_the_field(label, cls, make, field, hint, value)
     assert _matches(value, hint) or (value is None and stored is not None), (label, field, value)
     for number in value if isinstance(value, (list, tuple)) else [value]:
         if isinstance(number, float):
-            is_inf_ok = dataclasses.fields(cls)[[f.name for f in dataclasses.fields(cls)].index(field)].metadata.get(
-                "infinite_ok") and number == math.inf
+            is_inf_ok = (
+                dataclasses.fields(cls)[[f.name for f in dataclasses.fields(cls)].index(field)].metadata.get(
+                    "infinite_ok"
+                )
+                and number == math.inf
+            )
             assert math.isfinite(number) or is_inf_ok, (label, field, value)
         if isinstance(number, int):
             assert -(2**63) <= number < 2**63, (label, field, value)
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda: GenerationConfig(gen_length=16.0, block_length=16), "GenerationConfig.gen_length=16.0 has the wrong type"),
-    (lambda: GenerationConfig(temperature=float("nan")), "GenerationConfig.temperature=nan is not a finite number"),
-    (lambda: GenerationConfig(temperature=float("inf")), "GenerationConfig.temperature=inf is not a finite number"),
-    (lambda: GenerationConfig(cfg_scale=float("nan")), "GenerationConfig.cfg_scale=nan is not a finite number"),
-    (lambda: GenerationConfig(seed=2**64), "GenerationConfig.seed=18446744073709551616 is out of range"),
-    (lambda: GenerationConfig(seed=-1), "GenerationConfig.seed=-1 is out of range"),
-    (lambda: GenerationConfig(stop_at_eos="no"), "GenerationConfig.stop_at_eos='no' has the wrong type"),
-    (lambda: dllm.samplers.get("fast-dllm", threshold="abc"), "fast-dllm.threshold='abc' has the wrong type"),
-    (lambda: dllm.samplers.get("fast-dllm", threshold=float("nan")), "fast-dllm.threshold=nan is not a finite"),
-    (lambda: dllm.samplers.get("prophet", early_threshold=float("-inf")), "prophet.early_threshold=-inf"),
-    (lambda: SpeculativeConfig(top_p=float("nan")), "SpeculativeConfig.top_p=nan is not a finite number"),
-    (lambda: SpeculativeConfig(seed=[0, "1"]), "SpeculativeConfig.seed=[0, '1'] has the wrong type"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (
+            lambda: GenerationConfig(gen_length=16.0, block_length=16),
+            "GenerationConfig.gen_length=16.0 has the wrong type",
+        ),
+        (
+            lambda: GenerationConfig(temperature=float("nan")),
+            "GenerationConfig.temperature=nan is not a finite number",
+        ),
+        (
+            lambda: GenerationConfig(temperature=float("inf")),
+            "GenerationConfig.temperature=inf is not a finite number",
+        ),
+        (
+            lambda: GenerationConfig(cfg_scale=float("nan")),
+            "GenerationConfig.cfg_scale=nan is not a finite number",
+        ),
+        (lambda: GenerationConfig(seed=2**64), "GenerationConfig.seed=18446744073709551616 is out of range"),
+        (lambda: GenerationConfig(seed=-1), "GenerationConfig.seed=-1 is out of range"),
+        (lambda: GenerationConfig(stop_at_eos="no"), "GenerationConfig.stop_at_eos='no' has the wrong type"),
+        (
+            lambda: dllm.samplers.get("fast-dllm", threshold="abc"),
+            "fast-dllm.threshold='abc' has the wrong type",
+        ),
+        (
+            lambda: dllm.samplers.get("fast-dllm", threshold=float("nan")),
+            "fast-dllm.threshold=nan is not a finite",
+        ),
+        (lambda: dllm.samplers.get("prophet", early_threshold=float("-inf")), "prophet.early_threshold=-inf"),
+        (lambda: SpeculativeConfig(top_p=float("nan")), "SpeculativeConfig.top_p=nan is not a finite number"),
+        (lambda: SpeculativeConfig(seed=[0, "1"]), "SpeculativeConfig.seed=[0, '1'] has the wrong type"),
+    ],
+)
 def test_examples_from_the_report(build, message):
-    with pytest.raises((ValueError, TypeError), match=message.replace("[", r"\[").replace("]", r"\]")
-                       .replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        (ValueError, TypeError),
+        match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)"),
+    ):
         build()
 
 

@@ -23,10 +23,16 @@ REGISTRIES = [dllm.samplers, dllm.caches, dllm.drafters, lengths]
 
 # ---- rendering ---------------------------------------------------------------------------------
 
+
 def small_canvas(block=(2, 4)):
-    return render.Canvas(tokens=["Emma", " Stone", "<b>", "\n", "", "<eos>"],
-                         kinds=["token", "token", "token", "token", "mask", "eos"],
-                         steps=[1, 3, 2, 2, None, 3], confs=[0.99, 0.2, 0.6, 0.7, None, 0.95], block=block, max_step=3)
+    return render.Canvas(
+        tokens=["Emma", " Stone", "<b>", "\n", "", "<eos>"],
+        kinds=["token", "token", "token", "token", "mask", "eos"],
+        steps=[1, 3, 2, 2, None, 3],
+        confs=[0.99, 0.2, 0.6, 0.7, None, 0.95],
+        block=block,
+        max_step=3,
+    )
 
 
 def spans(html_text):
@@ -72,45 +78,73 @@ def test_block_outline_wraps_exactly_the_current_block():
 def test_heatmap_one_cell_per_committed_position():
     canvas = small_canvas()
     out = render.heatmap_html(canvas)
-    cells = re.findall(r'grid-row:(\d+);grid-column:(\d+)', out)
+    cells = re.findall(r"grid-row:(\d+);grid-column:(\d+)", out)
     assert sorted(cells) == sorted((str(s), str(i + 1)) for i, s in enumerate(canvas.steps) if s is not None)
     assert 'data-steps="3"' in out and 'data-positions="6"' in out
     assert "no steps" in render.heatmap_html(render.Canvas([], [], [], []))
 
 
 def test_counters_and_error_html():
-    out = render.counters_html("running", {"step": 3, "nfe": 4, "tpf": 1.5, "tps": 12.25, "seconds": 0.5, "tokens": 6})
+    out = render.counters_html(
+        "running", {"step": 3, "nfe": 4, "tpf": 1.5, "tps": 12.25, "seconds": 0.5, "tokens": 6}
+    )
     assert 'data-status="running"' in out and 'data-nfe="4"' in out and ">1.50</b> tokens/forward" in out
     assert 'data-status="error"' in render.error_html("fast-dllm.threshold=2 <bad>")
     assert "&lt;bad&gt;" in render.error_html("fast-dllm.threshold=2 <bad>")
 
 
 def test_rounds_html_marks_accepted_rejected_and_bonus():
-    trace = [RoundRecord(k=3, draft=[10, 11, 12], accepted=1, token=20, committed=[10, 20]),
-             RoundRecord(k=2, draft=[13, 14], accepted=2, token=21, committed=[13, 14, 21]),
-             RoundRecord(k=0, draft=[], accepted=0, token=22, committed=[22]),
-             RoundRecord(k=2, draft=[2, 15], accepted=1, token=None, committed=[2])]
+    trace = [
+        RoundRecord(k=3, draft=[10, 11, 12], accepted=1, token=20, committed=[10, 20]),
+        RoundRecord(k=2, draft=[13, 14], accepted=2, token=21, committed=[13, 14, 21]),
+        RoundRecord(k=0, draft=[], accepted=0, token=22, committed=[22]),
+        RoundRecord(k=2, draft=[2, 15], accepted=1, token=None, committed=[2]),
+    ]
     out = render.rounds_html(trace, lambda ids: f"t{ids[0]}")
     rounds = out.split('<div class="dl-round"')[1:]
     assert len(rounds) == 4 and 'data-rounds="4"' in out
-    assert rounds[0].count("dl-acc") == 1 and rounds[0].count("dl-rej") == 1 and rounds[0].count("dl-rest") == 1
+    assert (
+        rounds[0].count("dl-acc") == 1 and rounds[0].count("dl-rej") == 1 and rounds[0].count("dl-rest") == 1
+    )
     assert "dl-corr" in rounds[0] and "→t20" in rounds[0]
-    assert rounds[1].count("dl-acc") == 2 and "dl-bonus" in rounds[1] and "+t21" in rounds[1] and "bonus" in rounds[1]
+    assert (
+        rounds[1].count("dl-acc") == 2
+        and "dl-bonus" in rounds[1]
+        and "+t21" in rounds[1]
+        and "bonus" in rounds[1]
+    )
     assert "dl-own" in rounds[2] and "no draft" in rounds[2]
     assert "dl-end" in rounds[3]
 
 
 def test_summary_rows():
-    done = {"column": 1, "model": "tiny-llada", "config": "llada · cache none · gen 64/32", "status": "done",
-            "steps": 64, "nfe": 64, "tpf": 0.125, "tps": 40.123, "seconds": 0.2, "score": 1.0}
-    rows = render.summary_rows([done, dict(done, column=2, score=0.0), dict(done, column=3, score=None),
-                                {"column": 4, "model": "m", "config": "", "status": "error", "message": "bad"}])
+    done = {
+        "column": 1,
+        "model": "tiny-llada",
+        "config": "llada · cache none · gen 64/32",
+        "status": "done",
+        "steps": 64,
+        "nfe": 64,
+        "tpf": 0.125,
+        "tps": 40.123,
+        "seconds": 0.2,
+        "score": 1.0,
+    }
+    rows = render.summary_rows(
+        [
+            done,
+            dict(done, column=2, score=0.0),
+            dict(done, column=3, score=None),
+            {"column": 4, "model": "m", "config": "", "status": "error", "message": "bad"},
+        ]
+    )
     assert rows[0] == [1, "tiny-llada", "llada · cache none · gen 64/32", 64, 64, 0.12, 40.1, 0.2, "✓"]
     assert [r[-1] for r in rows] == ["✓", "✗", "—", "error: bad"]
     assert all(len(r) == len(render.SUMMARY_HEADERS) for r in rows)
 
 
 # ---- widget specs --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("registry", REGISTRIES, ids=lambda r: r.__name__)
 def test_widget_specs_cover_every_registered_plugin(registry):
@@ -119,12 +153,19 @@ def test_widget_specs_cover_every_registered_plugin(registry):
         spec_list = widgets.specs(registry, name)
         fields = [f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]
         assert [s.name for s in spec_list] == [f.name for f in fields], name
-        assert {s.name: s.default for s in spec_list} == registry.describe()[registry.names().index(name)]["params"]
+        assert {s.name: s.default for s in spec_list} == registry.describe()[registry.names().index(name)][
+            "params"
+        ]
         for spec in spec_list:
             assert spec.kind in widgets.KINDS
-            assert widgets.coerce(spec, spec.widget_value()) == spec.default, (name, spec)  # the widget round-trips
+            assert widgets.coerce(spec, spec.widget_value()) == spec.default, (
+                name,
+                spec,
+            )  # the widget round-trips
             component = demo_app.make_widget(spec)
-            expected = {"bool": gr.Checkbox, "choice": gr.Dropdown, "optional-bool": gr.Dropdown}.get(spec.kind)
+            expected = {"bool": gr.Checkbox, "choice": gr.Dropdown, "optional-bool": gr.Dropdown}.get(
+                spec.kind
+            )
             if spec.kind in ("int", "float"):
                 expected = gr.Textbox if spec.optional else gr.Number
             assert isinstance(component, expected or gr.Textbox), (name, spec)
@@ -143,8 +184,13 @@ def test_widget_choices_come_from_the_plugins():
     assert inner.choices == tuple(dllm.samplers.names())
     model = {s.name: s for s in widgets.specs(dllm.drafters, "diffuspec")}["model"]
     assert model.custom and "tiny-dream" in model.choices and "tiny-ar" not in model.choices
-    assert {s.name: s for s in widgets.specs(dllm.drafters, "diffuspec")}["proxy"].choices == ("ngram", "none")
-    assert {s.name: s for s in widgets.specs(dllm.drafters, "ar")}["model"].choices == tuple(models.shipped("causal"))
+    assert {s.name: s for s in widgets.specs(dllm.drafters, "diffuspec")}["proxy"].choices == (
+        "ngram",
+        "none",
+    )
+    assert {s.name: s for s in widgets.specs(dllm.drafters, "ar")}["model"].choices == tuple(
+        models.shipped("causal")
+    )
 
 
 def test_coerce_names_the_field():
@@ -167,11 +213,14 @@ def test_coerce_names_the_field():
 
 def test_generation_widgets_come_from_generation_config():
     names = [s.name for s in widgets.generation_specs()]
-    fields = [f.name for f in dataclasses.fields(dllm.GenerationConfig) if f.name not in widgets.GENERATION_HIDDEN]
+    fields = [
+        f.name for f in dataclasses.fields(dllm.GenerationConfig) if f.name not in widgets.GENERATION_HIDDEN
+    ]
     assert names == fields
 
 
 # ---- examples, models --------------------------------------------------------------------------
+
 
 def test_examples_are_scored_with_the_tasks_own_scorer():
     defaults = examples.default_examples()
@@ -182,7 +231,10 @@ def test_examples_are_scored_with_the_tasks_own_scorer():
     assert examples.score("a prompt typed by hand\n", "x") is None
     fresh = examples.draw("sudoku", seed=7)
     assert examples.lookup(fresh.prompt) is fresh
-    assert examples.finalize("math: 1+2") == "math: 1+2\n" and examples.finalize("math: 1+2", False) == "math: 1+2"
+    assert (
+        examples.finalize("math: 1+2") == "math: 1+2\n"
+        and examples.finalize("math: 1+2", False) == "math: 1+2"
+    )
 
 
 def test_models_are_loaded_once_and_shared():
@@ -200,26 +252,45 @@ def test_models_are_loaded_once_and_shared():
 
 # ---- the column: streaming, equality with dllm.generate, errors, stop ---------------------------
 
+
 def direct(settings, prompt=PROMPT):
     model = dllm.load(settings.model)  # its own copy: the demo's shared model is not what is compared
-    [result] = dllm.generate(model, prompt, sampler=dllm.samplers.get(settings.sampler, **settings.sampler_params),
-                             cache=dllm.caches.get(settings.cache, **settings.cache_params), **settings.generation)
+    [result] = dllm.generate(
+        model,
+        prompt,
+        sampler=dllm.samplers.get(settings.sampler, **settings.sampler_params),
+        cache=dllm.caches.get(settings.cache, **settings.cache_params),
+        **settings.generation,
+    )
     return result
 
 
-@pytest.mark.parametrize("settings", [
-    runner.ColumnSettings(sampler="fast-dllm", sampler_params={"threshold": 0.7}),
-    runner.ColumnSettings(model="tiny-dream", sampler="localleap", cache="prefix",
-                          generation={"gen_length": 32, "block_length": 16}),
-], ids=["llada-fast-dllm", "dream-localleap-prefix"])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        runner.ColumnSettings(sampler="fast-dllm", sampler_params={"threshold": 0.7}),
+        runner.ColumnSettings(
+            model="tiny-dream",
+            sampler="localleap",
+            cache="prefix",
+            generation={"gen_length": 32, "block_length": 16},
+        ),
+    ],
+    ids=["llada-fast-dllm", "dream-localleap-prefix"],
+)
 def test_stream_matches_generate(one_thread, settings):
     frames = list(runner.stream(settings, PROMPT, min_interval=0))
     final = frames[-1]
     assert [f.status for f in frames[:-1]] == ["running"] * (len(frames) - 1) and final.status == "done"
     expected = direct(settings)
     r = final.result
-    assert (r.text, r.ids, r.steps, r.nfe, r.gen_tokens) == (expected.text, expected.ids, expected.steps,
-                                                              expected.nfe, expected.gen_tokens)
+    assert (r.text, r.ids, r.steps, r.nfe, r.gen_tokens) == (
+        expected.text,
+        expected.ids,
+        expected.steps,
+        expected.nfe,
+        expected.gen_tokens,
+    )
     assert final.counters == runner.result_counters(r)
     assert final.score == 1.0 or final.score is None or final.score == 0.0
     assert frames[0].canvas.masked == settings.generation["gen_length"]
@@ -229,7 +300,9 @@ def test_stream_matches_generate(one_thread, settings):
     # the live colouring (callback + confidences) is the trace's
     committed = [i for i, s in enumerate(final.canvas.steps) if s is not None]
     assert [last_live.canvas.steps[i] for i in committed] == [final.canvas.steps[i] for i in committed]
-    assert [round(last_live.canvas.confs[i], 6) for i in committed] == [final.canvas.confs[i] for i in committed]
+    assert [round(last_live.canvas.confs[i], 6) for i in committed] == [
+        final.canvas.confs[i] for i in committed
+    ]
     steps = [f.counters["step"] for f in frames[1:-1]]
     assert steps == sorted(steps) and len(steps) == r.steps  # one frame per step when not throttled
 
@@ -239,17 +312,26 @@ def test_run_matches_generate_and_api(one_thread):
     expected = direct(settings)
     assert runner.run(settings, PROMPT).ids == expected.ids
     served = demo_app.api_generate(PROMPT, sampler="fast-dllm")
-    assert served["text"] == expected.text and served["nfe"] == expected.nfe and served["steps"] == expected.steps
+    assert (
+        served["text"] == expected.text
+        and served["nfe"] == expected.nfe
+        and served["steps"] == expected.steps
+    )
 
 
 def test_bad_settings_and_long_prompts_are_errors_not_crashes():
     def final(settings, prompt=PROMPT):
         return list(runner.stream(settings, prompt))[-1]
 
-    assert "fast-dllm.threshold=2.0 is out of range" in final(
-        runner.ColumnSettings(sampler="fast-dllm", sampler_params={"threshold": 2.0})).message
+    assert (
+        "fast-dllm.threshold=2.0 is out of range"
+        in final(runner.ColumnSettings(sampler="fast-dllm", sampler_params={"threshold": 2.0})).message
+    )
     assert "no parameter" in final(runner.ColumnSettings(sampler="llada", sampler_params={"nope": 1})).message
-    assert "block_length" in final(runner.ColumnSettings(generation={"gen_length": 48, "block_length": 32})).message
+    assert (
+        "block_length"
+        in final(runner.ColumnSettings(generation={"gen_length": 48, "block_length": 32})).message
+    )
     assert "autoregressive" in final(runner.ColumnSettings(model="tiny-ar")).message
     assert final(runner.ColumnSettings(model="/no/such/folder")).status == "error"
     assert "at most" in final(runner.ColumnSettings(), "x" * (runner.MAX_PROMPT_CHARS + 1)).message
@@ -261,8 +343,9 @@ def test_bad_settings_and_long_prompts_are_errors_not_crashes():
 def test_stop_ends_the_generation(one_thread):
     stop = threading.Event()
     frames = []
-    for frame in runner.stream(runner.ColumnSettings(sampler="llada"), PROMPT, should_stop=stop.is_set,
-                               min_interval=0):
+    for frame in runner.stream(
+        runner.ColumnSettings(sampler="llada"), PROMPT, should_stop=stop.is_set, min_interval=0
+    ):
         frames.append(frame)
         if frame.counters.get("step", 0) >= 2:
             stop.set()
@@ -271,6 +354,7 @@ def test_stop_ends_the_generation(one_thread):
 
 
 # ---- the app's handlers ------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def app():
@@ -297,13 +381,18 @@ def test_column_handler_matches_generate(app, one_thread):
     assert len(columns) == demo_app.MAX_COLUMNS
     for column, sampler in zip(columns[:2], ("llada", "fast-dllm")):
         values = column_values(column)
-        counters, canvas, text, heatmap, entry = last(column.handler(), 2, PROMPT, True, "step", "run", *values)
+        counters, canvas, text, heatmap, entry = last(
+            column.handler(), 2, PROMPT, True, "step", "run", *values
+        )
         settings = column.settings(values)
         assert settings.sampler == sampler
         expected = direct(settings)
         assert text == expected.text and entry["status"] == "done"
-        assert (entry["steps"], entry["nfe"], entry["gen_tokens"]) == (expected.steps, expected.nfe,
-                                                                      expected.gen_tokens)
+        assert (entry["steps"], entry["nfe"], entry["gen_tokens"]) == (
+            expected.steps,
+            expected.nfe,
+            expected.gen_tokens,
+        )
         assert f'data-nfe="{expected.nfe}"' in counters and f'data-step="{expected.steps}"' in counters
         assert 'data-status="done"' in counters and "dl-heat-grid" in heatmap and "dl-canvas" in canvas
         assert entry["score"] == examples.score(PROMPT, text)
@@ -315,8 +404,9 @@ def test_bad_parameter_is_an_error_in_that_column_only(app, one_thread):
     counters, *_, entry = last(second.handler(), 2, PROMPT, True, "step", "run", *bad)
     assert 'data-status="error"' in counters and "fast-dllm.threshold=2.0" in counters
     assert entry["status"] == "error"
-    counters, _, text, _, entry = last(first.handler(), 2, EXAMPLE.prompt, True, "step", "run",
-                                       *column_values(first))
+    counters, _, text, _, entry = last(
+        first.handler(), 2, EXAMPLE.prompt, True, "step", "run", *column_values(first)
+    )
     assert entry["status"] == "done" and text and entry["score"] in (0.0, 1.0)
     rows = demo_app.summary(2, entry, dict(entry, column=2, status="error", message="bad"))
     assert rows[0][-1] in ("✓", "✗") and rows[1][-1] == "error: bad"
@@ -334,15 +424,17 @@ def test_hidden_columns_and_refused_prompts_do_not_run(app, one_thread):
     run_id, message, _ = demo_app.start_run(EXAMPLE.prompt.rstrip("\n"), True)
     assert run_id and f"task example: {EXAMPLE.task}" in message
     demo_app.request_stop(run_id)
-    *_, entry = last(app.dllm_columns[0].handler(), 2, PROMPT, True, "step", run_id,
-                     *column_values(app.dllm_columns[0]))
+    *_, entry = last(
+        app.dllm_columns[0].handler(), 2, PROMPT, True, "step", run_id, *column_values(app.dllm_columns[0])
+    )
     assert entry["status"] == "stopped"
 
 
 def test_speculative_compares_with_plain_ar(one_thread):
     prompt = "copy: Nora Diaz, Oscar Cook\n"
-    settings = runner.SpeculativeSettings(drafter="onepass", length="fixed", length_params={"k": 4},
-                                          max_new_tokens=16)
+    settings = runner.SpeculativeSettings(
+        drafter="onepass", length="fixed", length_params={"k": 4}, max_new_tokens=16
+    )
     out = runner.speculative(settings, prompt)
     [plain] = dllm.speculate("tiny-ar", prompt, max_new_tokens=16)
     assert out["plain"].ids == plain.ids and out["identical"] and out["spec"].ids == plain.ids
@@ -356,6 +448,7 @@ def test_speculative_compares_with_plain_ar(one_thread):
 
 
 # ---- command line ------------------------------------------------------------------------------
+
 
 def test_cli_demo_flags_and_missing_extra(monkeypatch, capsys):
     from dllm.cli import _parser, main

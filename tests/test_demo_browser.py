@@ -32,7 +32,9 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"
+    ),
 ]
 
 
@@ -48,8 +50,22 @@ def server():
     url = f"http://127.0.0.1:{port}/"
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "demo_server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "dllm", "demo", "--port", str(port), "--host", "127.0.0.1",
-                             "--share", "false"], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dllm",
+            "demo",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--share",
+            "false",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.time() + 180
         while True:
@@ -87,7 +103,8 @@ def choose(page, elem_id: str, value: str) -> None:
     """Pick ``value`` in a Gradio dropdown."""
     page.click(f"#{elem_id} input")
     page.locator("ul[role=listbox] li[role=option]", has_text=value).filter(
-        has=page.locator(f"text='{value}'")).first.click()
+        has=page.locator(f"text='{value}'")
+    ).first.click()
     sync_api.expect(page.locator(f"#{elem_id} input")).to_have_value(value)
 
 
@@ -141,9 +158,16 @@ def test_two_samplers_side_by_side_in_chromium(page):
     for i in (0, 1):
         page.wait_for_selector(f"#counters-{i} .dl-counters[data-status=done]", timeout=120_000)
     expected = [
-        dllm.generate(dllm.load("tiny-llada"), example.prompt, sampler=dllm.samplers.get("fast-dllm", threshold=0.7),
-                      gen_length=64, block_length=32)[0],
-        dllm.generate(dllm.load("tiny-llada"), example.prompt, sampler="llada", gen_length=48, block_length=16)[0],
+        dllm.generate(
+            dllm.load("tiny-llada"),
+            example.prompt,
+            sampler=dllm.samplers.get("fast-dllm", threshold=0.7),
+            gen_length=64,
+            block_length=32,
+        )[0],
+        dllm.generate(
+            dllm.load("tiny-llada"), example.prompt, sampler="llada", gen_length=48, block_length=16
+        )[0],
     ]
     for i, result in enumerate(expected):
         counters = page.locator(f"#counters-{i} .dl-counters")

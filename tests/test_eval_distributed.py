@@ -15,9 +15,14 @@ import yaml
 from dllm.eval import runner
 
 SPEC = {
-    "name": "dp", "models": ["random:llada", "random:dream"], "tasks": ["copy", "words_sort"], "num_samples": 5,
+    "name": "dp",
+    "models": ["random:llada", "random:dream"],
+    "tasks": ["copy", "words_sort"],
+    "num_samples": 5,
     "samplers": [{"name": "llada", "k": [1, 4]}, {"name": "fast-dllm", "grid": {"threshold": [0.5]}}],
-    "generation": {"gen_length": 16}, "batch_size": 2, "warmup": 0,
+    "generation": {"gen_length": 16},
+    "batch_size": 2,
+    "warmup": 0,
 }
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -36,26 +41,44 @@ def test_two_process_sweep_matches_one_process(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
     runner.run_sweep(SPEC, tmp_path / "one", progress=False, threads=1)
-    _launch(["-m", "dllm.eval", "run", str(spec), "--out", str(tmp_path / "two"), "--no-progress", "--no-report"],
-            tmp_path)
+    _launch(
+        ["-m", "dllm.eval", "run", str(spec), "--out", str(tmp_path / "two"), "--no-progress", "--no-report"],
+        tmp_path,
+    )
     one, two = runner.load_records(tmp_path / "one"), runner.load_records(tmp_path / "two")
     assert len(one) == len(two) == 2 * 2 * 3 * 5
     assert [runner.comparable(r) for r in one] == [runner.comparable(r) for r in two]
     assert {r["rank"] for r in two} == {0, 1} and {r["world_size"] for r in two} == {2}
     assert not glob.glob(str(tmp_path / "two" / "records" / "*.rank*.jsonl"))  # partial files merged away
     # resuming under two processes reuses everything
-    again = _launch(["-m", "dllm.eval", "run", str(spec), "--out", str(tmp_path / "two"), "--no-progress",
-                     "--no-report"], tmp_path)
+    again = _launch(
+        ["-m", "dllm.eval", "run", str(spec), "--out", str(tmp_path / "two"), "--no-progress", "--no-report"],
+        tmp_path,
+    )
     assert "generated 0 samples, reused 60" in again.stdout
 
 
 @pytest.mark.slow
 def test_two_process_lm_eval_matches_one_process(tmp_path):
     pytest.importorskip("lm_eval")
-    common = ["--model", "dllm", "--model_args", "model=random:llada,gen_length=16,block_length=16",
-              "--tasks", "dllm_gsm8k", "--limit", "5", "--log_samples"]
-    one = subprocess.run([sys.executable, "-m", "dllm.eval", "lm-eval", *common, "--output_path",
-                          str(tmp_path / "one")], capture_output=True, text=True, timeout=600, env=ENV)
+    common = [
+        "--model",
+        "dllm",
+        "--model_args",
+        "model=random:llada,gen_length=16,block_length=16",
+        "--tasks",
+        "dllm_gsm8k",
+        "--limit",
+        "5",
+        "--log_samples",
+    ]
+    one = subprocess.run(
+        [sys.executable, "-m", "dllm.eval", "lm-eval", *common, "--output_path", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     _launch(["-m", "dllm.eval", "lm-eval", *common, "--output_path", str(tmp_path / "two")], tmp_path)
 

@@ -18,25 +18,40 @@ from dllm.eval.cli import main as eval_main
 from dllm.eval.spec import load_spec
 
 SPEC = {
-    "name": "t", "models": ["random:llada"], "tasks": ["copy"], "num_samples": 2,
-    "samplers": [{"name": "llada", "k": [4]}], "generation": {"gen_length": 16}, "batch_size": 2, "warmup": 0,
+    "name": "t",
+    "models": ["random:llada"],
+    "tasks": ["copy"],
+    "num_samples": 2,
+    "samplers": [{"name": "llada", "k": [4]}],
+    "generation": {"gen_length": 16},
+    "batch_size": 2,
+    "warmup": 0,
 }
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"num_samples": "abc"}, r"spec.num_samples='abc' is not an integer"),
-    ({"num_samples": 2.5}, r"spec.num_samples=2.5 is not an integer"),
-    ({"num_samples": True}, r"spec.num_samples=True is not an integer"),
-    ({"batch_size": "x"}, r"spec.batch_size='x' is not an integer"),
-    ({"batch_size": 0}, r"spec.batch_size=0 is out of range"),
-    ({"warmup": -1}, r"spec.warmup=-1 is out of range"),
-    ({"tasks": [{"name": "copy", "num_samples": None}]}, r"spec.tasks\[copy\].num_samples=None is not an integer"),
-    ({"tasks": [{"name": "copy", "seed": "s"}]}, r"spec.tasks\[copy\].seed='s' is not an integer"),
-    ({"samplers": [{"name": "llada", "k": ["two"]}]}, r"spec.samplers\[llada\].k='two' is not an integer"),
-    ({"samplers": [{"name": "llada", "k": [0]}]}, r"spec.samplers\[llada\].k=0 is out of range"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"num_samples": "abc"}, r"spec.num_samples='abc' is not an integer"),
+        ({"num_samples": 2.5}, r"spec.num_samples=2.5 is not an integer"),
+        ({"num_samples": True}, r"spec.num_samples=True is not an integer"),
+        ({"batch_size": "x"}, r"spec.batch_size='x' is not an integer"),
+        ({"batch_size": 0}, r"spec.batch_size=0 is out of range"),
+        ({"warmup": -1}, r"spec.warmup=-1 is out of range"),
+        (
+            {"tasks": [{"name": "copy", "num_samples": None}]},
+            r"spec.tasks\[copy\].num_samples=None is not an integer",
+        ),
+        ({"tasks": [{"name": "copy", "seed": "s"}]}, r"spec.tasks\[copy\].seed='s' is not an integer"),
+        (
+            {"samplers": [{"name": "llada", "k": ["two"]}]},
+            r"spec.samplers\[llada\].k='two' is not an integer",
+        ),
+        ({"samplers": [{"name": "llada", "k": [0]}]}, r"spec.samplers\[llada\].k=0 is out of range"),
+    ],
+)
 def test_spec_numbers_are_checked_naming_the_field(change, message):
     with pytest.raises(ValueError, match=message):
         load_spec({**SPEC, **change})
@@ -51,24 +66,30 @@ def test_invalid_yaml_names_the_file_and_line(tmp_path):
         load_spec(tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"batch_size": -1}, r"batch_size=-1 is out of range"),
-    ({"batch_size": 2.0}, r"batch_size=2.0 is out of range"),
-    ({"max_configs": -2}, r"max_configs=-2 is out of range"),
-    ({"threads": 0}, r"threads=0 is out of range"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": -1}, r"batch_size=-1 is out of range"),
+        ({"batch_size": 2.0}, r"batch_size=2.0 is out of range"),
+        ({"max_configs": -2}, r"max_configs=-2 is out of range"),
+        ({"threads": 0}, r"threads=0 is out of range"),
+    ],
+)
 def test_run_sweep_checks_its_numbers(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         runner.run_sweep(SPEC, tmp_path / "out", progress=False, **kwargs)
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["run", "SPEC", "--batch-size", "-1"], "argument --batch-size: expected an integer >= 1, got -1"),
-    (["run", "SPEC", "--max-configs", "0"], "argument --max-configs: expected an integer >= 1, got 0"),
-    (["run", "SPEC", "--threads", "two"], "argument --threads: expected an integer, got 'two'"),
-    (["theory", "--n", "1"], "argument --n: expected an integer >= 2, got 1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "SPEC", "--batch-size", "-1"], "argument --batch-size: expected an integer >= 1, got -1"),
+        (["run", "SPEC", "--max-configs", "0"], "argument --max-configs: expected an integer >= 1, got 0"),
+        (["run", "SPEC", "--threads", "two"], "argument --threads: expected an integer, got 'two'"),
+        (["theory", "--n", "1"], "argument --n: expected an integer >= 2, got 1"),
+    ],
+)
 def test_cli_numeric_flags(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         eval_main(argv)
@@ -117,7 +138,9 @@ def test_records_are_validated_on_read_with_the_line_number(tmp_path):
 def test_one_writer_per_output_folder(tmp_path, capsys):
     out = tmp_path / "sweep"
     with runner.folder_lock(out):
-        with pytest.raises(runner.SweepLocked, match=rf"{out} is in use by another `dllm eval run` \(pid {os.getpid()}"):
+        with pytest.raises(
+            runner.SweepLocked, match=rf"{out} is in use by another `dllm eval run` \(pid {os.getpid()}"
+        ):
             runner.run_sweep(SPEC, out, progress=False)
         spec = tmp_path / "spec.json"
         spec.write_text(json.dumps(SPEC))  # JSON is YAML
@@ -131,12 +154,37 @@ def test_one_writer_per_output_folder(tmp_path, capsys):
 @pytest.mark.slow
 def test_ctrl_c_prints_how_to_resume_and_keeps_the_records(tmp_path):
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({**SPEC, "tasks": ["copy", "reverse"], "num_samples": 8, "batch_size": 1,
-                                "samplers": [{"name": "llada", "k": [1, 2, 4]}], "generation": {"gen_length": 32}}))
+    spec.write_text(
+        json.dumps(
+            {
+                **SPEC,
+                "tasks": ["copy", "reverse"],
+                "num_samples": 8,
+                "batch_size": 1,
+                "samplers": [{"name": "llada", "k": [1, 2, 4]}],
+                "generation": {"gen_length": 32},
+            }
+        )
+    )
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "dllm", "eval", "run", str(spec), "--out", str(out),
-                             "--no-progress", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dllm",
+            "eval",
+            "run",
+            str(spec),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while not any(p.stat().st_size for p in out.glob("records/*.jsonl")):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()

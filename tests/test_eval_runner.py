@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from dllm.eval import runner
 from dllm.eval.aggregate import read_csv
@@ -24,10 +23,31 @@ SPEC = {
     "warmup": 0,
 }
 RECORD_FIELDS = {
-    "run_id", "task", "sample_id", "model", "sampler", "sampler_params", "family", "cache", "cache_params",
-    "block_length", "prediction", "score", "steps", "nfe", "gen_tokens", "tokens_per_forward", "tokens_per_step",
-    "canvas_tokens_per_step", "latency_s", "tokens_per_second", "unmask_counts", "decoded_positions", "canvas_len",
-    "peak_mem_gb", "prompt_tokens",
+    "run_id",
+    "task",
+    "sample_id",
+    "model",
+    "sampler",
+    "sampler_params",
+    "family",
+    "cache",
+    "cache_params",
+    "block_length",
+    "prediction",
+    "score",
+    "steps",
+    "nfe",
+    "gen_tokens",
+    "tokens_per_forward",
+    "tokens_per_step",
+    "canvas_tokens_per_step",
+    "latency_s",
+    "tokens_per_second",
+    "unmask_counts",
+    "decoded_positions",
+    "canvas_len",
+    "peak_mem_gb",
+    "prompt_tokens",
 }
 
 
@@ -35,14 +55,21 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_expand_skips_unsupported_combinations_with_reasons():
-    spec = load_spec({**SPEC, "generation": {"gen_length": 16, "block_length": [None, 8, 5]},
-                      "samplers": [{"name": "llada", "k": [1, 16]},
-                                   {"name": "fast-dllm", "grid": {"threshold": [0.9, 1.5]}}],
-                      "exclude": [{"sampler": "fast-dllm", "block_length": 8, "reason": "demo rule"}]})
+    spec = load_spec(
+        {
+            **SPEC,
+            "generation": {"gen_length": 16, "block_length": [None, 8, 5]},
+            "samplers": [
+                {"name": "llada", "k": [1, 16]},
+                {"name": "fast-dllm", "grid": {"threshold": [0.9, 1.5]}},
+            ],
+            "exclude": [{"sampler": "fast-dllm", "block_length": 8, "reason": "demo rule"}],
+        }
+    )
     runs, skipped = expand(spec)
     reasons = [s.reason for s in skipped]
-    assert any("not a multiple of block_length" in r for r in reasons)          # block 5
-    assert any("exceeds block_length=8" in r for r in reasons)                  # k=16 > block 8
+    assert any("not a multiple of block_length" in r for r in reasons)  # block 5
+    assert any("exceeds block_length=8" in r for r in reasons)  # k=16 > block 8
     assert any("threshold=1.5 is out of range" in r for r in reasons)
     assert "demo rule" in reasons
     assert all(r.block_length in (16, 8) for r in runs)
@@ -115,13 +142,30 @@ def test_sweep_records_resume_and_report(tmp_path):
     report = out / "report"
     agg_rows = read_csv(report / "aggregate.csv")
     assert len(agg_rows) == n_configs
-    for col in ("quality", "quality_ci_low", "quality_ci_high", "steps", "nfe", "tokens_per_forward", "parallelism",
-                "tokens_per_second", "latency_p50", "latency_p90", "peak_mem_gb", "speedup", "pareto"):
+    for col in (
+        "quality",
+        "quality_ci_low",
+        "quality_ci_high",
+        "steps",
+        "nfe",
+        "tokens_per_forward",
+        "parallelism",
+        "tokens_per_second",
+        "latency_p50",
+        "latency_p90",
+        "peak_mem_gb",
+        "speedup",
+        "pareto",
+    ):
         assert col in agg_rows[0]
     for name in ("averages", "oracle", "max_tps", "pareto"):
         assert (report / f"{name}.csv").exists()
-    assert {p.name for p in tables["figures"]} >= {"quality_vs_parallelism_random_llada.png", "tradeoff_all.png",
-                                                    "throughput_vs_quality.png", "unmask_histogram.png"}
+    assert {p.name for p in tables["figures"]} >= {
+        "quality_vs_parallelism_random_llada.png",
+        "tradeoff_all.png",
+        "throughput_vs_quality.png",
+        "unmask_histogram.png",
+    }
     for png in tables["figures"]:
         assert png.stat().st_size > 5000 and png.with_suffix(".csv").exists()
     assert "| model |" in (report / "summary.md").read_text()
@@ -131,8 +175,12 @@ def test_ar_kendall_measures_left_to_right_order():
     from dllm.metrics import StepRecord
 
     def trace(order):
-        return [StepRecord(step=i + 1, nfe=i + 1, positions=list(p), tokens=[0] * len(p), confidences=[1.0] * len(p))
-                for i, p in enumerate(order)]
+        return [
+            StepRecord(
+                step=i + 1, nfe=i + 1, positions=list(p), tokens=[0] * len(p), confidences=[1.0] * len(p)
+            )
+            for i, p in enumerate(order)
+        ]
 
     assert runner.ar_kendall(trace([[0], [1], [2], [3]])) == pytest.approx(1.0)
     assert runner.ar_kendall(trace([[3], [2], [1], [0]])) == pytest.approx(-1.0)
@@ -146,16 +194,25 @@ def test_runner_skips_caches_the_model_cannot_serve(tmp_path):
     class NeedsKV:
         name, needs_kv = "kv-demo", True
 
-    assert "needs K/V buffers" in runner.unsupported_reason(IdealMarginalModel(items=["A", "B"]), object(), NeedsKV())
+    assert "needs K/V buffers" in runner.unsupported_reason(
+        IdealMarginalModel(items=["A", "B"]), object(), NeedsKV()
+    )
     assert runner.unsupported_reason(IdealMarginalModel(items=["A", "B"]), object(), object()) is None
 
 
 def test_oracle_model_in_a_sweep_and_the_cli(tmp_path, capsys):
     from dllm.cli import main
 
-    spec = {"name": "o", "models": ["oracle"], "tasks": ["shuffle", "copy"], "num_samples": 4,
-            "samplers": [{"name": "fast-dllm", "grid": {"threshold": [0.3, 0.9]}}],
-            "generation": {"gen_length": 16}, "batch_size": 4, "warmup": 0}
+    spec = {
+        "name": "o",
+        "models": ["oracle"],
+        "tasks": ["shuffle", "copy"],
+        "num_samples": 4,
+        "samplers": [{"name": "fast-dllm", "grid": {"threshold": [0.3, 0.9]}}],
+        "generation": {"gen_length": 16},
+        "batch_size": 4,
+        "warmup": 0,
+    }
     path = tmp_path / "spec.yaml"
     import yaml
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from dllm.eval import runner
 from dllm.eval.aggregate import read_csv
 from dllm.eval.spec import PLAIN_AR_FAMILY, expand, load_spec
 
 PLAIN = {"verifier": "tiny-ar", "drafter": "none", "family": "AR (plain)"}
-ONEPASS = {"verifier": "tiny-ar", "drafter": "onepass", "params": {"model": "tiny-dream"}, "length": "fixed",
-           "length_params": {"k": 4}}
+ONEPASS = {
+    "verifier": "tiny-ar",
+    "drafter": "onepass",
+    "params": {"model": "tiny-dream"},
+    "length": "fixed",
+    "length_params": {"k": 4},
+}
 SPEC = {
     "name": "spec-t",
     "models": ["random:llada"],
@@ -24,8 +28,19 @@ SPEC = {
     "batch_size": 2,
     "warmup": 0,
 }
-SPECULATIVE_STATS = {"tau", "tau_with_bonus", "tokens_per_verifier_forward", "acceptance_rate", "verifier_forwards",
-                     "drafter_forwards", "draft_seconds", "verify_seconds", "rounds", "drafted", "accepted"}
+SPECULATIVE_STATS = {
+    "tau",
+    "tau_with_bonus",
+    "tokens_per_verifier_forward",
+    "acceptance_rate",
+    "verifier_forwards",
+    "drafter_forwards",
+    "draft_seconds",
+    "verify_seconds",
+    "rounds",
+    "drafted",
+    "accepted",
+}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,25 +52,48 @@ def test_expand_speculative_entries():
     assert len(runs) - len(spec_runs) == 2 * 2  # llada k=4 and the k=1 reference per task
     # plain AR and onepass per task; the added plain-AR reference is the spec's own entry (its family kept)
     assert len(spec_runs) == 2 * 2 and not skipped
-    assert {(r.sampler, r.family, r.reference) for r in spec_runs} == {("none", "AR (plain)", True),
-                                                                       ("onepass", "onepass fixed", False)}
+    assert {(r.sampler, r.family, r.reference) for r in spec_runs} == {
+        ("none", "AR (plain)", True),
+        ("onepass", "onepass fixed", False),
+    }
     for r in spec_runs:
-        assert r.model == "tiny-ar" and r.cache == "none" and r.length == (None if r.sampler == "none" else "fixed")
+        assert (
+            r.model == "tiny-ar"
+            and r.cache == "none"
+            and r.length == (None if r.sampler == "none" else "fixed")
+        )
         from dllm.eval import tasks
 
-        assert r.generation == {"max_new_tokens": tasks.get(r.task).max_new_tokens, "temperature": 0.0, "seed": 0}
+        assert r.generation == {
+            "max_new_tokens": tasks.get(r.task).max_new_tokens,
+            "temperature": 0.0,
+            "seed": 0,
+        }
         assert r.gen_length == r.block_length == r.generation["max_new_tokens"]
     again, _ = expand(load_spec({**SPEC, "batch_size": 5}))
     assert [r.run_id for r in again] == [r.run_id for r in runs]  # stable ids, batch size not part of them
 
     # speculative entries only; the spec's generation settings (gen_length, a temperature axis) apply
-    only, _ = expand(load_spec({"tasks": ["copy"], "speculative": [ONEPASS], "generation": {
-        "gen_length": 24, "temperature": [0.0, 0.7], "block_length": [None, 8]}}))
+    only, _ = expand(
+        load_spec(
+            {
+                "tasks": ["copy"],
+                "speculative": [ONEPASS],
+                "generation": {"gen_length": 24, "temperature": [0.0, 0.7], "block_length": [None, 8]},
+            }
+        )
+    )
     assert all(r.speculative for r in only)
     assert sorted((r.family, r.generation["temperature"]) for r in only) == [
-        ("onepass fixed", 0.0), ("onepass fixed", 0.7), (PLAIN_AR_FAMILY, 0.0), (PLAIN_AR_FAMILY, 0.7)]
+        ("onepass fixed", 0.0),
+        ("onepass fixed", 0.7),
+        (PLAIN_AR_FAMILY, 0.0),
+        (PLAIN_AR_FAMILY, 0.7),
+    ]
     assert {r.generation["max_new_tokens"] for r in only} == {24}
-    without_reference, _ = expand(load_spec({"tasks": ["copy"], "speculative": [ONEPASS], "reference": False}))
+    without_reference, _ = expand(
+        load_spec({"tasks": ["copy"], "speculative": [ONEPASS], "reference": False})
+    )
     assert [r.sampler for r in without_reference] == ["onepass"]
 
 
@@ -64,16 +102,25 @@ def test_bad_speculative_entries_raise_naming_the_problem():
         return lambda: load_spec({"tasks": ["copy"], "speculative": [entry], **spec})
 
     cases = [
-        ({**ONEPASS, "drafter": "nope"}, r"spec.speculative\[0\]: unknown drafter 'nope'; known: ar, deer, diffuspec"),
+        (
+            {**ONEPASS, "drafter": "nope"},
+            r"spec.speculative\[0\]: unknown drafter 'nope'; known: ar, deer, diffuspec",
+        ),
         ({**ONEPASS, "lenght": "adl"}, r"spec.speculative\[0\]: unknown key\(s\) \['lenght'\]"),
-        ({**ONEPASS, "params": {"modle": "tiny-dream"}}, r"drafter 'onepass' has no parameter\(s\) \['modle'\]"),
+        (
+            {**ONEPASS, "params": {"modle": "tiny-dream"}},
+            r"drafter 'onepass' has no parameter\(s\) \['modle'\]",
+        ),
         ({**ONEPASS, "params": {"tau": 1.5}, "drafter": "diffuspec"}, r"diffuspec.tau=1.5 is out of range"),
         ({**ONEPASS, "length": "nope"}, r"unknown length controller 'nope'"),
         ({**ONEPASS, "length_params": {"k": 0}}, r"fixed.k=0 is out of range"),
         ({**ONEPASS, "length": None}, r"length_params given without a length controller"),
         ({**PLAIN, "length": "adl"}, r"need a drafter"),
         ({"drafter": "onepass"}, r"expected a mapping with a 'verifier'"),
-        ({**PLAIN, "verifier": {"name": "tiny-ar", "dtyp": "float32"}}, r"spec.speculative\[0\].verifier: unknown key"),
+        (
+            {**PLAIN, "verifier": {"name": "tiny-ar", "dtyp": "float32"}},
+            r"spec.speculative\[0\].verifier: unknown key",
+        ),
     ]
     for entry, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -81,8 +128,15 @@ def test_bad_speculative_entries_raise_naming_the_problem():
     with pytest.raises(ValueError, match="also a spec.models label"):
         load_spec({**SPEC, "models": ["tiny-ar"]})
     with pytest.raises(ValueError, match="names two different models"):
-        load_spec({"tasks": ["copy"], "speculative": [PLAIN, {**ONEPASS, "verifier": {"name": "tiny-ar-draft",
-                                                                                      "label": "tiny-ar"}}]})
+        load_spec(
+            {
+                "tasks": ["copy"],
+                "speculative": [
+                    PLAIN,
+                    {**ONEPASS, "verifier": {"name": "tiny-ar-draft", "label": "tiny-ar"}},
+                ],
+            }
+        )
     with pytest.raises(ValueError, match="'models' must list at least one entry"):
         load_spec({"tasks": ["copy"]})
     with pytest.raises(ValueError, match="'models' must list at least one entry"):
@@ -91,8 +145,15 @@ def test_bad_speculative_entries_raise_naming_the_problem():
 
 def test_a_diffusion_model_as_verifier_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="verifier must be an autoregressive"):
-        runner.run_sweep({"tasks": [{"name": "copy", "num_samples": 1}], "warmup": 0,
-                          "speculative": [{"verifier": "tiny-dream"}]}, tmp_path / "x", progress=False)
+        runner.run_sweep(
+            {
+                "tasks": [{"name": "copy", "num_samples": 1}],
+                "warmup": 0,
+                "speculative": [{"verifier": "tiny-dream"}],
+            },
+            tmp_path / "x",
+            progress=False,
+        )
 
 
 def test_speculative_sweep_records_resume_and_report(tmp_path):
@@ -104,19 +165,36 @@ def test_speculative_sweep_records_resume_and_report(tmp_path):
     diff_recs = [r for r in records if r["mode"] == "diffusion"]
     assert len(spec_recs) == len(diff_recs) == 4 * 3
     for rec in spec_recs:
-        assert set(diff_recs[0]) <= set(rec) and SPECULATIVE_STATS <= set(rec)  # every common field, plus the stats
+        assert set(diff_recs[0]) <= set(rec) and SPECULATIVE_STATS <= set(
+            rec
+        )  # every common field, plus the stats
         assert rec["model"] == "tiny-ar" and rec["block_length"] == rec["gen_length"] == rec["canvas_len"]
-        assert rec["steps"] == rec["nfe"] == rec["verifier_forwards"] == rec["rounds"] == len(rec["unmask_counts"])
+        assert (
+            rec["steps"]
+            == rec["nfe"]
+            == rec["verifier_forwards"]
+            == rec["rounds"]
+            == len(rec["unmask_counts"])
+        )
         assert sum(rec["unmask_counts"]) == rec["decoded_positions"] <= rec["gen_length"]
-        assert rec["tokens_per_forward"] == rec["tokens_per_verifier_forward"] == pytest.approx(
-            rec["gen_tokens"] / rec["verifier_forwards"])
+        assert (
+            rec["tokens_per_forward"]
+            == rec["tokens_per_verifier_forward"]
+            == pytest.approx(rec["gen_tokens"] / rec["verifier_forwards"])
+        )
         assert rec["canvas_tokens_per_step"] == pytest.approx(rec["tau_with_bonus"])
         assert rec["latency_s"] == pytest.approx(rec["batch_seconds"] / rec["batch_size"])
         if rec["drafter"] is None:  # plain AR: one token per verifier forward, nothing drafted
-            assert rec["unmask_counts"] == [1] * rec["rounds"] and rec["tau"] == 0 and rec["drafter_forwards"] == 0
+            assert (
+                rec["unmask_counts"] == [1] * rec["rounds"]
+                and rec["tau"] == 0
+                and rec["drafter_forwards"] == 0
+            )
             assert rec["reference"] and rec["family"] == "AR (plain)" and rec["ar_kendall"] in (None, 1.0)
         else:
-            assert rec["drafter"] == "onepass" and rec["length"] == "fixed" and rec["length_params"] == {"k": 4}
+            assert (
+                rec["drafter"] == "onepass" and rec["length"] == "fixed" and rec["length_params"] == {"k": 4}
+            )
             assert rec["drafter_forwards"] >= 1 and rec["tau_with_bonus"] > 1
 
     # greedy speculative decoding is lossless: the onepass answers are the plain-AR answers, sample for sample
@@ -134,8 +212,17 @@ def test_speculative_sweep_records_resume_and_report(tmp_path):
     rows = [r for r in read_csv(out / "report" / "aggregate.csv") if r["mode"] == "speculative"]
     assert len(rows) == 4 and {r["family"] for r in rows} == {"AR (plain)", "onepass fixed"}
     for row in rows:
-        for col in ("quality", "tau", "tau_with_bonus", "tokens_per_verifier_forward", "acceptance_rate",
-                    "verifier_forwards", "drafter_forwards", "draft_share", "speedup"):
+        for col in (
+            "quality",
+            "tau",
+            "tau_with_bonus",
+            "tokens_per_verifier_forward",
+            "acceptance_rate",
+            "verifier_forwards",
+            "drafter_forwards",
+            "draft_share",
+            "speedup",
+        ):
             assert row[col] != "" and math.isfinite(float(row[col]))
         assert float(row["nfe"]) == pytest.approx(float(row["verifier_forwards"]))
         if row["family"] == "AR (plain)":

@@ -20,16 +20,23 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------- closed forms
-@pytest.mark.parametrize("n, c_shuffle, l_half, acc2, acc3, acc4, accn, c_replace, acc_sampled", [
-    (4, 3.415, 1.415, 0.375, 0.375, 0.0938, 0.0938, 1.245, 0.4219),
-    (6, 6.018, 1.678, 0.3125, 0.1235, 0.1389, 0.0154, 1.315, 0.4019),
-    (8, 8.701, 1.871, 0.2734, 0.1575, 0.0385, 0.0024, 1.349, 0.3927),
-    (10, 11.428, 2.023, 0.2461, 0.1653, 0.0700, 0.0004, 1.368, 0.3874),
-])
-def test_closed_forms_match_the_spec_table(n, c_shuffle, l_half, acc2, acc3, acc4, accn, c_replace, acc_sampled):
+@pytest.mark.parametrize(
+    "n, c_shuffle, l_half, acc2, acc3, acc4, accn, c_replace, acc_sampled",
+    [
+        (4, 3.415, 1.415, 0.375, 0.375, 0.0938, 0.0938, 1.245, 0.4219),
+        (6, 6.018, 1.678, 0.3125, 0.1235, 0.1389, 0.0154, 1.315, 0.4019),
+        (8, 8.701, 1.871, 0.2734, 0.1575, 0.0385, 0.0024, 1.349, 0.3927),
+        (10, 11.428, 2.023, 0.2461, 0.1653, 0.0700, 0.0004, 1.368, 0.3874),
+    ],
+)
+def test_closed_forms_match_the_spec_table(
+    n, c_shuffle, l_half, acc2, acc3, acc4, accn, c_replace, acc_sampled
+):
     assert theory.total_correlation("shuffle", n) == pytest.approx(c_shuffle, abs=1e-3)
     assert theory.shuffle_two_per_step_floor(n) == pytest.approx(l_half, abs=1e-3)
-    assert theory.shuffle_step_floor(theory.topk_schedule(n, 2)) == pytest.approx(theory.shuffle_two_per_step_floor(n))
+    assert theory.shuffle_step_floor(theory.topk_schedule(n, 2)) == pytest.approx(
+        theory.shuffle_two_per_step_floor(n)
+    )
     for k, want in ((2, acc2), (3, acc3), (4, acc4), (n, accn)):
         assert theory.shuffle_topk_accuracy(theory.topk_schedule(n, k)) == pytest.approx(want, abs=1e-4)
     assert theory.total_correlation("replace_random", n) == pytest.approx(c_replace, abs=1e-3)
@@ -83,32 +90,60 @@ def _check(rate: float, p: float, trials: int) -> None:
 TRIALS = 1000
 
 
-@pytest.mark.parametrize("op, n, steps, remasking", [
-    ("shuffle", 6, 3, "low_confidence"), ("shuffle", 6, 2, "low_confidence"), ("shuffle", 6, 1, "low_confidence"),
-    ("shuffle", 8, 4, "random"), ("replace_random", 6, 6, "low_confidence"), ("replace_random", 6, 3, "low_confidence"),
-    ("replace_random", 6, 2, "low_confidence"), ("replace_random", 5, 3, "low_confidence"),
-])
+@pytest.mark.parametrize(
+    "op, n, steps, remasking",
+    [
+        ("shuffle", 6, 3, "low_confidence"),
+        ("shuffle", 6, 2, "low_confidence"),
+        ("shuffle", 6, 1, "low_confidence"),
+        ("shuffle", 8, 4, "random"),
+        ("replace_random", 6, 6, "low_confidence"),
+        ("replace_random", 6, 3, "low_confidence"),
+        ("replace_random", 6, 2, "low_confidence"),
+        ("replace_random", 5, 3, "low_confidence"),
+    ],
+)
 def test_llada_topk_matches_closed_form(op, n, steps, remasking):
     model = IdealMarginalModel(items=LETTERS, seed=steps)
     cases = _prompts(op, n, TRIALS, random.Random(n * 100 + steps))
-    results = dllm.generate(model, [p for p, _ in cases], sampler=dllm.samplers.get("llada", remasking=remasking),
-                            gen_length=n, block_length=n, steps=steps)
+    results = dllm.generate(
+        model,
+        [p for p, _ in cases],
+        sampler=dllm.samplers.get("llada", remasking=remasking),
+        gen_length=n,
+        block_length=n,
+        steps=steps,
+    )
     rate = sum(_correct(op, r.text, xs, n) for r, (_, xs) in zip(results, cases)) / TRIALS
-    schedule = uniform_schedule(torch.tensor([n]), steps)[0].tolist()  # what the llada sampler commits per step
+    schedule = uniform_schedule(torch.tensor([n]), steps)[
+        0
+    ].tolist()  # what the llada sampler commits per step
     want = theory.expected_accuracy(op, n, schedule=schedule)
     _check(rate, want, TRIALS)
     assert all(r.steps == steps for r in results)
 
 
-@pytest.mark.parametrize("op, n, threshold", [
-    ("shuffle", 6, 0.6), ("shuffle", 6, 0.3), ("shuffle", 6, 0.15),
-    ("replace_random", 6, 0.9), ("replace_random", 6, 0.8), ("replace_random", 2, 0.4),
-])
+@pytest.mark.parametrize(
+    "op, n, threshold",
+    [
+        ("shuffle", 6, 0.6),
+        ("shuffle", 6, 0.3),
+        ("shuffle", 6, 0.15),
+        ("replace_random", 6, 0.9),
+        ("replace_random", 6, 0.8),
+        ("replace_random", 2, 0.4),
+    ],
+)
 def test_fast_dllm_threshold_matches_closed_form(op, n, threshold):
     model = IdealMarginalModel(items=LETTERS, seed=7)
     cases = _prompts(op, n, TRIALS, random.Random(int(threshold * 1000) + n))
-    results = dllm.generate(model, [p for p, _ in cases], sampler=dllm.samplers.get("fast-dllm", threshold=threshold),
-                            gen_length=n, block_length=n)
+    results = dllm.generate(
+        model,
+        [p for p, _ in cases],
+        sampler=dllm.samplers.get("fast-dllm", threshold=threshold),
+        gen_length=n,
+        block_length=n,
+    )
     rate = sum(_correct(op, r.text, xs, n) for r, (_, xs) in zip(results, cases)) / TRIALS
     _check(rate, theory.expected_accuracy(op, n, threshold=threshold), TRIALS)
 
@@ -125,10 +160,18 @@ def test_sampled_one_step_replace_random_is_about_one_over_e():
         pool = rng.sample(names, rows * (n + 1))
         cases = []
         for r in range(rows):
-            xs = pool[r * (n + 1): (r + 1) * (n + 1)]
+            xs = pool[r * (n + 1) : (r + 1) * (n + 1)]
             cases.append((f"replace any with {xs[-1]}: {', '.join(xs[:n])}\n", xs))
-        results = dllm.generate(model, [p for p, _ in cases], sampler="llada", gen_length=n, block_length=n, steps=1,
-                                temperature=1.0, seed=call)
+        results = dllm.generate(
+            model,
+            [p for p, _ in cases],
+            sampler="llada",
+            gen_length=n,
+            block_length=n,
+            steps=1,
+            temperature=1.0,
+            seed=call,
+        )
         hits += sum(_correct("replace_random", r.text, xs, n) for r, (_, xs) in zip(results, cases))
     _check(hits / (rows * calls), theory.replace_random_sampled_one_step_accuracy(n), rows * calls)
 
@@ -141,8 +184,9 @@ def test_oracle_model_tokenises_and_decodes_real_task_prompts():
         task = tasks.get(name)
         examples = task.examples("eval", 3, seed=1)
         n = max(len(ex.target.split(", ")) for ex in examples)
-        results = dllm.generate(model, [ex.prompt for ex in examples], sampler="fast-dllm", gen_length=n + 2,
-                                block_length=n + 2)
+        results = dllm.generate(
+            model, [ex.prompt for ex in examples], sampler="fast-dllm", gen_length=n + 2, block_length=n + 2
+        )
         assert [task.score(r.text, ex) for r, ex in zip(results, examples)] == [1.0, 1.0, 1.0], name
     with pytest.raises(ValueError, match="does not know the task header"):
         model.encode("sudoku: 1 2 3 4\n")

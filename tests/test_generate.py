@@ -4,15 +4,14 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from _models import EOS, MASK, random_model
 
 import dllm
 from dllm.samplers.base import Sampler
-from dllm.selection import top_k_mask
 from dllm.samplers.fast_dllm import factor_accept_count
 from dllm.samplers.llada import uniform_schedule
+from dllm.selection import top_k_mask
 from dllm.state import Decision, Edit
-
-from _models import EOS, MASK, random_model
 
 PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [20, 21, 22, 23, 24, 25, 26, 27]]
 SAMPLERS = [
@@ -57,7 +56,9 @@ def test_llada_one_token_per_step_counts(model):
 
 
 def test_llada_fewer_steps_commit_schedule(model):
-    [result] = dllm.generate(model, [PROMPTS[1]], sampler="llada", gen_length=16, block_length=8, steps=4, trace=True)
+    [result] = dllm.generate(
+        model, [PROMPTS[1]], sampler="llada", gen_length=16, block_length=8, steps=4, trace=True
+    )
     assert [len(r.positions) for r in result.trace] == [4, 4, 4, 4]
 
 
@@ -79,13 +80,16 @@ def test_threshold_commits_every_confident_candidate(model):
 def test_fast_dllm_rule_choice(model):
     """No threshold means 0.9 unless factor is given; threshold and factor together (0.9 included, the
     old silently-dropped default) are an error."""
+
     def canvas(sampler):
         return dllm.generate(model, PROMPTS, sampler=sampler, gen_length=16, block_length=8)[0].canvas
 
     assert canvas(dllm.samplers.get("fast-dllm")) == canvas(dllm.samplers.get("fast-dllm", threshold=0.9))
     assert dllm.samplers.get("fast-dllm", threshold=None, factor=1.0).factor == 1.0
     for threshold in (0.9, 0.5):
-        with pytest.raises(ValueError, match=rf"exactly one of threshold or factor, got threshold={threshold}"):
+        with pytest.raises(
+            ValueError, match=rf"exactly one of threshold or factor, got threshold={threshold}"
+        ):
             dllm.samplers.get("fast-dllm", threshold=threshold, factor=1.0)
 
 
@@ -129,7 +133,9 @@ def _eos_likely_model(arch, seed=11):
 def test_logits_eos_inf_never_proposes_eos(arch):
     model = _eos_likely_model(arch)
     base = dllm.generate(model, PROMPTS, sampler="llada", gen_length=16, block_length=8, logits_eos_inf=False)
-    flagged = dllm.generate(model, PROMPTS, sampler="llada", gen_length=16, block_length=8, logits_eos_inf=True)
+    flagged = dllm.generate(
+        model, PROMPTS, sampler="llada", gen_length=16, block_length=8, logits_eos_inf=True
+    )
     assert any(EOS in r.canvas for r in base)
     assert all(EOS not in r.canvas for r in flagged)
     assert all(len(r.canvas) == 16 for r in base + flagged)
@@ -161,8 +167,15 @@ class _CheckEosLast(Sampler):
 def test_confidence_eos_eot_inf_commits_eos_last(arch, steps):
     model = _eos_likely_model(arch)
     checker = _CheckEosLast(inner=dllm.samplers.get("llada"))
-    dllm.generate(model, PROMPTS, sampler=checker, gen_length=16, block_length=8, steps=steps,
-                  confidence_eos_eot_inf=True)
+    dllm.generate(
+        model,
+        PROMPTS,
+        sampler=checker,
+        gen_length=16,
+        block_length=8,
+        steps=steps,
+        confidence_eos_eot_inf=True,
+    )
     assert checker.eos_commits > 0  # EOS is still proposed and committed, only later
     if steps != 16:
         return
@@ -172,8 +185,9 @@ def test_confidence_eos_eot_inf_commits_eos_last(arch, steps):
 
 
 def test_same_seed_same_output_and_seed_matters(model):
-    run = lambda seed: dllm.generate(model, PROMPTS, sampler="llada", gen_length=16, block_length=8,
-                                     temperature=1.0, seed=seed)
+    run = lambda seed: dllm.generate(
+        model, PROMPTS, sampler="llada", gen_length=16, block_length=8, temperature=1.0, seed=seed
+    )
     assert [r.canvas for r in run(1)] == [r.canvas for r in run(1)]
     assert [r.canvas for r in run(1)] != [r.canvas for r in run(2)]
 
@@ -195,12 +209,19 @@ def test_counts_follow_the_metrics_definitions(model):
 
 def test_streaming_callback_sees_every_step(model):
     events = []
-    [result] = dllm.generate(model, [PROMPTS[0]], sampler="llada", gen_length=8, block_length=8,
-                             callback=lambda e: events.append(int(e.committed.sum())))
+    [result] = dllm.generate(
+        model,
+        [PROMPTS[0]],
+        sampler="llada",
+        gen_length=8,
+        block_length=8,
+        callback=lambda e: events.append(int(e.committed.sum())),
+    )
     assert len(events) == result.steps and sum(events) == 8
 
 
 # ---- hooks and edits, exercised with small purpose-built samplers --------------------------
+
 
 @dataclass
 class _Lazy(Sampler):
@@ -237,8 +258,12 @@ def test_fill_edit_and_stop_finish_in_one_step(model):
 class _TruncateAtThird(Sampler):
     def select(self, view):
         commit = top_k_mask(view.score, view.cand, torch.ones(view.cand.shape[0], dtype=torch.long))
-        return Decision(commit=commit, edits=[Edit(op="truncate", row=r, col=view.state.gen_start + 2)
-                                              for r in range(view.cand.shape[0])])
+        return Decision(
+            commit=commit,
+            edits=[
+                Edit(op="truncate", row=r, col=view.state.gen_start + 2) for r in range(view.cand.shape[0])
+            ],
+        )
 
 
 def test_truncate_edit_fills_eos_after_the_column(model):
@@ -292,7 +317,9 @@ class _ShortBlocks(Sampler):
 
 
 def test_plan_block_sets_the_block_after_its_first_forward(model):
-    [result] = dllm.generate(model, [PROMPTS[0]], sampler=_ShortBlocks(), gen_length=8, block_length=8, trace=True)
+    [result] = dllm.generate(
+        model, [PROMPTS[0]], sampler=_ShortBlocks(), gen_length=8, block_length=8, trace=True
+    )
     assert [r.positions for r in result.trace] == [[0, 1], [2, 3], [4, 5], [6, 7]]
 
 

@@ -56,13 +56,19 @@ def core_violations(path: Path) -> list[str]:
         if name is None and _is_plugin_module(module) and module.rpartition(".")[2] not in REGISTRY_NAMES:
             bad.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
         elif module in PLUGIN_PACKAGES and name is not None and name not in REGISTRY_NAMES:
-            bad.append(f"{path.relative_to(ROOT)}:{line} imports {name} from {module} (not a registry function)")
+            bad.append(
+                f"{path.relative_to(ROOT)}:{line} imports {name} from {module} (not a registry function)"
+            )
     return bad
 
 
 def test_models_import_no_cache_policy():
-    bad = [f"{path.relative_to(ROOT)}:{line} imports {module}" for path in _files("dllm/models")
-           for line, module, _ in imports(path) if module == "dllm.caches" or module.startswith("dllm.caches.")]
+    bad = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in _files("dllm/models")
+        for line, module, _ in imports(path)
+        if module == "dllm.caches" or module.startswith("dllm.caches.")
+    ]
     assert not bad, "dllm/models must not import dllm.caches:\n" + "\n".join(bad)
 
 
@@ -73,16 +79,19 @@ def test_core_imports_plugins_only_through_the_registries():
     assert not bad, "core modules import plugin modules:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("source,expected", [
-    ("from dllm.samplers.base import best_candidate", True),
-    ("import dllm.caches.elastic", True),
-    ("from dllm.samplers import Sampler", True),
-    ("from dllm.caches import dual", True),
-    ("from dllm import samplers as sampler_registry", False),
-    ("import dllm.samplers", False),
-    ("from dllm.samplers import get", False),
-    ("def f():\n    from dllm.caches.attention import attend", True),
-])
+@pytest.mark.parametrize(
+    "source,expected",
+    [
+        ("from dllm.samplers.base import best_candidate", True),
+        ("import dllm.caches.elastic", True),
+        ("from dllm.samplers import Sampler", True),
+        ("from dllm.caches import dual", True),
+        ("from dllm import samplers as sampler_registry", False),
+        ("import dllm.samplers", False),
+        ("from dllm.samplers import get", False),
+        ("def f():\n    from dllm.caches.attention import attend", True),
+    ],
+)
 def test_the_check_sees_each_kind_of_import(tmp_path, monkeypatch, source, expected):
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     (tmp_path / "dllm").mkdir()
@@ -107,17 +116,28 @@ def _looked_up(path: Path, owner: str) -> set[str]:
         if isinstance(node, ast.Attribute):
             value = node.value
             if (isinstance(value, ast.Name) and value.id == owner) or (
-                    isinstance(value, ast.Attribute) and value.attr == owner and isinstance(value.value, ast.Name)
-                    and value.value.id == "self"):
+                isinstance(value, ast.Attribute)
+                and value.attr == owner
+                and isinstance(value.value, ast.Name)
+                and value.value.id == "self"
+            ):
                 found.add(node.attr)
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
-              and len(node.args) >= 2 and isinstance(node.args[0], ast.Name) and node.args[0].id in ("plugin", owner)
-              and isinstance(node.args[1], ast.Constant)):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and len(node.args) >= 2
+            and isinstance(node.args[0], ast.Name)
+            and node.args[0].id in ("plugin", owner)
+            and isinstance(node.args[1], ast.Constant)
+        ):
             found.add(node.args[1].value)
     return found
 
 
-@pytest.mark.parametrize("owner,base", [("sampler", "dllm.samplers.base:Sampler"), ("cache", "dllm.caches.base:Cache")])
+@pytest.mark.parametrize(
+    "owner,base", [("sampler", "dllm.samplers.base:Sampler"), ("cache", "dllm.caches.base:Cache")]
+)
 def test_every_hook_the_core_looks_up_is_declared_with_a_docstring(owner, base):
     import importlib
 
@@ -128,6 +148,8 @@ def test_every_hook_the_core_looks_up_is_declared_with_a_docstring(owner, base):
     assert {"select" if owner == "sampler" else "plan", "unsupported_reason"} <= used
     for hook in sorted(used):
         member = getattr(cls, hook, None)
-        assert member is not None, f"{owner} hook {hook!r} is looked up by the core but not declared on {base}"
+        assert member is not None, (
+            f"{owner} hook {hook!r} is looked up by the core but not declared on {base}"
+        )
         if callable(member):
             assert (member.__doc__ or "").strip(), f"{base}.{hook} has no docstring"

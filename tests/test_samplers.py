@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from _models import EOS, MASK, random_model
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -18,8 +19,6 @@ from dllm.samplers.daedal import eos_completion
 from dllm.samplers.eotp import end_of_text_edits
 from dllm.samplers.learn2pd import ConfidenceFilter, find_filter
 from dllm.state import Decision
-
-from _models import EOS, MASK, random_model
 
 PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [20, 21, 22, 23, 24, 25, 26, 27]]
 NEWLINE = 9  # the random models' "delimiter" token
@@ -76,6 +75,7 @@ def _same_tokens(a, b):
 
 # ---- degenerate settings reduce to the baselines ------------------------------------------
 
+
 @pytest.mark.parametrize("threshold", [0.9, 0.2])
 def test_localleap_relaxed_equal_strict_is_fast_dllm(arch, threshold):
     model = _model(arch)
@@ -87,8 +87,12 @@ def test_localleap_relaxed_equal_strict_is_fast_dllm(arch, threshold):
 def test_localleap_relaxation_commits_more_near_anchors():
     model = _model("llada")
     strict = _run(model, dllm.samplers.get("fast-dllm", threshold=0.2), gen_length=32, block_length=32)
-    leap = _run(model, dllm.samplers.get("localleap", threshold=0.2, relaxed_threshold=0.05, radius=3),
-                gen_length=32, block_length=32)
+    leap = _run(
+        model,
+        dllm.samplers.get("localleap", threshold=0.2, relaxed_threshold=0.05, radius=3),
+        gen_length=32,
+        block_length=32,
+    )
     assert sum(r.nfe for r in leap) < sum(r.nfe for r in strict)
 
 
@@ -96,7 +100,9 @@ def test_localleap_relaxation_commits_more_near_anchors():
 def test_prophet_infinite_thresholds_is_its_inner_sampler(arch, inner):
     model = _model(arch)
     inf = float("inf")
-    prophet = dllm.samplers.get("prophet", inner=inner, early_threshold=inf, mid_threshold=inf, late_threshold=inf)
+    prophet = dllm.samplers.get(
+        "prophet", inner=inner, early_threshold=inf, mid_threshold=inf, late_threshold=inf
+    )
     assert _same_tokens(_run(model, prophet), _run(model, inner))
 
 
@@ -166,10 +172,17 @@ def _close(observed, expected):
     return abs(observed - expected) <= 4 * sigma + 1e-9
 
 
-@pytest.mark.parametrize("task,n,k,expected", [
-    ("shuffle", 6, 1, 1.0), ("shuffle", 6, 2, shuffle_topk_accuracy(6, 2)), ("shuffle", 6, 3, shuffle_topk_accuracy(6, 3)),
-    ("replace_random", 6, 1, 1.0), ("replace_random", 6, 2, 0.5), ("replace_random", 6, 3, 0.0),
-])
+@pytest.mark.parametrize(
+    "task,n,k,expected",
+    [
+        ("shuffle", 6, 1, 1.0),
+        ("shuffle", 6, 2, shuffle_topk_accuracy(6, 2)),
+        ("shuffle", 6, 3, shuffle_topk_accuracy(6, 3)),
+        ("replace_random", 6, 1, 1.0),
+        ("replace_random", 6, 2, 0.5),
+        ("replace_random", 6, 3, 0.0),
+    ],
+)
 def test_oracle_top_k(task, n, k, expected):
     assert _close(_accuracy(task, n, "llada", steps=n // k), expected)
 
@@ -182,10 +195,15 @@ THRESHOLD_RULES = [
 
 
 @pytest.mark.parametrize("rule", range(len(THRESHOLD_RULES)))
-@pytest.mark.parametrize("task,n,threshold,expected", [
-    ("shuffle", 6, 0.6, 1.0), ("shuffle", 6, 0.45, 0.5),                        # m!/m^m once 1/m >= threshold
-    ("replace_random", 6, 0.85, 1.0), ("replace_random", 6, 0.8, 0.0),          # boundary (n-1)/n = 0.833
-])
+@pytest.mark.parametrize(
+    "task,n,threshold,expected",
+    [
+        ("shuffle", 6, 0.6, 1.0),
+        ("shuffle", 6, 0.45, 0.5),  # m!/m^m once 1/m >= threshold
+        ("replace_random", 6, 0.85, 1.0),
+        ("replace_random", 6, 0.8, 0.0),  # boundary (n-1)/n = 0.833
+    ],
+)
 def test_oracle_threshold(rule, task, n, threshold, expected):
     assert _close(_accuracy(task, n, THRESHOLD_RULES[rule](threshold)), expected)
 
@@ -193,10 +211,11 @@ def test_oracle_threshold(rule, task, n, threshold, expected):
 def test_oracle_prophet_all_in_is_one_step_parallel():
     """Firing at the first step fills every slot from independent marginals: n!/n^n on shuffle."""
     prophet = dllm.samplers.get("prophet", early_threshold=0.0)
-    assert _close(_accuracy("shuffle", 4, prophet), math.factorial(4) / 4 ** 4)
+    assert _close(_accuracy("shuffle", 4, prophet), math.factorial(4) / 4**4)
 
 
 # ---- composition: EoTP and Prophet on top of other samplers --------------------------------
+
 
 @pytest.mark.parametrize("inner", ["llada", "fast-dllm", "localleap"])
 def test_eotp_truncates_after_the_first_decoded_eos(arch, inner):
@@ -204,7 +223,7 @@ def test_eotp_truncates_after_the_first_decoded_eos(arch, inner):
     base = _run(model, inner, gen_length=32)
     eotp = _run(model, dllm.samplers.get("eotp", inner=inner, min_confidence=1.0), gen_length=32)
     for r in eotp:
-        assert r.canvas[r.gen_tokens:] == [EOS] * (32 - r.gen_tokens)
+        assert r.canvas[r.gen_tokens :] == [EOS] * (32 - r.gen_tokens)
     assert sum(r.nfe for r in eotp) < sum(r.nfe for r in base)
 
 
@@ -231,8 +250,8 @@ class _Probe(Sampler):
         rows, idx = commit.nonzero(as_tuple=True)
         tokens[rows, view.cols[rows, idx]] = view.pred[rows, idx]  # the canvas once this step is applied
         for edit in end_of_text_edits(view, commit):
-            after = tokens[edit.row, edit.col + 1: int(view.state.gen_end[edit.row])]
-            before = tokens[edit.row, view.state.gen_start: edit.col + 1]
+            after = tokens[edit.row, edit.col + 1 : int(view.state.gen_end[edit.row])]
+            before = tokens[edit.row, view.state.gen_start : edit.col + 1]
             assert ((after == MASK) | (after == EOS)).all() or (before == EOS).any()
             self.cuts += 1
         return Decision(commit=commit)
@@ -246,16 +265,22 @@ def test_eotp_cut_never_erases_text_before_the_first_eos(arch):
 
 # ---- DAEDAL, AdaBlock, Learn2PD specifics ---------------------------------------------------
 
+
 def test_daedal_grows_inserts_and_respects_max_length(arch):
     model = _model(arch)  # EOS is never likely here
     grow = dllm.samplers.get("daedal", initial_length=8, max_length=30, eos_threshold=1.0, low_confidence=0.0)
     results = _run(model, grow)  # stage 1 grows to the cap (no room left for the EOS tail), no insertion
     assert all(len(r.canvas) == 30 and MASK not in r.canvas for r in results)
-    assert all(r.nfe == (30 - 8) // 8 + 1 + r.steps for r in results)  # probes at 8, 16, 24 (+ the capped 30 isn't probed)
-    insert = dllm.samplers.get("daedal", initial_length=8, max_length=40, eos_threshold=0.0, low_confidence=1.0,
-                               eos_tail=2)
+    assert all(
+        r.nfe == (30 - 8) // 8 + 1 + r.steps for r in results
+    )  # probes at 8, 16, 24 (+ the capped 30 isn't probed)
+    insert = dllm.samplers.get(
+        "daedal", initial_length=8, max_length=40, eos_threshold=0.0, low_confidence=1.0, eos_tail=2
+    )
     results = _run(model, insert)  # no growth in stage 1; stage 2 inserts up to the cap
-    assert all(10 < len(r.canvas) <= 40 and MASK not in r.canvas and r.canvas[-2:] == [EOS, EOS] for r in results)
+    assert all(
+        10 < len(r.canvas) <= 40 and MASK not in r.canvas and r.canvas[-2:] == [EOS, EOS] for r in results
+    )
 
 
 def test_daedal_eos_completion_score():
@@ -264,8 +289,17 @@ def test_daedal_eos_completion_score():
     state = type("S", (), {"eos_ids": [EOS], "gen_start": 0})()
     pred = torch.tensor([[1, EOS, EOS, 2, EOS]])
     conf = torch.tensor([[0.9, 0.5, 0.7, 0.9, 0.8]])
-    view = StepView(state=state, cols=torch.arange(5)[None], col_valid=torch.ones(1, 5, dtype=torch.bool),
-                    logits=None, pred=pred, conf=conf, score=conf, cand=None, first_of_block=None)
+    view = StepView(
+        state=state,
+        cols=torch.arange(5)[None],
+        col_valid=torch.ones(1, 5, dtype=torch.bool),
+        logits=None,
+        pred=pred,
+        conf=conf,
+        score=conf,
+        cand=None,
+        first_of_block=None,
+    )
     assert eos_completion(view, 2).item() == pytest.approx((0.7 + 0.8) / 2)
     assert eos_completion(view, 4).item() == pytest.approx((0.5 + 0.7 + 0.8) / 4)
 
@@ -340,28 +374,33 @@ def test_shipped_models_have_matching_filters():
             hint = f"train it with `python -m dllm.zoo.learn2pd_train {name}`"
             module = dllm.samplers.get("learn2pd", model=name)._filter
             assert module.block_length == 32
-            assert module.meta.get("model_fingerprint") == weights_fingerprint(folder), f"stale filter: {hint}"
+            assert module.meta.get("model_fingerprint") == weights_fingerprint(folder), (
+                f"stale filter: {hint}"
+            )
 
 
-@pytest.mark.parametrize("name,params,field", [
-    ("localleap", {"threshold": 1.5}, "threshold"),
-    ("localleap", {"relaxed_threshold": 0.95}, "relaxed_threshold"),
-    ("localleap", {"radius": -1}, "radius"),
-    ("prophet", {"early_threshold": -1.0}, "early_threshold"),
-    ("prophet", {"late_phase": 0.2}, "late_phase"),
-    ("prophet", {"answer_length": 0}, "answer_length"),
-    ("prophet", {"inner": "no-such"}, "no-such"),
-    ("eotp", {"min_confidence": 2.0}, "min_confidence"),
-    ("learn2pd", {"threshold": 1.5}, "threshold"),
-    ("adablock", {"window": 0.0}, "window"),
-    ("adablock", {"delimiter_threshold": -0.1}, "delimiter_threshold"),
-    ("adablock", {"delimiters": ["\n", ""]}, "delimiters"),
-    ("adablock", {"delimiters": []}, "delimiters"),
-    ("daedal", {"initial_length": 0}, "initial_length"),
-    ("daedal", {"max_length": 8, "initial_length": 16}, "max_length"),
-    ("daedal", {"high_confidence": 1.2}, "high_confidence"),
-    ("daedal", {"expansion": 0}, "expansion"),
-])
+@pytest.mark.parametrize(
+    "name,params,field",
+    [
+        ("localleap", {"threshold": 1.5}, "threshold"),
+        ("localleap", {"relaxed_threshold": 0.95}, "relaxed_threshold"),
+        ("localleap", {"radius": -1}, "radius"),
+        ("prophet", {"early_threshold": -1.0}, "early_threshold"),
+        ("prophet", {"late_phase": 0.2}, "late_phase"),
+        ("prophet", {"answer_length": 0}, "answer_length"),
+        ("prophet", {"inner": "no-such"}, "no-such"),
+        ("eotp", {"min_confidence": 2.0}, "min_confidence"),
+        ("learn2pd", {"threshold": 1.5}, "threshold"),
+        ("adablock", {"window": 0.0}, "window"),
+        ("adablock", {"delimiter_threshold": -0.1}, "delimiter_threshold"),
+        ("adablock", {"delimiters": ["\n", ""]}, "delimiters"),
+        ("adablock", {"delimiters": []}, "delimiters"),
+        ("daedal", {"initial_length": 0}, "initial_length"),
+        ("daedal", {"max_length": 8, "initial_length": 16}, "max_length"),
+        ("daedal", {"high_confidence": 1.2}, "high_confidence"),
+        ("daedal", {"expansion": 0}, "expansion"),
+    ],
+)
 def test_bad_config_names_field_value_and_range(name, params, field):
     with pytest.raises(ValueError, match=field):
         dllm.samplers.get(name, **params)
@@ -373,21 +412,36 @@ def test_all_registered_and_listed():
 
 # ---- properties on random models, for every sampler ---------------------------------------
 
+
 def _factories(filter_dir):
     return {
         "localleap": lambda: dllm.samplers.get("localleap", threshold=0.5, relaxed_threshold=0.2),
-        "prophet": lambda: dllm.samplers.get("prophet", early_threshold=4.0, mid_threshold=2.0, late_threshold=1.0),
+        "prophet": lambda: dllm.samplers.get(
+            "prophet", early_threshold=4.0, mid_threshold=2.0, late_threshold=1.0
+        ),
         "prophet-fast": lambda: dllm.samplers.get("prophet", inner="fast-dllm", late_threshold=1.0),
         "eotp": lambda: dllm.samplers.get("eotp", inner="fast-dllm", inner_params={"threshold": 0.5}),
         "learn2pd": lambda: dllm.samplers.get("learn2pd", filter_path=filter_dir, threshold=0.5),
         "adablock": lambda: dllm.samplers.get("adablock", threshold=0.5, delimiter_threshold=0.0),
-        "daedal": lambda: dllm.samplers.get("daedal", initial_length=4, max_length=20, expansion=3, eos_tail=2,
-                                            eos_threshold=0.3, low_confidence=0.2, expand_eos_threshold=0.3),
+        "daedal": lambda: dllm.samplers.get(
+            "daedal",
+            initial_length=4,
+            max_length=20,
+            expansion=3,
+            eos_tail=2,
+            eos_threshold=0.3,
+            low_confidence=0.2,
+            expand_eos_threshold=0.3,
+        ),
     }
 
 
 SAMPLER_NAMES = ["localleap", "prophet", "prophet-fast", "eotp", "learn2pd", "adablock", "daedal"]
-MODELS = {(arch, heavy): _model(arch, seed=3, eos_heavy=heavy) for arch in ("llada", "dream") for heavy in (False, True)}
+MODELS = {
+    (arch, heavy): _model(arch, seed=3, eos_heavy=heavy)
+    for arch in ("llada", "dream")
+    for heavy in (False, True)
+}
 
 prompt_st = st.lists(st.integers(min_value=4, max_value=40), min_size=1, max_size=7)
 
@@ -398,21 +452,27 @@ def _check_properties(name, filter_dir, arch, heavy, prompts, shape, temperature
     assume(name != "learn2pd" or block_length == 8)  # a filter is trained for one block length
     states = []
     settings_ = dict(gen_length=gen_length, block_length=block_length, temperature=temperature, seed=5)
-    batch = dllm.generate(model, prompts, sampler=make(), callback=lambda e: states.append(e.state), **settings_)
+    batch = dllm.generate(
+        model, prompts, sampler=make(), callback=lambda e: states.append(e.state), **settings_
+    )
     state = states[-1]
     width = state.gen_start
     for row, (prompt, result) in enumerate(zip(prompts, batch)):
-        assert state.tokens[row, width - len(prompt): width].tolist() == prompt  # prompt untouched
-        assert MASK not in result.canvas                                          # no mask left
+        assert state.tokens[row, width - len(prompt) : width].tolist() == prompt  # prompt untouched
+        assert MASK not in result.canvas  # no mask left
         limit = 20 if name == "daedal" else gen_length
-        assert 1 <= len(result.canvas) <= limit                                    # length bound
-        [alone] = dllm.generate(model, [prompt], sampler=make(), **settings_)     # batch = each row alone
+        assert 1 <= len(result.canvas) <= limit  # length bound
+        [alone] = dllm.generate(model, [prompt], sampler=make(), **settings_)  # batch = each row alone
         assert alone.canvas == result.canvas and alone.steps == result.steps
 
 
-GIVEN = dict(arch=st.sampled_from(["llada", "dream"]), heavy=st.booleans(),
-             prompts=st.lists(prompt_st, min_size=1, max_size=3), shape=st.sampled_from([(8, 8), (16, 8), (16, 4)]),
-             temperature=st.sampled_from([0.0, 0.7]))
+GIVEN = dict(
+    arch=st.sampled_from(["llada", "dream"]),
+    heavy=st.booleans(),
+    prompts=st.lists(prompt_st, min_size=1, max_size=3),
+    shape=st.sampled_from([(8, 8), (16, 8), (16, 4)]),
+    temperature=st.sampled_from([0.0, 0.7]),
+)
 QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 
 

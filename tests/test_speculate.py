@@ -46,29 +46,64 @@ def random_causal_lm(seed=0, vocab=V, layers=1, scale=0.6, tokenizer=None) -> Ca
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
-    cfg = Qwen2Config(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=layers,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                      tie_word_embeddings=False, eos_token_id=EOS, pad_token_id=PAD)
+    cfg = Qwen2Config(
+        vocab_size=vocab,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+        eos_token_id=EOS,
+        pad_token_id=PAD,
+    )
     net = Qwen2ForCausalLM(cfg).eval()
     with torch.no_grad():
         for p in net.parameters():
             if p.dim() > 1:
                 p.normal_(0, scale)
-    return CausalLM(net=net, tokenizer=tokenizer or TinyTokenizer(vocab), eos_ids=[EOS], name=f"random-ar-{seed}")
+    return CausalLM(
+        net=net, tokenizer=tokenizer or TinyTokenizer(vocab), eos_ids=[EOS], name=f"random-ar-{seed}"
+    )
 
 
 def random_dllm(seed=0) -> DiffusionModel:
-    cfg = ModelConfig(arch="dream", d_model=16, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=8, mlp_hidden=32,
-                      vocab_size=V, rope_theta=10000.0, rms_eps=1e-6, qkv_bias=True, shift_logits=True,
-                      max_seq_len=64, mask_token_id=MASK, eos_token_ids=[EOS], pad_token_id=PAD, rope_fp32=False)
+    cfg = ModelConfig(
+        arch="dream",
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        n_kv_heads=1,
+        head_dim=8,
+        mlp_hidden=32,
+        vocab_size=V,
+        rope_theta=10000.0,
+        rms_eps=1e-6,
+        qkv_bias=True,
+        shift_logits=True,
+        max_seq_len=64,
+        mask_token_id=MASK,
+        eos_token_ids=[EOS],
+        pad_token_id=PAD,
+        rope_fp32=False,
+    )
     torch.manual_seed(seed)
     net = Transformer(cfg).eval()
     with torch.no_grad():
         for p in net.parameters():
             if p.dim() > 1:
                 p.normal_(0, 0.6)
-    return DiffusionModel(net=net, config=cfg, tokenizer=TinyTokenizer(), mask_id=MASK, eos_ids=[EOS], pad_id=PAD,
-                          bos_id=None, name=f"random-dream-{seed}")
+    return DiffusionModel(
+        net=net,
+        config=cfg,
+        tokenizer=TinyTokenizer(),
+        mask_id=MASK,
+        eos_ids=[EOS],
+        pad_id=PAD,
+        bos_id=None,
+        name=f"random-dream-{seed}",
+    )
 
 
 # ---------------------------------------------------------------------------- the acceptance kernel
@@ -112,7 +147,9 @@ def test_point_mass_rule_with_a_certain_token_never_rejects():
     p = torch.tensor([0.0, 1.0, 0.0])
     assert accept_probability(p, None, 1) == 1.0
     assert torch.equal(residual(p, None, 1), p)  # zero-mass residual: never reached, and finite
-    n, token = verify(torch.stack([p, p]), [1], None, greedy=False, generator=torch.Generator().manual_seed(0))
+    n, token = verify(
+        torch.stack([p, p]), [1], None, greedy=False, generator=torch.Generator().manual_seed(0)
+    )
     assert n == 1 and token == 1
 
 
@@ -120,7 +157,7 @@ def test_greedy_verification_accepts_the_matching_prefix_and_adds_the_argmax():
     logits = torch.tensor([[0.0, 5, 1], [3.0, 0, 1], [0.0, 0, 9], [1.0, 0, 0]])
     assert verify(logits, [1, 0, 2], None, greedy=True, generator=None) == (3, 0)  # all accepted + bonus
     assert verify(logits, [1, 2, 2], None, greedy=True, generator=None) == (1, 0)  # correction at position 1
-    assert verify(logits[:1], [], None, greedy=True, generator=None) == (0, 1)     # no draft: one AR step
+    assert verify(logits[:1], [], None, greedy=True, generator=None) == (0, 1)  # no draft: one AR step
 
 
 def test_a_q_that_cannot_have_drawn_the_token_is_an_error():
@@ -167,11 +204,18 @@ def _chi_square_pvalue(counts: Counter, expected: dict, n: int) -> float:
 
 SAMPLED_DRAFTERS = {
     "sequential (ar)": (lambda: drafters.get("ar", model=random_causal_lm(seed=5)), dict(temperature=1.0)),
-    "independent (onepass)": (lambda: drafters.get("onepass", model=random_dllm(3)), dict(temperature=0.7, top_p=0.9)),
-    "deterministic (dllm)": (lambda: drafters.get("dllm", model=random_dllm(3), sampler="llada"),
-                             dict(temperature=1.3, top_k=5)),
-    "deterministic (argmax of the verifier)": (lambda: drafters.get("ar", model=random_causal_lm(seed=1), greedy=True),
-                                               dict(temperature=0.8)),
+    "independent (onepass)": (
+        lambda: drafters.get("onepass", model=random_dllm(3)),
+        dict(temperature=0.7, top_p=0.9),
+    ),
+    "deterministic (dllm)": (
+        lambda: drafters.get("dllm", model=random_dllm(3), sampler="llada"),
+        dict(temperature=1.3, top_k=5),
+    ),
+    "deterministic (argmax of the verifier)": (
+        lambda: drafters.get("ar", model=random_causal_lm(seed=1), greedy=True),
+        dict(temperature=0.8),
+    ),
 }
 
 
@@ -181,8 +225,15 @@ def test_speculative_sampling_matches_the_verifier_distribution(name):
     verifier = random_causal_lm(seed=1)
     prompt, n = [1, 2, 3], 3000
     expected = _exact_joint(verifier, prompt, dllm.drafters.SpeculativeConfig(**sampling).sampling)
-    results = dllm.speculate(verifier, [prompt] * n, make(), length=lengths.FixedLength(k=3), max_new_tokens=2,
-                             seed=list(range(n)), **sampling)
+    results = dllm.speculate(
+        verifier,
+        [prompt] * n,
+        make(),
+        length=lengths.FixedLength(k=3),
+        max_new_tokens=2,
+        seed=list(range(n)),
+        **sampling,
+    )
     outputs = Counter()
     for r in results:
         assert r.drafted > 0 or r.rounds == 1
@@ -223,9 +274,14 @@ def greedy_reference(tiny_ar, held_out_prompts):
     for prompt in held_out_prompts:
         ids = torch.tensor([tiny_ar.encode(prompt)])
         with torch.no_grad():
-            gen = tiny_ar.net.generate(ids, max_new_tokens=48, do_sample=False, eos_token_id=tiny_ar.eos_ids,
-                                       pad_token_id=tiny_ar.pad_id)
-        tokens = gen[0, ids.shape[1]:].tolist()
+            gen = tiny_ar.net.generate(
+                ids,
+                max_new_tokens=48,
+                do_sample=False,
+                eos_token_id=tiny_ar.eos_ids,
+                pad_token_id=tiny_ar.pad_id,
+            )
+        tokens = gen[0, ids.shape[1] :].tolist()
         out.append(tokens[: dllm.metrics.answer_length(tokens, tiny_ar.eos_ids)])
     return out
 
@@ -258,8 +314,9 @@ GREEDY_DRAFTERS = {
     "diffuspec tiny-dream": lambda: drafters.get("diffuspec", model="tiny-dream"),
     "diffuspec tiny-llada, no proxy": lambda: drafters.get("diffuspec", model="tiny-llada", proxy="none"),
     "dllm tiny-dream fast-dllm": lambda: drafters.get("dllm", model="tiny-dream"),
-    "dllm tiny-llada llada + dual cache": lambda: drafters.get("dllm", model="tiny-llada", sampler="llada",
-                                                                 cache="dual"),
+    "dllm tiny-llada llada + dual cache": lambda: drafters.get(
+        "dllm", model="tiny-llada", sampler="llada", cache="dual"
+    ),
     "always wrong": lambda: ScriptedDrafter(mode="wrong"),
     "random": lambda: ScriptedDrafter(mode="random"),
     "ending in EOS": lambda: ScriptedDrafter(mode="eos"),
@@ -277,8 +334,13 @@ def test_greedy_speculation_is_the_verifiers_greedy_output(name, tiny_ar, held_o
 
 
 def test_always_right_drafter_accepts_everything(tiny_ar, held_out_prompts):
-    results = dllm.speculate(tiny_ar, held_out_prompts, drafters.get("ar", model="tiny-ar"),
-                             length=lengths.FixedLength(k=6), max_new_tokens=48)
+    results = dllm.speculate(
+        tiny_ar,
+        held_out_prompts,
+        drafters.get("ar", model="tiny-ar"),
+        length=lengths.FixedLength(k=6),
+        max_new_tokens=48,
+    )
     for r in results:
         assert r.accepted == r.drafted  # the last draft is cut by EOS or the budget, never rejected
         assert r.tau_with_bonus > 4
@@ -290,9 +352,15 @@ def test_ar_drafter_matches_transformers_assisted_generation(tiny_ar, held_out_p
     for prompt, r in zip(held_out_prompts[:4], ours):
         ids = torch.tensor([tiny_ar.encode(prompt)])
         with torch.no_grad():
-            hf = tiny_ar.net.generate(ids, assistant_model=draft.net, max_new_tokens=48, do_sample=False,
-                                      eos_token_id=tiny_ar.eos_ids, pad_token_id=tiny_ar.pad_id)
-        tokens = hf[0, ids.shape[1]:].tolist()
+            hf = tiny_ar.net.generate(
+                ids,
+                assistant_model=draft.net,
+                max_new_tokens=48,
+                do_sample=False,
+                eos_token_id=tiny_ar.eos_ids,
+                pad_token_id=tiny_ar.pad_id,
+            )
+        tokens = hf[0, ids.shape[1] :].tolist()
         assert r.ids == tokens[: dllm.metrics.answer_length(tokens, tiny_ar.eos_ids)]
 
 
@@ -312,17 +380,22 @@ def test_runner_cache_equals_a_fresh_forward_after_ragged_feeds_and_rollbacks():
     seqs = [[1, 2, 3, 4, 5], [3], [5, 4, 3, 2, 1, 0, 1]]
     runner.reset(3)
     for round_ in range(6):
-        drafts = [torch.randint(0, V, (int(torch.randint(0, 4, (1,), generator=gen)),), generator=gen).tolist()
-                  for _ in seqs]
-        feeds = [s[len(ids):] + d for s, ids, d in zip(seqs, runner.ids, drafts)]
+        drafts = [
+            torch.randint(0, V, (int(torch.randint(0, 4, (1,), generator=gen)),), generator=gen).tolist()
+            for _ in seqs
+        ]
+        feeds = [s[len(ids) :] + d for s, ids, d in zip(seqs, runner.ids, drafts)]
         logits = runner.feed(feeds)
         for row, (seq, draft) in enumerate(zip(seqs, drafts)):
             with torch.no_grad():
                 fresh = lm.net(input_ids=torch.tensor([seq + draft])).logits[0].float()
             assert runner.ids[row] == seq + draft
-            assert torch.allclose(logits[row, : len(feeds[row])], fresh[-len(feeds[row]):], atol=1e-4)
+            assert torch.allclose(logits[row, : len(feeds[row])], fresh[-len(feeds[row]) :], atol=1e-4)
         accepted = [int(torch.randint(0, len(d) + 1, (1,), generator=gen)) for d in drafts]
-        seqs = [s + d[:n] + [int(torch.randint(0, V, (1,), generator=gen))] for s, d, n in zip(seqs, drafts, accepted)]
+        seqs = [
+            s + d[:n] + [int(torch.randint(0, V, (1,), generator=gen))]
+            for s, d, n in zip(seqs, drafts, accepted)
+        ]
         runner.keep([len(s) - 1 for s in seqs])
         assert runner.lengths() == [len(s) - 1 for s in seqs]
         assert runner.cache.get_seq_length() == max(runner.lengths())
@@ -331,7 +404,9 @@ def test_runner_cache_equals_a_fresh_forward_after_ragged_feeds_and_rollbacks():
             seqs = [seqs[2], seqs[0]]
 
 
-def test_loop_keeps_the_cache_one_token_short_of_the_committed_sequence(tiny_ar, held_out_prompts, monkeypatch):
+def test_loop_keeps_the_cache_one_token_short_of_the_committed_sequence(
+    tiny_ar, held_out_prompts, monkeypatch
+):
     """After every round: cache length = committed − 1 per row, and the cached K/V = a fresh forward."""
     from dllm.drafters import loop
 
@@ -343,14 +418,20 @@ def test_loop_keeps_the_cache_one_token_short_of_the_committed_sequence(tiny_ar,
             for row, ids in enumerate(self.ids):
                 fresh = self.net(input_ids=torch.tensor([ids]), use_cache=True)[self.cache_arg]
                 for layer, fresh_layer in zip(self.cache.layers, fresh.layers):
-                    stored = layer.keys[row, :, self.width - len(ids):]
+                    stored = layer.keys[row, :, self.width - len(ids) :]
                     assert torch.allclose(stored, fresh_layer.keys[0], atol=1e-4)
             checks.append([list(ids) for ids in self.ids])
 
     monkeypatch.setattr(loop, "CausalRunner", CheckedRunner)
     prompts = held_out_prompts[:3]
-    results = dllm.speculate(tiny_ar, prompts, drafters.get("onepass"), length=lengths.FixedLength(k=5),
-                             max_new_tokens=48, trace=True)
+    results = dllm.speculate(
+        tiny_ar,
+        prompts,
+        drafters.get("onepass"),
+        length=lengths.FixedLength(k=5),
+        max_new_tokens=48,
+        trace=True,
+    )
     assert len(checks) == max(r.rounds for r in results)
     for row, (prompt, r) in enumerate(zip(prompts, results)):
         committed = tiny_ar.encode(prompt) + [t for record in r.trace for t in record.committed]
@@ -373,7 +454,7 @@ def test_block_logits_follow_each_models_logit_shift_and_ignore_batch_padding():
             canvas = torch.tensor([context + [dlm.mask_id] * k])
             with torch.no_grad():
                 full = dlm.net(canvas).float()  # column j: the logits of token j (Dream reads column j-1)
-            expected = drafter.vocab.logits(full[0, len(context):])
+            expected = drafter.vocab.logits(full[0, len(context) :])
             assert torch.allclose(logits[row, :k], expected, atol=1e-4)
 
 
@@ -395,7 +476,9 @@ def test_different_tokenizers_are_a_clear_error(tiny_ar):
 def test_cps_candidate_sets_and_beam_search():
     drafter = drafters.get("diffuspec", proxy="none", tau=0.8, m_max=3, beam=2, lam=1.0, normalize=False)
     drafter.stop_ids, drafter.ngram = {2}, None
-    probs = torch.tensor([[0.05, 0.05, 0.02, 0.6, 0.28], [0.1, 0.1, 0.5, 0.2, 0.1], [0.2, 0.2, 0.2, 0.2, 0.2]])
+    probs = torch.tensor(
+        [[0.05, 0.05, 0.02, 0.6, 0.28], [0.1, 0.1, 0.5, 0.2, 0.1], [0.2, 0.2, 0.2, 0.2, 0.2]]
+    )
     logp = probs.log()
     # mass 0.8 needs {3, 4} at position 0 (EOS 2 added); position 1: {2, 3, 0} capped at m_max = 3.
     assert drafter.candidates(logp)[:2] == [[3, 4, 2], [2, 3, 0]]
@@ -431,26 +514,50 @@ def test_length_controllers():
 
 
 # ---------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("call, message", [
-    (lambda v: dllm.speculate("tiny-dream", ["copy: a\n"], "onepass"), "verifier must be an autoregressive"),
-    (lambda v: dllm.speculate(v, ["copy: a\n"], drafters.get("diffuspec", model="tiny-ar")), "needs a diffusion LM"),
-    (lambda v: dllm.speculate(v, ["copy: a\n"], drafters.get("dllm", model="tiny-ar-draft")), "needs a diffusion LM"),
-    (lambda v: dllm.speculate(v, ["copy: a\n"], drafters.get("ar", model="tiny-dream")), "needs a causal LM"),
-    (lambda v: dllm.speculate(v, ["copy: a\n"], "onepass", length=lengths.get("fixed", k=0)), r"fixed.k=0"),
-    (lambda v: dllm.speculate(v, ["copy: a\n"], "onepass", length="fixed", max_new_tokens=0), "max_new_tokens=0"),
-    (lambda v: dllm.speculate(v, ["copy: a\n"], "onepass", temperature=-1), "temperature=-1"),
-    (lambda v: dllm.speculate(v, ["copy: a\n"], "onepass", temperature=float("nan")), "finite"),
-    (lambda v: dllm.speculate(v, ["copy: a\n"], "onepass", top_p=0), "top_p=0"),
-    (lambda v: dllm.speculate(v, ["copy: a\n"], "nope"), "unknown drafter 'nope'"),
-    (lambda v: dllm.speculate(v, ["copy: a\n"], "onepass", length="nope"), "unknown length controller"),
-    (lambda v: dllm.speculate(v, ["copy: a\n"], None, length="fixed"), "without a drafter"),
-    (lambda v: dllm.speculate(v, ["   "], "onepass"), "empty prompt"),
-    (lambda v: dllm.speculate(v, [[1, 5000]], "onepass"), "outside the verifier's vocabulary"),
-    (lambda v: dllm.speculate(v, ["copy: a\n"], "onepass", max_new_tokens=600), "exceeds the verifier's context"),
-    (lambda v: dllm.speculate(v, ["a", "b"], "onepass", seed=[1]), "1 seeds for 2 prompts"),
-    (lambda v: drafters.get("diffuspec", tau=1.5), r"diffuspec.tau=1.5"),
-    (lambda v: drafters.get("diffuspec", proxy="kenlm"), "proxy"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda v: dllm.speculate("tiny-dream", ["copy: a\n"], "onepass"),
+            "verifier must be an autoregressive",
+        ),
+        (
+            lambda v: dllm.speculate(v, ["copy: a\n"], drafters.get("diffuspec", model="tiny-ar")),
+            "needs a diffusion LM",
+        ),
+        (
+            lambda v: dllm.speculate(v, ["copy: a\n"], drafters.get("dllm", model="tiny-ar-draft")),
+            "needs a diffusion LM",
+        ),
+        (
+            lambda v: dllm.speculate(v, ["copy: a\n"], drafters.get("ar", model="tiny-dream")),
+            "needs a causal LM",
+        ),
+        (
+            lambda v: dllm.speculate(v, ["copy: a\n"], "onepass", length=lengths.get("fixed", k=0)),
+            r"fixed.k=0",
+        ),
+        (
+            lambda v: dllm.speculate(v, ["copy: a\n"], "onepass", length="fixed", max_new_tokens=0),
+            "max_new_tokens=0",
+        ),
+        (lambda v: dllm.speculate(v, ["copy: a\n"], "onepass", temperature=-1), "temperature=-1"),
+        (lambda v: dllm.speculate(v, ["copy: a\n"], "onepass", temperature=float("nan")), "finite"),
+        (lambda v: dllm.speculate(v, ["copy: a\n"], "onepass", top_p=0), "top_p=0"),
+        (lambda v: dllm.speculate(v, ["copy: a\n"], "nope"), "unknown drafter 'nope'"),
+        (lambda v: dllm.speculate(v, ["copy: a\n"], "onepass", length="nope"), "unknown length controller"),
+        (lambda v: dllm.speculate(v, ["copy: a\n"], None, length="fixed"), "without a drafter"),
+        (lambda v: dllm.speculate(v, ["   "], "onepass"), "empty prompt"),
+        (lambda v: dllm.speculate(v, [[1, 5000]], "onepass"), "outside the verifier's vocabulary"),
+        (
+            lambda v: dllm.speculate(v, ["copy: a\n"], "onepass", max_new_tokens=600),
+            "exceeds the verifier's context",
+        ),
+        (lambda v: dllm.speculate(v, ["a", "b"], "onepass", seed=[1]), "1 seeds for 2 prompts"),
+        (lambda v: drafters.get("diffuspec", tau=1.5), r"diffuspec.tau=1.5"),
+        (lambda v: drafters.get("diffuspec", proxy="kenlm"), "proxy"),
+    ],
+)
 def test_bad_input_is_a_clear_error(call, message, tiny_ar):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         call(tiny_ar)
@@ -460,15 +567,26 @@ def test_tiny_ar_draft_is_a_two_layer_tiny_ar_with_the_same_tokenizer(tiny_ar):
     draft = dllm.load("tiny-ar-draft")
     assert isinstance(draft, CausalLM) and draft.net.config.num_hidden_layers == 2
     assert draft.tokenizer.get_vocab() == tiny_ar.tokenizer.get_vocab() and draft.eos_ids == tiny_ar.eos_ids
-    assert sum(p.numel() for p in draft.net.parameters()) < 0.6 * sum(p.numel() for p in tiny_ar.net.parameters())
+    assert sum(p.numel() for p in draft.net.parameters()) < 0.6 * sum(
+        p.numel() for p in tiny_ar.net.parameters()
+    )
 
 
 def test_a_sliding_window_verifier_rolls_back_and_stays_exact():
     from transformers import MistralConfig, MistralForCausalLM
 
     torch.manual_seed(0)
-    cfg = MistralConfig(vocab_size=V, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        num_key_value_heads=1, max_position_embeddings=64, sliding_window=4, eos_token_id=EOS)
+    cfg = MistralConfig(
+        vocab_size=V,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        sliding_window=4,
+        eos_token_id=EOS,
+    )
     net = MistralForCausalLM(cfg).eval()
     with torch.no_grad():
         for p in net.parameters():
@@ -477,10 +595,12 @@ def test_a_sliding_window_verifier_rolls_back_and_stays_exact():
     verifier = CausalLM(net=net, tokenizer=TinyTokenizer(), eos_ids=[EOS], name="sliding-window")
     prompt = [1, 2, 3, 4, 5, 1, 2]
     with torch.no_grad():
-        reference = net.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False, eos_token_id=EOS,
-                                 pad_token_id=PAD)[0, len(prompt):].tolist()
-    [r] = dllm.speculate(verifier, [prompt], ScriptedDrafter(mode="wrong"), length=lengths.FixedLength(k=3),
-                         max_new_tokens=12)
+        reference = net.generate(
+            torch.tensor([prompt]), max_new_tokens=12, do_sample=False, eos_token_id=EOS, pad_token_id=PAD
+        )[0, len(prompt) :].tolist()
+    [r] = dllm.speculate(
+        verifier, [prompt], ScriptedDrafter(mode="wrong"), length=lengths.FixedLength(k=3), max_new_tokens=12
+    )
     assert r.ids == reference[: dllm.metrics.answer_length(reference, [EOS])]
 
 

@@ -10,18 +10,25 @@ import random
 import pytest
 
 from dllm.eval import tasks as T
-from dllm.eval.tasks import Example, ListTask, LatinSquare, Sudoku, parse_list
+from dllm.eval.tasks import Example, LatinSquare, ListTask, Sudoku, parse_list
 from dllm.eval.tasks.base import first_line, is_eval_prompt
 from dllm.eval.tasks.math_ops import parse_int
 from dllm.eval.tasks.names import FIRST_NAMES, FULL_NAMES, LAST_NAMES
 from dllm.eval.tasks.puzzles import all_sudoku_grids, count_solutions, is_sudoku_solution
 
 WAITING_LINE = [
-    "copy", "reverse", "sort", "shuffle", "insert_index", "remove_index", "replace_index",
-    "insert_random", "remove_random", "replace_random",
+    "copy",
+    "reverse",
+    "sort",
+    "shuffle",
+    "insert_index",
+    "remove_index",
+    "replace_index",
+    "insert_random",
+    "remove_random",
+    "replace_random",
 ]
-REQUIRED = WAITING_LINE + ["latin_square", "sudoku", "letters_reverse", "letters_sort",
-                           "math_op", "cumsum"]
+REQUIRED = WAITING_LINE + ["latin_square", "sudoku", "letters_reverse", "letters_sort", "math_op", "cumsum"]
 ALL = T.names()
 
 
@@ -153,7 +160,7 @@ def test_index_tasks_are_one_based():
     for e in T.get("remove_index").examples("train", 40, seed=0):
         items = e.meta["items"]
         k = e.meta["index"] - 1
-        assert parse_list(e.target) == items[:k] + items[k + 1:]
+        assert parse_list(e.target) == items[:k] + items[k + 1 :]
     indices = {e.meta["index"] for e in T.get("insert_index").examples("train", 300, seed=0)}
     assert indices == set(range(1, 10))
 
@@ -162,8 +169,9 @@ def test_sort_prompt_and_key_agree():
     for e in T.get("sort").examples("train", 30, seed=0):
         assert e.prompt.startswith("sort by full name: ")
         assert parse_list(e.target) == sorted(e.meta["items"])
-    by_last = ListTask("sort_last", "sort", FULL_NAMES, range(3, 9), "waiting_line", 48,
-                       sort_key="last", key_in_prompt=True)
+    by_last = ListTask(
+        "sort_last", "sort", FULL_NAMES, range(3, 9), "waiting_line", 48, sort_key="last", key_in_prompt=True
+    )
     for e in by_last.examples("train", 30, seed=0):
         assert e.prompt.startswith("sort by last name: ")
         out = parse_list(e.target)
@@ -262,8 +270,9 @@ def test_shuffle_checker():
 
 
 def test_insert_index_checker():
-    e = ex("insert_index", ITEMS, "Emma Stone, Mia Hill, Liam Park, Noah Reed, Ava Cole",
-           new="Mia Hill", index=2)
+    e = ex(
+        "insert_index", ITEMS, "Emma Stone, Mia Hill, Liam Park, Noah Reed, Ava Cole", new="Mia Hill", index=2
+    )
     assert score("insert_index", "Emma Stone, Mia Hill, Liam Park, Noah Reed, Ava Cole", e) == 1.0
     assert score("insert_index", "Mia Hill, Emma Stone, Liam Park, Noah Reed, Ava Cole", e) == 0.0
     assert score("insert_index", "Emma Stone, Liam Park, Noah Reed, Ava Cole", e) == 0.0
@@ -292,7 +301,7 @@ def test_remove_index_checker():
 def test_remove_random_checker():
     e = ex("remove_random", ITEMS, "")
     for pos in range(len(ITEMS)):
-        assert score("remove_random", ", ".join(ITEMS[:pos] + ITEMS[pos + 1:]), e) == 1.0
+        assert score("remove_random", ", ".join(ITEMS[:pos] + ITEMS[pos + 1 :]), e) == 1.0
     assert score("remove_random", ", ".join(ITEMS), e) == 0.0  # nothing removed
     assert score("remove_random", ", ".join(ITEMS[:2]), e) == 0.0  # two removed
     assert score("remove_random", "Liam Park, Emma Stone, Noah Reed", e) == 0.0  # reordered
@@ -300,8 +309,7 @@ def test_remove_random_checker():
 
 
 def test_replace_index_checker():
-    e = ex("replace_index", ITEMS, "Emma Stone, Mia Hill, Noah Reed, Ava Cole",
-           new="Mia Hill", index=2)
+    e = ex("replace_index", ITEMS, "Emma Stone, Mia Hill, Noah Reed, Ava Cole", new="Mia Hill", index=2)
     assert score("replace_index", "Emma Stone, Mia Hill, Noah Reed, Ava Cole", e) == 1.0
     assert score("replace_index", "Mia Hill, Liam Park, Noah Reed, Ava Cole", e) == 0.0
     assert score("replace_index", "Emma Stone, Mia Hill, Liam Park, Noah Reed, Ava Cole", e) == 0.0
@@ -371,8 +379,11 @@ def test_latin_square_clues():
     # a valid Latin square whose cell (2, 3) is B, not the clue's D
     assert score("latin_square", "A B C D, B C D A, C D A B, D A B C", e) == 0.0
     # all 576 Latin squares over ABCD: accepted exactly when both clues hold
-    squares = [rows for rows in itertools.product(itertools.permutations("ABCD"), repeat=4)
-               if all(len(set(col)) == 4 for col in zip(*rows))]
+    squares = [
+        rows
+        for rows in itertools.product(itertools.permutations("ABCD"), repeat=4)
+        if all(len(set(col)) == 4 for col in zip(*rows))
+    ]
     assert len(squares) == 576
     accepted = 0
     for rows in squares:
@@ -476,8 +487,13 @@ def test_math_op_checker():
 
 
 def test_cumsum_checker():
-    e = Example("cumsum", "c", "cumsum: 3, 1, 4, 1\n", "3, 4, 8, 9",
-                {"items": [3, 1, 4, 1], "n": 4, "answer": [3, 4, 8, 9]})
+    e = Example(
+        "cumsum",
+        "c",
+        "cumsum: 3, 1, 4, 1\n",
+        "3, 4, 8, 9",
+        {"items": [3, 1, 4, 1], "n": 4, "answer": [3, 4, 8, 9]},
+    )
     assert score("cumsum", "3, 4, 8, 9", e) == 1.0
     assert score("cumsum", "[3,4,8,9].", e) == 1.0
     assert score("cumsum", "3, 4, 8, 10", e) == 0.0

@@ -56,12 +56,23 @@ def test_all_names_single_tokens(tok):
         assert n_tokens(tok, name) == 1
 
 
-@pytest.mark.parametrize("text", [
-    "", " ", "reverse: Emma Stone, Liam Park\nLiam Park, Emma Stone",
-    "héllo wörld — ünïcödé", "日本語のテキスト", "emoji 🤖👩‍👩‍👧 ok", "tabs\tand\r\nCRLF  \n\n  ",
-    "math: 959-820\n139", "<|mask|><|mask|> a <|endoftext|>", "\x00\x01 control \u200b zero-width",
-    "  leading and trailing spaces   ", "it's we'll they're 1234567890",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "reverse: Emma Stone, Liam Park\nLiam Park, Emma Stone",
+        "héllo wörld — ünïcödé",
+        "日本語のテキスト",
+        "emoji 🤖👩‍👩‍👧 ok",
+        "tabs\tand\r\nCRLF  \n\n  ",
+        "math: 959-820\n139",
+        "<|mask|><|mask|> a <|endoftext|>",
+        "\x00\x01 control \u200b zero-width",
+        "  leading and trailing spaces   ",
+        "it's we'll they're 1234567890",
+    ],
+)
 def test_round_trip(tok, text):
     assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
 
@@ -71,8 +82,14 @@ def test_round_trip_random_unicode(tok):
     for _ in range(200):
         chars = []
         for _ in range(rng.randint(0, 30)):
-            cp = rng.choice([rng.randint(32, 126), rng.randint(0, 0x2FFF), rng.randint(0x1F300, 0x1FAFF),
-                             rng.choice([9, 10, 13, 32])])
+            cp = rng.choice(
+                [
+                    rng.randint(32, 126),
+                    rng.randint(0, 0x2FFF),
+                    rng.randint(0x1F300, 0x1FAFF),
+                    rng.choice([9, 10, 13, 32]),
+                ]
+            )
             if 0xD800 <= cp <= 0xDFFF:
                 continue
             chars.append(chr(cp))

@@ -24,7 +24,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
-needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (pip install 'dllm[triton]')")
+needs_triton = pytest.mark.skipif(
+    not HAS_TRITON, reason="triton is not installed (pip install 'dllm[triton]')"
+)
 pytestmark = pytest.mark.triton
 
 
@@ -42,13 +44,17 @@ CASES = _case_names()
 @pytest.fixture(scope="module")
 def interpreter_results(request):
     # run only the cases this session selected (e.g. with -k), all of them in one child process
-    selected = sorted(
-        {
-            item.callspec.params["case"]
-            for item in request.session.items
-            if item.module is request.module and "case" in getattr(getattr(item, "callspec", None), "params", {})
-        }
-    ) or CASES
+    selected = (
+        sorted(
+            {
+                item.callspec.params["case"]
+                for item in request.session.items
+                if item.module is request.module
+                and "case" in getattr(getattr(item, "callspec", None), "params", {})
+            }
+        )
+        or CASES
+    )
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     env.pop("DLLM_ATTENTION", None)
     proc = subprocess.run(

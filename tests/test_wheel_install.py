@@ -26,8 +26,22 @@ from dllm.zoo import FILTERS, MODELS, TOKENIZER, shipped_filters, shipped_models
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-SKIP = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis",
-                              ".venv", "tests", "benchmarks", "docs", "runs", "out", "results")
+SKIP = shutil.ignore_patterns(
+    ".git",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    ".venv",
+    "tests",
+    "benchmarks",
+    "docs",
+    "runs",
+    "out",
+    "results",
+)
 PROMPT = "reverse: Emma, Liam, Noah\n"
 
 SCRIPT = r"""
@@ -68,7 +82,9 @@ def _expected(models: dict, filters: dict) -> dict:
 
 
 def _build_wheel(tmp_path: Path) -> Path:
-    source = tmp_path / "source"  # a copy: an in-tree build would leave build/ (and stale files) in the checkout
+    source = (
+        tmp_path / "source"
+    )  # a copy: an in-tree build would leave build/ (and stale files) in the checkout
     shutil.copytree(ROOT, source, ignore=SKIP)
     wheels = tmp_path / "wheels"
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", str(source), "-w", str(wheels)]
@@ -86,8 +102,11 @@ def _build_wheel(tmp_path: Path) -> Path:
 def _shipped_files() -> set[str]:
     files = set()
     for part in (MODELS, FILTERS, TOKENIZER):
-        files |= {f"dllm/zoo/{p.relative_to(shipped_path()).as_posix()}" for p in shipped_path(part).rglob("*")
-                  if p.is_file() and "__pycache__" not in p.parts}
+        files |= {
+            f"dllm/zoo/{p.relative_to(shipped_path()).as_posix()}"
+            for p in shipped_path(part).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        }
     return files
 
 
@@ -99,13 +118,23 @@ def test_wheel_install_generates_like_the_checkout(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)], check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    done = subprocess.run([str(python), "-c", SCRIPT.replace("PROMPT", repr(PROMPT))], cwd=elsewhere, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(python), "-c", SCRIPT.replace("PROMPT", repr(PROMPT))],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     installed = json.loads(done.stdout.strip().splitlines()[-1])
     models, filters = shipped_models(), shipped_filters()

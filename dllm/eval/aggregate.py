@@ -45,8 +45,14 @@ from typing import Iterable, Sequence
 from dllm import metrics
 
 QUALITY_LEVELS = (80.0, 75.0, 70.0)
-SPECULATIVE_COLUMNS = ("tau", "tau_with_bonus", "tokens_per_verifier_forward", "acceptance_rate", "verifier_forwards",
-                       "drafter_forwards")
+SPECULATIVE_COLUMNS = (
+    "tau",
+    "tau_with_bonus",
+    "tokens_per_verifier_forward",
+    "acceptance_rate",
+    "verifier_forwards",
+    "drafter_forwards",
+)
 Z95 = 1.959963984540054
 
 
@@ -136,7 +142,9 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     """For each (x, y) point: True iff no other point has x' >= x and y' >= y with one strictly greater."""
     flags = []
     for i, (x, y) in enumerate(points):
-        dominated = any((x2 >= x and y2 >= y and (x2 > x or y2 > y)) for j, (x2, y2) in enumerate(points) if j != i)
+        dominated = any(
+            (x2 >= x and y2 >= y and (x2 > x or y2 > y)) for j, (x2, y2) in enumerate(points) if j != i
+        )
         flags.append(not dominated)
     return flags
 
@@ -175,17 +183,34 @@ def _loads(params) -> dict:
 
 def length_key(rec: dict) -> str:
     """A speculative run's length controller and its parameters ('' for dLLM runs)."""
-    return json.dumps([rec["length"], _loads(rec.get("length_params"))], sort_keys=True) if rec.get("length") else ""
+    return (
+        json.dumps([rec["length"], _loads(rec.get("length_params"))], sort_keys=True)
+        if rec.get("length")
+        else ""
+    )
 
 
 def _config_key(rec: dict) -> tuple:
-    return (rec["model"], rec["family"], json.dumps(rec["sampler_params"], sort_keys=True), rec.get("k"),
-            rec["cache"], json.dumps(rec["cache_params"], sort_keys=True), block_label(rec), length_key(rec))
+    return (
+        rec["model"],
+        rec["family"],
+        json.dumps(rec["sampler_params"], sort_keys=True),
+        rec.get("k"),
+        rec["cache"],
+        json.dumps(rec["cache_params"], sort_keys=True),
+        block_label(rec),
+        length_key(rec),
+    )
 
 
 def _family_key(rec: dict) -> tuple:
-    return (rec["model"], rec["family"], rec["cache"], json.dumps(rec["cache_params"], sort_keys=True),
-            block_label(rec))
+    return (
+        rec["model"],
+        rec["family"],
+        rec["cache"],
+        json.dumps(rec["cache_params"], sort_keys=True),
+        block_label(rec),
+    )
 
 
 # ------------------------------------------------------------------------------------- tables
@@ -201,42 +226,66 @@ def aggregate_runs(records: list[dict]) -> list[dict]:
         lo, hi = quality_interval(scores)
         latencies = [r["latency_s"] for r in recs]
         gen_total = sum(r["gen_tokens"] for r in recs)
-        rows.append({
-            "run_id": run_id, "model": r0["model"], "task": r0["task"], "task_family": r0.get("task_family", ""),
-            "family": r0["family"], "sampler": r0["sampler"], "setting": setting_label(r0),
-            "knob": r0.get("knob") or "", "knob_value": knob_value(r0), "k": r0.get("k"),
-            "sampler_params": json.dumps(r0["sampler_params"], sort_keys=True), "cache": r0["cache"],
-            "cache_params": json.dumps(r0["cache_params"], sort_keys=True), "gen_length": r0["gen_length"],
-            "block_length": r0["block_length"], "block": block_label(r0), "reference": bool(r0.get("reference")),
-            "n_samples": len(recs), "quality": 100 * mean(scores), "quality_ci_low": 100 * lo,
-            "quality_ci_high": 100 * hi, "steps": mean(r["steps"] for r in recs),
-            "nfe": mean(r["nfe"] for r in recs), "gen_tokens": mean(r["gen_tokens"] for r in recs),
-            "tokens_per_forward": mean(r["tokens_per_forward"] for r in recs),
-            "tokens_per_step": mean(r["tokens_per_step"] for r in recs),
-            "parallelism": mean(r["canvas_tokens_per_step"] for r in recs),
-            "tokens_per_second": metrics.throughput(gen_total, sum(latencies)),
-            "tokens_per_second_mean": mean(r["tokens_per_second"] for r in recs),
-            "latency_mean": mean(latencies), "latency_p50": percentile(latencies, 50),
-            "latency_p90": percentile(latencies, 90), "peak_mem_gb": max(r.get("peak_mem_gb", math.nan) for r in recs),
-            "unmask_max": max((max(r["unmask_counts"]) if r["unmask_counts"] else 0) for r in recs),
-            "ar_kendall": mean(r["ar_kendall"] for r in recs if r.get("ar_kendall") is not None),
-            "mode": r0.get("mode", "diffusion"), "length": r0.get("length") or "",
-            "length_params": json.dumps(r0.get("length_params") or {}, sort_keys=True),
-            **(_speculative_means(recs) if r0.get("mode") == "speculative" else {}),
-        })
+        rows.append(
+            {
+                "run_id": run_id,
+                "model": r0["model"],
+                "task": r0["task"],
+                "task_family": r0.get("task_family", ""),
+                "family": r0["family"],
+                "sampler": r0["sampler"],
+                "setting": setting_label(r0),
+                "knob": r0.get("knob") or "",
+                "knob_value": knob_value(r0),
+                "k": r0.get("k"),
+                "sampler_params": json.dumps(r0["sampler_params"], sort_keys=True),
+                "cache": r0["cache"],
+                "cache_params": json.dumps(r0["cache_params"], sort_keys=True),
+                "gen_length": r0["gen_length"],
+                "block_length": r0["block_length"],
+                "block": block_label(r0),
+                "reference": bool(r0.get("reference")),
+                "n_samples": len(recs),
+                "quality": 100 * mean(scores),
+                "quality_ci_low": 100 * lo,
+                "quality_ci_high": 100 * hi,
+                "steps": mean(r["steps"] for r in recs),
+                "nfe": mean(r["nfe"] for r in recs),
+                "gen_tokens": mean(r["gen_tokens"] for r in recs),
+                "tokens_per_forward": mean(r["tokens_per_forward"] for r in recs),
+                "tokens_per_step": mean(r["tokens_per_step"] for r in recs),
+                "parallelism": mean(r["canvas_tokens_per_step"] for r in recs),
+                "tokens_per_second": metrics.throughput(gen_total, sum(latencies)),
+                "tokens_per_second_mean": mean(r["tokens_per_second"] for r in recs),
+                "latency_mean": mean(latencies),
+                "latency_p50": percentile(latencies, 50),
+                "latency_p90": percentile(latencies, 90),
+                "peak_mem_gb": max(r.get("peak_mem_gb", math.nan) for r in recs),
+                "unmask_max": max((max(r["unmask_counts"]) if r["unmask_counts"] else 0) for r in recs),
+                "ar_kendall": mean(r["ar_kendall"] for r in recs if r.get("ar_kendall") is not None),
+                "mode": r0.get("mode", "diffusion"),
+                "length": r0.get("length") or "",
+                "length_params": json.dumps(r0.get("length_params") or {}, sort_keys=True),
+                **(_speculative_means(recs) if r0.get("mode") == "speculative" else {}),
+            }
+        )
     _add_speedups(rows)
     for (model, task), group in _group(rows, lambda r: (r["model"], r["task"])).items():
         for row, flag in zip(group, pareto_front([(r["parallelism"], r["quality"]) for r in group])):
             row["pareto"] = flag
-    rows.sort(key=lambda r: (r["model"], r["task"], r["family"], r["cache"], r["block_length"], r["parallelism"]))
+    rows.sort(
+        key=lambda r: (r["model"], r["task"], r["family"], r["cache"], r["block_length"], r["parallelism"])
+    )
     return rows
 
 
 def _speculative_means(recs: list[dict]) -> dict:
     wall = sum(r["batch_seconds"] for r in recs)  # batch-level times, so the shares weigh batches by size
-    return {**{col: mean(r[col] for r in recs) for col in SPECULATIVE_COLUMNS},
-            "draft_share": sum(r["draft_seconds"] for r in recs) / wall if wall else math.nan,
-            "verify_share": sum(r["verify_seconds"] for r in recs) / wall if wall else math.nan}
+    return {
+        **{col: mean(r[col] for r in recs) for col in SPECULATIVE_COLUMNS},
+        "draft_share": sum(r["draft_seconds"] for r in recs) / wall if wall else math.nan,
+        "verify_share": sum(r["verify_seconds"] for r in recs) / wall if wall else math.nan,
+    }
 
 
 def _group(rows, key) -> dict:
@@ -254,7 +303,9 @@ def _add_speedups(rows: list[dict]) -> None:
         row["reference_run"] = ref["run_id"] if ref else ""
         ref_tps = ref["tokens_per_second"] if ref else 0.0
         row["speedup"] = row["tokens_per_second"] / ref_tps if ref_tps else math.nan
-        row["latency_speedup"] = ref["latency_mean"] / row["latency_mean"] if ref and row["latency_mean"] else math.nan
+        row["latency_speedup"] = (
+            ref["latency_mean"] / row["latency_mean"] if ref and row["latency_mean"] else math.nan
+        )
 
 
 def task_sets_for(rows: list[dict], extra: dict | None = None) -> dict[str, dict[str, list[str]]]:
@@ -273,9 +324,18 @@ def task_sets_for(rows: list[dict], extra: dict | None = None) -> dict[str, dict
 def averages(rows: list[dict], task_sets: dict) -> list[dict]:
     """Unweighted means over each task set, per (model, family, setting, cache, block)."""
     out = []
+
     def key(r):
-        return (r["model"], r["family"], r["sampler_params"], r["k"], r["cache"], r["cache_params"], r["block"],
-                length_key(r))
+        return (
+            r["model"],
+            r["family"],
+            r["sampler_params"],
+            r["k"],
+            r["cache"],
+            r["cache_params"],
+            r["block"],
+            length_key(r),
+        )
 
     for (model, family, params, k, cache, cache_params, block, _), group in _group(rows, key).items():
         by_task = {r["task"]: r for r in group}
@@ -284,17 +344,42 @@ def averages(rows: list[dict], task_sets: dict) -> list[dict]:
                 continue
             members = [by_task[t] for t in tasks]
             r0 = members[0]
-            out.append({
-                "model": model, "task_set": set_name, "n_tasks": len(tasks), "family": family, "setting": r0["setting"],
-                "knob": r0["knob"], "knob_value": r0["knob_value"], "k": k, "sampler": r0["sampler"],
-                "sampler_params": params, "cache": cache, "cache_params": cache_params, "block": block,
-                "reference": r0["reference"], "mode": r0["mode"], "length": r0["length"],
-                "length_params": r0["length_params"],
-                **{col: mean(m[col] for m in members) for col in (
-                    "quality", "parallelism", "tokens_per_step", "tokens_per_forward", "steps", "nfe",
-                    "tokens_per_second", "latency_mean", "speedup",
-                    *(SPECULATIVE_COLUMNS + ("draft_share",) if r0["mode"] == "speculative" else ()))},
-            })
+            out.append(
+                {
+                    "model": model,
+                    "task_set": set_name,
+                    "n_tasks": len(tasks),
+                    "family": family,
+                    "setting": r0["setting"],
+                    "knob": r0["knob"],
+                    "knob_value": r0["knob_value"],
+                    "k": k,
+                    "sampler": r0["sampler"],
+                    "sampler_params": params,
+                    "cache": cache,
+                    "cache_params": cache_params,
+                    "block": block,
+                    "reference": r0["reference"],
+                    "mode": r0["mode"],
+                    "length": r0["length"],
+                    "length_params": r0["length_params"],
+                    **{
+                        col: mean(m[col] for m in members)
+                        for col in (
+                            "quality",
+                            "parallelism",
+                            "tokens_per_step",
+                            "tokens_per_forward",
+                            "steps",
+                            "nfe",
+                            "tokens_per_second",
+                            "latency_mean",
+                            "speedup",
+                            *(SPECULATIVE_COLUMNS + ("draft_share",) if r0["mode"] == "speculative" else ()),
+                        )
+                    },
+                }
+            )
     for (model, set_name), group in _group(out, lambda r: (r["model"], r["task_set"])).items():
         for row, flag in zip(group, pareto_front([(r["parallelism"], r["quality"]) for r in group])):
             row["pareto"] = flag
@@ -318,18 +403,40 @@ def oracle(records: list[dict], task_sets: dict) -> list[dict]:
                 "quality": 100 * mean(float(r["score"]) for r in chosen),
                 "parallelism": mean(r["canvas_tokens_per_step"] for r in chosen),
                 "tokens_per_step": mean(r["tokens_per_step"] for r in chosen),
-                "steps": mean(r["steps"] for r in chosen), "n_samples": len(chosen),
+                "steps": mean(r["steps"] for r in chosen),
+                "n_samples": len(chosen),
             }
         for task, vals in per_task.items():
-            out.append({"model": model, "family": family, "cache": cache, "cache_params": cache_params,
-                        "block": block, "scope": "task", "name": task, **vals})
+            out.append(
+                {
+                    "model": model,
+                    "family": family,
+                    "cache": cache,
+                    "cache_params": cache_params,
+                    "block": block,
+                    "scope": "task",
+                    "name": task,
+                    **vals,
+                }
+            )
         for set_name, tasks in task_sets.get(model, {}).items():
             if all(t in per_task for t in tasks):
-                out.append({"model": model, "family": family, "cache": cache, "cache_params": cache_params,
-                            "block": block, "scope": "task_set", "name": set_name,
-                            **{col: mean(per_task[t][col] for t in tasks)
-                               for col in ("quality", "parallelism", "tokens_per_step", "steps")},
-                            "n_samples": sum(per_task[t]["n_samples"] for t in tasks)})
+                out.append(
+                    {
+                        "model": model,
+                        "family": family,
+                        "cache": cache,
+                        "cache_params": cache_params,
+                        "block": block,
+                        "scope": "task_set",
+                        "name": set_name,
+                        **{
+                            col: mean(per_task[t][col] for t in tasks)
+                            for col in ("quality", "parallelism", "tokens_per_step", "steps")
+                        },
+                        "n_samples": sum(per_task[t]["n_samples"] for t in tasks),
+                    }
+                )
     return out
 
 
@@ -339,15 +446,24 @@ def max_tps_table(avg_rows: list[dict], levels: Sequence[float] = QUALITY_LEVELS
     x_max = {}
     for (model, set_name), group in _group(avg_rows, lambda r: (r["model"], r["task_set"])).items():
         x_max[(model, set_name)] = max(max(r["parallelism"] for r in group), 2.0)
+
     def key(r):
         return r["model"], r["task_set"], r["family"], r["cache"], r["cache_params"], r["block"]
 
     for (model, set_name, family, cache, cache_params, block), group in _group(avg_rows, key).items():
         points = [(r["parallelism"], r["quality"]) for r in group]
         continuous = group[0]["knob"] not in ("k", "")
-        row = {"model": model, "task_set": set_name, "family": family, "cache": cache, "cache_params": cache_params,
-               "block": block, "n_settings": len(group), "interpolated": continuous,
-               "best_quality": max(y for _, y in points)}
+        row = {
+            "model": model,
+            "task_set": set_name,
+            "family": family,
+            "cache": cache,
+            "cache_params": cache_params,
+            "block": block,
+            "n_settings": len(group),
+            "interpolated": continuous,
+            "best_quality": max(y for _, y in points),
+        }
         for q in levels:
             row[f"max_tps@{q:g}"] = max_parallelism_at(points, q, continuous)
         row["auc"] = auc_log2(points, x_max[(model, set_name)])
@@ -358,9 +474,13 @@ def max_tps_table(avg_rows: list[dict], levels: Sequence[float] = QUALITY_LEVELS
 
 def pareto_table(rows: list[dict], avg_rows: list[dict]) -> list[dict]:
     columns = ("model", "family", "setting", "cache", "block", "parallelism", "quality", "tokens_per_second")
-    return ([{"scope": "task", "name": r["task"], **{c: r[c] for c in columns}} for r in rows if r.get("pareto")]
-            + [{"scope": "task_set", "name": r["task_set"], **{c: r[c] for c in columns}}
-               for r in avg_rows if r.get("pareto")])
+    return [
+        {"scope": "task", "name": r["task"], **{c: r[c] for c in columns}} for r in rows if r.get("pareto")
+    ] + [
+        {"scope": "task_set", "name": r["task_set"], **{c: r[c] for c in columns}}
+        for r in avg_rows
+        if r.get("pareto")
+    ]
 
 
 # ------------------------------------------------------------------------------------- files
@@ -390,8 +510,13 @@ def build_report(records: list[dict], out_dir: str | Path, task_sets: dict | Non
     rows = aggregate_runs(records)
     sets = task_sets_for(rows, task_sets)
     avg = averages(rows, sets)
-    tables = {"aggregate": rows, "averages": avg, "oracle": oracle(records, sets), "max_tps": max_tps_table(avg),
-              "pareto": pareto_table(rows, avg)}
+    tables = {
+        "aggregate": rows,
+        "averages": avg,
+        "oracle": oracle(records, sets),
+        "max_tps": max_tps_table(avg),
+        "pareto": pareto_table(rows, avg),
+    }
     for name, table in tables.items():
         write_csv(out / f"{name}.csv", table)
     return tables

@@ -40,7 +40,9 @@ def validate(bench: str, rows: list[dict], source: str) -> list[dict]:
     for i, row in enumerate(rows):
         for field, kind in schema.items():
             if not isinstance(row.get(field), kind):
-                raise ValueError(f"{source} row {i}: field {field!r} must be {kind.__name__}, got {row.get(field)!r}")
+                raise ValueError(
+                    f"{source} row {i}: field {field!r} must be {kind.__name__}, got {row.get(field)!r}"
+                )
         if bench == "gsm8k" and "####" not in row["answer"]:
             raise ValueError(f"{source} row {i}: a GSM8K answer ends with '#### <number>'")
     return rows
@@ -76,8 +78,13 @@ def load_rows(bench: str, split: str, data_files=None, source: str | None = None
     fixture = FIXTURES / bench / f"{split}.jsonl"
     if not fixture.exists():
         raise FileNotFoundError(f"no {bench} {split} data: set DLLM_EVAL_DATA_DIR or source=hub")
-    log.warning("%s/%s: using the %d-row synthetic fixture (scores are not comparable to the real benchmark);"
-                " set DLLM_EVAL_DATA_DIR or source=hub for real data", bench, split, len(_read(fixture)))
+    log.warning(
+        "%s/%s: using the %d-row synthetic fixture (scores are not comparable to the real benchmark);"
+        " set DLLM_EVAL_DATA_DIR or source=hub for real data",
+        bench,
+        split,
+        len(_read(fixture)),
+    )
     return validate(bench, _read(fixture), str(fixture)), "fixture"
 
 
@@ -104,8 +111,13 @@ def run_program(source: str, timeout: float = 10.0) -> bool:
         path = Path(tmp) / "program.py"
         path.write_text(source)
         try:
-            proc = subprocess.run([sys.executable, "-I", str(path)], cwd=tmp, capture_output=True, timeout=timeout,
-                                  env={"PATH": os.environ.get("PATH", "")})
+            proc = subprocess.run(
+                [sys.executable, "-I", str(path)],
+                cwd=tmp,
+                capture_output=True,
+                timeout=timeout,
+                env={"PATH": os.environ.get("PATH", "")},
+            )
         except subprocess.TimeoutExpired:
             return False
     return proc.returncode == 0

@@ -35,8 +35,11 @@ class Distributed:
                 PartialState(cpu=not torch.cuda.is_available())
             except ImportError:
                 dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-        return cls(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                   local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+        return cls(
+            rank=dist.get_rank(),
+            world_size=dist.get_world_size(),
+            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        )
 
     @property
     def is_main(self) -> bool:
@@ -75,4 +78,4 @@ class Distributed:
 
     def shard(self, items: list) -> list:
         """This rank's share of ``items``: item i goes to rank i mod world_size (as lm-eval does)."""
-        return items[self.rank::self.world_size]
+        return items[self.rank :: self.world_size]

@@ -92,9 +92,21 @@ def cut_at_stop(text: str, until) -> tuple[str, str | None]:
 class DLLMEvalLM(LM):
     """A dllm diffusion LM for lm-eval (see the module docstring for ``model_args``)."""
 
-    def __init__(self, model: str | None = None, pretrained: str | None = None, sampler: str = "fast-dllm",
-                 cache: str = "none", k: int | None = None, batch_size=1, dtype=None, device=None,
-                 stats_dir: str | None = None, threads: int | None = None, max_batch_size=None, **kwargs):
+    def __init__(
+        self,
+        model: str | None = None,
+        pretrained: str | None = None,
+        sampler: str = "fast-dllm",
+        cache: str = "none",
+        k: int | None = None,
+        batch_size=1,
+        dtype=None,
+        device=None,
+        stats_dir: str | None = None,
+        threads: int | None = None,
+        max_batch_size=None,
+        **kwargs,
+    ):
         super().__init__()  # max_batch_size: lm-eval passes it; unused
         name = model or pretrained
         if not name:
@@ -118,7 +130,8 @@ class DLLMEvalLM(LM):
             else:
                 raise ValueError(
                     f"model_args {key}={raw!r} is not a parameter of sampler {sampler!r} ({sorted(sampler_fields)}),"
-                    f" cache {cache!r} ({sorted(cache_fields)}) or GenerationConfig ({sorted(_CONFIG_FIELDS)})")
+                    f" cache {cache!r} ({sorted(cache_fields)}) or GenerationConfig ({sorted(_CONFIG_FIELDS)})"
+                )
         config.setdefault("gen_length", 128)
         config.setdefault("block_length", min(32, config["gen_length"]))
         k = _value(k)
@@ -133,7 +146,9 @@ class DLLMEvalLM(LM):
         from dllm.eval.runner import load_eval_model
         from dllm.eval.spec import ModelEntry
 
-        self.model = load_eval_model(ModelEntry(label=name, name=name, dtype=_value(dtype)), str(self._device))
+        self.model = load_eval_model(
+            ModelEntry(label=name, name=name, dtype=_value(dtype)), str(self._device)
+        )
         self.model_name = name
         self.k = k
         self.stats_dir = Path(stats_dir) if stats_dir else None
@@ -193,28 +208,44 @@ class DLLMEvalLM(LM):
     def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
         tok = getattr(self.model, "tokenizer", None)
         if tok is None or not getattr(tok, "chat_template", None):
-            raise ValueError(f"the tokenizer of {self.model_name!r} has no chat template; drop --apply_chat_template")
-        return tok.apply_chat_template(chat_history, tokenize=False, add_generation_prompt=add_generation_prompt)
+            raise ValueError(
+                f"the tokenizer of {self.model_name!r} has no chat template; drop --apply_chat_template"
+            )
+        return tok.apply_chat_template(
+            chat_history, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
 
     # ---- requests ----------------------------------------------------------------------------------
     def loglikelihood(self, requests):
         raise NotImplementedError(
             "the dllm lm-eval model does not implement loglikelihood (multiple-choice / perplexity tasks need a"
-            " Monte-Carlo ELBO estimate); run generate_until tasks such as dllm_gsm8k or dllm_humaneval")
+            " Monte-Carlo ELBO estimate); run generate_until tasks such as dllm_gsm8k or dllm_humaneval"
+        )
 
     def loglikelihood_rolling(self, requests):
-        raise NotImplementedError("the dllm lm-eval model does not implement loglikelihood_rolling (perplexity)")
+        raise NotImplementedError(
+            "the dllm lm-eval model does not implement loglikelihood_rolling (perplexity)"
+        )
 
     def _encode(self, context: str) -> tuple[list[int], bool]:
         ids = self.model.encode(context)
-        limit = min(self.config.max_length or self.model.max_length, self.model.max_length) - self.config.gen_length
+        limit = (
+            min(self.config.max_length or self.model.max_length, self.model.max_length)
+            - self.config.gen_length
+        )
         if limit < 1:
-            raise ValueError(f"gen_length={self.config.gen_length} leaves no room for a prompt in"
-                             f" {self.model.max_length} positions")
+            raise ValueError(
+                f"gen_length={self.config.gen_length} leaves no room for a prompt in"
+                f" {self.model.max_length} positions"
+            )
         if len(ids) <= limit:
             return ids, False
-        head = [ids[0]] if getattr(self.model, "bos_id", None) is not None and ids[0] == self.model.bos_id else []
-        return head + ids[len(ids) - (limit - len(head)):], True
+        head = (
+            [ids[0]]
+            if getattr(self.model, "bos_id", None) is not None and ids[0] == self.model.bos_id
+            else []
+        )
+        return head + ids[len(ids) - (limit - len(head)) :], True
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         from tqdm import tqdm
@@ -233,10 +264,14 @@ class DLLMEvalLM(LM):
             encoded = {i: self._encode(requests[i].args[0]) for i in indices}
             order = sorted(indices, key=lambda i: -len(encoded[i][0]))  # similar lengths share a batch
             for start in range(0, len(order), self.batch_size):
-                batch = order[start: start + self.batch_size]
-                results = dllm.generate(self.model, [encoded[i][0] for i in batch],
-                                        sampler=dllm.samplers.get(self.sampler_name, **self.sampler_params),
-                                        cache=dllm.caches.get(self.cache_name, **self.cache_params), config=config)
+                batch = order[start : start + self.batch_size]
+                results = dllm.generate(
+                    self.model,
+                    [encoded[i][0] for i in batch],
+                    sampler=dllm.samplers.get(self.sampler_name, **self.sampler_params),
+                    cache=dllm.caches.get(self.cache_name, **self.cache_params),
+                    config=config,
+                )
                 for i, res in zip(batch, results):
                     text, stop = cut_at_stop(res.text, gen_kwargs.get("until"))
                     outputs[i] = text
@@ -263,24 +298,44 @@ class DLLMEvalLM(LM):
         latency = res.seconds / batch_size
         task, doc_id = (req.metadata[0], req.metadata[1]) if getattr(req, "metadata", None) else (None, None)
         return {
-            "task": task, "doc_id": doc_id, "rank": self.rank, "model": self.model_name, "sampler": self.sampler_name,
-            "sampler_params": self.sampler_params, "k": self.k, "cache": self.cache_name,
-            "cache_params": self.cache_params, "gen_length": self.config.gen_length,
-            "block_length": self.config.block_length, "steps_setting": self.config.steps,
-            "max_gen_toks_ignored": gen_kwargs.get("max_gen_toks"), "prompt_tokens": len(encoded[0]),
-            "prompt_truncated": encoded[1], "steps": res.steps, "nfe": res.nfe,
-            "gen_tokens_before_stop": res.gen_tokens, "gen_tokens": kept, "stop": stop,
+            "task": task,
+            "doc_id": doc_id,
+            "rank": self.rank,
+            "model": self.model_name,
+            "sampler": self.sampler_name,
+            "sampler_params": self.sampler_params,
+            "k": self.k,
+            "cache": self.cache_name,
+            "cache_params": self.cache_params,
+            "gen_length": self.config.gen_length,
+            "block_length": self.config.block_length,
+            "steps_setting": self.config.steps,
+            "max_gen_toks_ignored": gen_kwargs.get("max_gen_toks"),
+            "prompt_tokens": len(encoded[0]),
+            "prompt_truncated": encoded[1],
+            "steps": res.steps,
+            "nfe": res.nfe,
+            "gen_tokens_before_stop": res.gen_tokens,
+            "gen_tokens": kept,
+            "stop": stop,
             "tokens_per_forward": metrics.tokens_per_forward(kept, res.nfe),
             "tokens_per_step": metrics.tokens_per_step(kept, res.steps),
-            "latency_s": latency, "batch_size": batch_size, "tokens_per_second": metrics.throughput(kept, latency),
-            "unmask_counts": [len(s.positions) for s in res.trace], "time": time.time(),
+            "latency_s": latency,
+            "batch_size": batch_size,
+            "tokens_per_second": metrics.throughput(kept, latency),
+            "unmask_counts": [len(s.positions) for s in res.trace],
+            "time": time.time(),
         }
 
     def _summarize(self) -> None:
         """Per-rank totals gathered on rank 0, logged and kept in ``self.summary`` (and stats_dir)."""
-        mine = {"requests": len(self.records), "gen_tokens": sum(r["gen_tokens"] for r in self.records),
-                "nfe": sum(r["nfe"] for r in self.records), "steps": sum(r["steps"] for r in self.records),
-                "seconds": sum(r["latency_s"] for r in self.records)}
+        mine = {
+            "requests": len(self.records),
+            "gen_tokens": sum(r["gen_tokens"] for r in self.records),
+            "nfe": sum(r["nfe"] for r in self.records),
+            "steps": sum(r["steps"] for r in self.records),
+            "seconds": sum(r["latency_s"] for r in self.records),
+        }
         gathered = self.gather_object(mine)
         if self.rank != 0:
             return
@@ -289,17 +344,26 @@ class DLLMEvalLM(LM):
         total["tokens_per_forward"] = metrics.tokens_per_forward(total["gen_tokens"], total["nfe"])
         total["tokens_per_step"] = metrics.tokens_per_step(total["gen_tokens"], total["steps"])
         # ranks run concurrently: wall time is the slowest rank's, throughput counts every rank's tokens
-        total["tokens_per_second"] = metrics.throughput(total["gen_tokens"], max(g["seconds"] for g in gathered))
+        total["tokens_per_second"] = metrics.throughput(
+            total["gen_tokens"], max(g["seconds"] for g in gathered)
+        )
         self.summary = total
-        log.warning("dllm speed: %s", json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                                                  for k, v in total.items()}))
+        log.warning(
+            "dllm speed: %s",
+            json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in total.items()}),
+        )
         if self.stats_dir is not None:
             (self.stats_dir / "summary.json").write_text(json.dumps(total, indent=1))
 
     def get_model_info(self) -> dict:
-        return {"dllm_model": self.model_name, "sampler": self.sampler_name, "sampler_params": self.sampler_params,
-                "cache": self.cache_name, "cache_params": self.cache_params,
-                "generation_config": self.config.to_dict()}
+        return {
+            "dllm_model": self.model_name,
+            "sampler": self.sampler_name,
+            "sampler_params": self.sampler_params,
+            "cache": self.cache_name,
+            "cache_params": self.cache_params,
+            "generation_config": self.config.to_dict(),
+        }
 
 
 def cli_main(argv: list[str] | None = None) -> int:

@@ -16,18 +16,36 @@ from dllm.models.transformer import Transformer
 PREFIX = "random:"
 
 
-def random_model(arch: str = "llada", seed: int = 0, d_model: int = 32, n_layers: int = 2,
-                 device: str | torch.device = "cpu") -> DiffusionModel:
+def random_model(
+    arch: str = "llada",
+    seed: int = 0,
+    d_model: int = 32,
+    n_layers: int = 2,
+    device: str | torch.device = "cpu",
+) -> DiffusionModel:
     """A ``DiffusionModel`` with random weights (seeded) in the ``arch`` layout and the shipped tokenizer."""
     from dllm.zoo.tokenizer import load_tokenizer
 
     tok = load_tokenizer()
     dream = arch == "dream"
     cfg = ModelConfig(
-        arch=arch, d_model=d_model, n_layers=n_layers, n_heads=4, n_kv_heads=2 if dream else 4,
-        head_dim=d_model // 4, mlp_hidden=2 * d_model, vocab_size=len(tok), rope_theta=10000.0, rms_eps=1e-5,
-        qkv_bias=dream, shift_logits=dream, rope_fp32=not dream, max_seq_len=512,
-        mask_token_id=tok.mask_token_id, eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id,
+        arch=arch,
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=4,
+        n_kv_heads=2 if dream else 4,
+        head_dim=d_model // 4,
+        mlp_hidden=2 * d_model,
+        vocab_size=len(tok),
+        rope_theta=10000.0,
+        rms_eps=1e-5,
+        qkv_bias=dream,
+        shift_logits=dream,
+        rope_fp32=not dream,
+        max_seq_len=512,
+        mask_token_id=tok.mask_token_id,
+        eos_token_ids=[tok.eos_token_id],
+        pad_token_id=tok.pad_token_id,
         bos_token_id=tok.bos_token_id,
     )
     generator = torch.Generator().manual_seed(seed)
@@ -42,15 +60,23 @@ def random_model(arch: str = "llada", seed: int = 0, d_model: int = 32, n_layers
             else:
                 p.zero_()
     net = net.eval().to(device)
-    model = DiffusionModel(net=net, config=cfg, tokenizer=tok, mask_id=tok.mask_token_id, eos_ids=[tok.eos_token_id],
-                           pad_id=tok.pad_token_id, bos_id=tok.bos_token_id, name=f"{PREFIX}{arch}")
+    model = DiffusionModel(
+        net=net,
+        config=cfg,
+        tokenizer=tok,
+        mask_id=tok.mask_token_id,
+        eos_ids=[tok.eos_token_id],
+        pad_id=tok.pad_token_id,
+        bos_id=tok.bos_token_id,
+        name=f"{PREFIX}{arch}",
+    )
     model.fingerprint = f"{PREFIX}{arch}:{seed}:{d_model}x{n_layers}"
     return model
 
 
 def from_name(name: str, device: str | torch.device = "cpu") -> DiffusionModel:
     """``random:llada`` / ``random:dream`` / ``random:llada:SEED``."""
-    parts = name[len(PREFIX):].split(":")
+    parts = name[len(PREFIX) :].split(":")
     arch = parts[0] or "llada"
     seed = int(parts[1]) if len(parts) > 1 else 0
     return random_model(arch, seed=seed, device=device)

@@ -35,8 +35,17 @@ import torch
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<mask>", "<:>", "<nl>")
 PAD, BOS, EOS, MASK, COLON, NL = range(6)
-OPS = ("copy", "reverse", "sort", "sort_last", "shuffle", "replace_index", "replace_random", "insert_index",
-       "remove_index")
+OPS = (
+    "copy",
+    "reverse",
+    "sort",
+    "sort_last",
+    "shuffle",
+    "replace_index",
+    "replace_random",
+    "insert_index",
+    "remove_index",
+)
 MAX_INDEX = 64
 _HEADERS = (
     (re.compile(r"^(copy|reverse|shuffle|sort)$"), lambda m: (m.group(1), None, None)),
@@ -68,7 +77,7 @@ def answer(op: str, items: Sequence[str], new: str | None, index: int | None) ->
     if op == "replace_index":
         return items[: index - 1] + [new] + items[index:]
     if op == "insert_index":
-        return items[: index - 1] + [new] + items[index - 1:]
+        return items[: index - 1] + [new] + items[index - 1 :]
     if op == "remove_index":
         return items[: index - 1] + items[index:]
     return items  # copy; shuffle / replace_random slots start from the input order
@@ -89,10 +98,10 @@ class OracleConfig:
 @dataclass
 class _Prompt:
     op: str
-    items: list[int]          # answer-order item ids (input order for shuffle / replace_random)
+    items: list[int]  # answer-order item ids (input order for shuffle / replace_random)
     new: int | None
     index: int | None
-    length: int               # prompt tokens (BOS ... <nl>)
+    length: int  # prompt tokens (BOS ... <nl>)
 
     @property
     def n_out(self) -> int:
@@ -110,13 +119,23 @@ class IdealMarginalNet:
         """The prompt of a canvas row and the column where its answer starts."""
         start = row.index(BOS)
         end = row.index(NL, start)
-        key = tuple(row[start: end + 1])
+        key = tuple(row[start : end + 1])
         if key not in self._parsed:
             self._parsed[key] = self.owner._prompt_from_ids(list(key))
         return self._parsed[key], end + 1
 
-    def __call__(self, tokens: torch.Tensor, positions=None, key_valid=None, *, query=None, kv=None, logits_for=None,
-                 attention_backend=None, **_ignored) -> torch.Tensor:
+    def __call__(
+        self,
+        tokens: torch.Tensor,
+        positions=None,
+        key_valid=None,
+        *,
+        query=None,
+        kv=None,
+        logits_for=None,
+        attention_backend=None,
+        **_ignored,
+    ) -> torch.Tensor:
         batch, width = tokens.shape
         vocab = self.owner.config.vocab_size
         cols = logits_for if logits_for is not None else torch.arange(width).expand(batch, -1)
@@ -126,8 +145,8 @@ class IdealMarginalNet:
         for b, row in enumerate(canvas):
             prompt, gen_start = self._parse(row)
             slots = [(c, c - gen_start) for c in cols[b].tolist()]
-            decided = [t for t in row[gen_start: gen_start + prompt.n_out] if t != MASK]
-            masked_left = sum(1 for t in row[gen_start: gen_start + prompt.n_out] if t == MASK)
+            decided = [t for t in row[gen_start : gen_start + prompt.n_out] if t != MASK]
+            masked_left = sum(1 for t in row[gen_start : gen_start + prompt.n_out] if t == MASK)
             for q, (col, j) in enumerate(slots):
                 current = row[col] if col < width else MASK
                 for tok, logp in self._marginal(prompt, j, current, decided, masked_left):
@@ -169,11 +188,21 @@ class IdealMarginalModel:
     fingerprint = "ideal-marginal-v1"
     supports_kv = False
 
-    def __init__(self, items: Sequence[str] | None = None, noise: float = 1e-6, seed: int = 0,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        items: Sequence[str] | None = None,
+        noise: float = 1e-6,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ):
         self.items = list(dict.fromkeys(items if items is not None else default_items()))
         base = len(SPECIALS)
-        self.vocab = [*SPECIALS, *(f"<{op}>" for op in OPS), *(str(i) for i in range(1, MAX_INDEX + 1)), *self.items]
+        self.vocab = [
+            *SPECIALS,
+            *(f"<{op}>" for op in OPS),
+            *(str(i) for i in range(1, MAX_INDEX + 1)),
+            *self.items,
+        ]
         self.token_id = {tok: i for i, tok in enumerate(self.vocab)}
         self.op_id = {op: base + i for i, op in enumerate(OPS)}
         self.index_base = base + len(OPS) - 1  # token of index i = index_base + i
@@ -254,7 +283,9 @@ class IdealMarginalModel:
         if op in ("replace_random", "replace_index", "insert_index"):
             new = ids[pos]
             pos += 1
-        items = ids[pos + 1: -1]
+        items = ids[pos + 1 : -1]
         names = [self.vocab[i] for i in items]
         ordered = answer(op, names, None if new is None else self.vocab[new], index)
-        return _Prompt(op=op, items=[self.token_id[s] for s in ordered], new=new, index=index, length=len(ids))
+        return _Prompt(
+            op=op, items=[self.token_id[s] for s in ordered], new=new, index=index, length=len(ids)
+        )

@@ -35,15 +35,28 @@ def _plt():
 
 
 def _colours(families: list[str]) -> dict[str, str]:
-    palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-               "#7f7f7f"]
+    palette = [
+        "#1f77b4",
+        "#d62728",
+        "#2ca02c",
+        "#ff7f0e",
+        "#9467bd",
+        "#8c564b",
+        "#e377c2",
+        "#17becf",
+        "#bcbd22",
+        "#7f7f7f",
+    ]
     return {f: palette[i % len(palette)] for i, f in enumerate(sorted(families))}
 
 
 def _log2_axis(ax, xs) -> None:
     ax.set_xscale("log", base=2)
     lo, hi = min(xs, default=1.0), max(xs, default=2.0)
-    ticks = [2**i for i in range(int(math.floor(math.log2(max(lo, 0.5)))), int(math.ceil(math.log2(max(hi, 1)))) + 1)]
+    ticks = [
+        2**i
+        for i in range(int(math.floor(math.log2(max(lo, 0.5)))), int(math.ceil(math.log2(max(hi, 1)))) + 1)
+    ]
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{t:g}" for t in ticks])
     ax.set_xlim(min(ticks) / 1.15, max(ticks) * 1.15)
@@ -91,17 +104,49 @@ def per_task_grid(rows: list[dict], out: Path, model: str) -> Path | None:
             for block, bseries in sorted(_by(series, lambda r: r["block"]).items()):
                 bseries.sort(key=lambda r: r["parallelism"])
                 style = LINESTYLES[caches.index(cache_key) % len(LINESTYLES)]
-                ax.plot([r["parallelism"] for r in bseries], [r["quality"] for r in bseries], style,
-                        marker=MARKERS[blocks.index(block) % len(MARKERS)], ms=4, color=colours[family], lw=1.3)
-                plotted += [{"model": model, "task": task, "family": family, "setting": r["setting"],
-                             "cache": r["cache"], "block": block, "parallelism": r["parallelism"],
-                             "quality": r["quality"], "pareto": r.get("pareto", False)} for r in bseries]
+                ax.plot(
+                    [r["parallelism"] for r in bseries],
+                    [r["quality"] for r in bseries],
+                    style,
+                    marker=MARKERS[blocks.index(block) % len(MARKERS)],
+                    ms=4,
+                    color=colours[family],
+                    lw=1.3,
+                )
+                plotted += [
+                    {
+                        "model": model,
+                        "task": task,
+                        "family": family,
+                        "setting": r["setting"],
+                        "cache": r["cache"],
+                        "block": block,
+                        "parallelism": r["parallelism"],
+                        "quality": r["quality"],
+                        "pareto": r.get("pareto", False),
+                    }
+                    for r in bseries
+                ]
         front = _front([(r["parallelism"], r["quality"]) for r in trows])
         if front:
-            ax.step([p[0] for p in front], [p[1] for p in front], where="pre", color="black", lw=0.8, ls="--",
-                    alpha=0.7)
-            ax.scatter([p[0] for p in front], [p[1] for p in front], s=60, facecolors="none", edgecolors="black",
-                       lw=0.8, zorder=5)
+            ax.step(
+                [p[0] for p in front],
+                [p[1] for p in front],
+                where="pre",
+                color="black",
+                lw=0.8,
+                ls="--",
+                alpha=0.7,
+            )
+            ax.scatter(
+                [p[0] for p in front],
+                [p[1] for p in front],
+                s=60,
+                facecolors="none",
+                edgecolors="black",
+                lw=0.8,
+                zorder=5,
+            )
         _log2_axis(ax, [r["parallelism"] for r in trows])
         ax.set_ylim(-3, 103)
         ax.set_title(task)
@@ -114,22 +159,37 @@ def per_task_grid(rows: list[dict], out: Path, model: str) -> Path | None:
         axes[idx // cols][idx % cols].axis("off")
     handles = [plt.Line2D([], [], color=c, marker="o", lw=1.3, label=f) for f, c in sorted(colours.items())]
     if len(blocks) > 1:
-        handles += [plt.Line2D([], [], color="grey", ls="", marker=MARKERS[i % len(MARKERS)], label=f"block {b}")
-                    for i, b in enumerate(blocks)]
+        handles += [
+            plt.Line2D([], [], color="grey", ls="", marker=MARKERS[i % len(MARKERS)], label=f"block {b}")
+            for i, b in enumerate(blocks)
+        ]
     if len(caches) > 1:
-        handles += [plt.Line2D([], [], color="grey", ls=LINESTYLES[i % len(LINESTYLES)],
-                               label=f"cache {name} {params if params != '{}' else ''}")
-                    for i, (name, params) in enumerate(caches)]
+        handles += [
+            plt.Line2D(
+                [],
+                [],
+                color="grey",
+                ls=LINESTYLES[i % len(LINESTYLES)],
+                label=f"cache {name} {params if params != '{}' else ''}",
+            )
+            for i, (name, params) in enumerate(caches)
+        ]
     handles.append(plt.Line2D([], [], color="black", ls="--", marker="o", mfc="none", label="Pareto front"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), frameon=False,
-               bbox_to_anchor=(0.5, -0.02))
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=min(4, len(handles)),
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.02),
+    )
     fig.suptitle(f"{model}: quality vs parallelism per task", y=1.0)
     fig.tight_layout(rect=(0, 0.06 + 0.02 * (len(handles) > 4), 1, 0.98))
     return _save(fig, out / f"quality_vs_parallelism_{_slug(model)}.png", plotted)
 
 
-def tradeoff(avg_rows: list[dict], oracle_rows: list[dict], max_tps_rows: list[dict], out: Path,
-             task_set: str = "all") -> Path | None:
+def tradeoff(
+    avg_rows: list[dict], oracle_rows: list[dict], max_tps_rows: list[dict], out: Path, task_set: str = "all"
+) -> Path | None:
     plt = _plt()
     avg_rows = [r for r in avg_rows if r["task_set"] == task_set]
     if not avg_rows:
@@ -150,33 +210,94 @@ def tradeoff(avg_rows: list[dict], oracle_rows: list[dict], max_tps_rows: list[d
         xs = [r["parallelism"] for r in prows]
         for q in QUALITY_LEVELS:
             ax.axhline(q, color="grey", lw=0.7, ls=":", zorder=0)
-            ax.text(1.0, q, f" {q:g}%", transform=ax.get_yaxis_transform(), va="center", ha="left", fontsize=7,
-                    color="grey")
+            ax.text(
+                1.0,
+                q,
+                f" {q:g}%",
+                transform=ax.get_yaxis_transform(),
+                va="center",
+                ha="left",
+                fontsize=7,
+                color="grey",
+            )
         for (family, cache), series in sorted(_by(prows, lambda r: (r["family"], r["cache"])).items()):
             series.sort(key=lambda r: r["parallelism"])
-            ax.plot([r["parallelism"] for r in series], [r["quality"] for r in series],
-                    LINESTYLES[caches.index(cache) % len(LINESTYLES)], marker="o", ms=4, lw=1.4,
-                    color=colours[family], label=family + (f" [{cache}]" if len(caches) > 1 else ""))
-            plotted += [{"model": model, "block": block, "kind": "curve", "family": family, "setting": r["setting"],
-                         "cache": cache, "parallelism": r["parallelism"], "quality": r["quality"]} for r in series]
+            ax.plot(
+                [r["parallelism"] for r in series],
+                [r["quality"] for r in series],
+                LINESTYLES[caches.index(cache) % len(LINESTYLES)],
+                marker="o",
+                ms=4,
+                lw=1.4,
+                color=colours[family],
+                label=family + (f" [{cache}]" if len(caches) > 1 else ""),
+            )
+            plotted += [
+                {
+                    "model": model,
+                    "block": block,
+                    "kind": "curve",
+                    "family": family,
+                    "setting": r["setting"],
+                    "cache": cache,
+                    "parallelism": r["parallelism"],
+                    "quality": r["quality"],
+                }
+                for r in series
+            ]
             for mt in max_tps_rows:
-                if (mt["model"], mt["task_set"], mt["family"], mt["cache"], mt["block"]) != (model, task_set, family,
-                                                                                           cache, block):
+                if (mt["model"], mt["task_set"], mt["family"], mt["cache"], mt["block"]) != (
+                    model,
+                    task_set,
+                    family,
+                    cache,
+                    block,
+                ):
                     continue
                 for q in QUALITY_LEVELS:
                     x = mt[f"max_tps@{q:g}"]
                     if x > 0:
                         ax.plot([x], [q], marker="|", ms=11, mew=2, color=colours[family], zorder=5)
-                        plotted.append({"model": model, "block": block, "kind": f"max_tps@{q:g}", "family": family,
-                                        "cache": cache, "parallelism": x, "quality": q})
+                        plotted.append(
+                            {
+                                "model": model,
+                                "block": block,
+                                "kind": f"max_tps@{q:g}",
+                                "family": family,
+                                "cache": cache,
+                                "parallelism": x,
+                                "quality": q,
+                            }
+                        )
         for orow in oracle_rows:
-            if (orow["model"], orow["block"], orow["scope"], orow["name"]) == (model, block, "task_set", task_set):
-                ax.scatter([orow["parallelism"]], [orow["quality"]], marker="*", s=220, color=colours[orow["family"]],
-                           edgecolors="black", lw=0.7, zorder=6)
+            if (orow["model"], orow["block"], orow["scope"], orow["name"]) == (
+                model,
+                block,
+                "task_set",
+                task_set,
+            ):
+                ax.scatter(
+                    [orow["parallelism"]],
+                    [orow["quality"]],
+                    marker="*",
+                    s=220,
+                    color=colours[orow["family"]],
+                    edgecolors="black",
+                    lw=0.7,
+                    zorder=6,
+                )
                 xs.append(orow["parallelism"])
-                plotted.append({"model": model, "block": block, "kind": "oracle", "family": orow["family"],
-                                "cache": orow["cache"], "parallelism": orow["parallelism"],
-                                "quality": orow["quality"]})
+                plotted.append(
+                    {
+                        "model": model,
+                        "block": block,
+                        "kind": "oracle",
+                        "family": orow["family"],
+                        "cache": orow["cache"],
+                        "parallelism": orow["parallelism"],
+                        "quality": orow["quality"],
+                    }
+                )
         _log2_axis(ax, xs)
         ax.set_ylim(-3, 103)
         ax.set_title(f"{model}, block {block} (mean of {prows[0]['n_tasks']} tasks)")
@@ -185,9 +306,14 @@ def tradeoff(avg_rows: list[dict], oracle_rows: list[dict], max_tps_rows: list[d
         if idx % cols == 0:
             ax.set_ylabel("average quality (%)")
         ax.legend(loc="best", frameon=True, framealpha=0.9)
-    fig.text(0.5, -0.02, "★ per-sample oracle of the family (best setting per sample, fewest steps among ties)"
-             "    | marks: Max-TPS, the largest tokens/step with average quality ≥ 80 / 75 / 70 %",
-             ha="center", fontsize=8)
+    fig.text(
+        0.5,
+        -0.02,
+        "★ per-sample oracle of the family (best setting per sample, fewest steps among ties)"
+        "    | marks: Max-TPS, the largest tokens/step with average quality ≥ 80 / 75 / 70 %",
+        ha="center",
+        fontsize=8,
+    )
     fig.tight_layout()
     return _save(fig, out / f"tradeoff_{_slug(task_set)}.png", plotted)
 
@@ -210,20 +336,40 @@ def quality_vs_block(rows: list[dict], out: Path) -> Path | None:
         if not frows:
             ax.axis("off")
             continue
-        settings = sorted(_by(frows, lambda r: (r["setting"], r["cache"])).items(),
-                          key=lambda kv: (_num(kv[1][0]["knob_value"]), kv[0]))
+        settings = sorted(
+            _by(frows, lambda r: (r["setting"], r["cache"])).items(),
+            key=lambda kv: (_num(kv[1][0]["knob_value"]), kv[0]),
+        )
         for i, ((setting, cache), series) in enumerate(settings):
             per_block = _by(series, lambda r: r["block"])
             tasks = set.intersection(*({r["task"] for r in v} for v in per_block.values()))
             if len(per_block) < 2 or not tasks:
                 continue
-            pts = sorted((blocks.index(b), sum(r["quality"] for r in v if r["task"] in tasks) / len(tasks), b)
-                         for b, v in per_block.items())
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, lw=1.3,
-                    color=cmap(i / max(1, len(settings) - 1)),
-                    label=setting + (f" [{cache}]" if cache != "none" else ""))
-            plotted += [{"model": model, "family": family, "setting": setting, "cache": cache, "block": b,
-                         "quality": q, "n_tasks": len(tasks)} for _, q, b in pts]
+            pts = sorted(
+                (blocks.index(b), sum(r["quality"] for r in v if r["task"] in tasks) / len(tasks), b)
+                for b, v in per_block.items()
+            )
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o",
+                ms=4,
+                lw=1.3,
+                color=cmap(i / max(1, len(settings) - 1)),
+                label=setting + (f" [{cache}]" if cache != "none" else ""),
+            )
+            plotted += [
+                {
+                    "model": model,
+                    "family": family,
+                    "setting": setting,
+                    "cache": cache,
+                    "block": b,
+                    "quality": q,
+                    "n_tasks": len(tasks),
+                }
+                for _, q, b in pts
+            ]
         ax.set_xticks(range(len(blocks)))
         ax.set_xticklabels(blocks)
         ax.set_xlabel("block length (tokens; full = whole canvas)")
@@ -252,23 +398,46 @@ def throughput_vs_quality(avg_rows: list[dict], out: Path, task_set: str = "all"
         mrows = sorted((r for r in avg_rows if r["model"] == model), key=lambda r: r["tokens_per_second"])
         front = set(_front([(r["tokens_per_second"], r["quality"]) for r in mrows]))
         fx = sorted(front)
-        ax.step([p[0] for p in fx], [p[1] for p in fx], where="pre", color="black", lw=0.8, ls="--", alpha=0.6)
+        ax.step(
+            [p[0] for p in fx], [p[1] for p in fx], where="pre", color="black", lw=0.8, ls="--", alpha=0.6
+        )
         blocks = _block_order({r["block"] for r in mrows})
         for (family, block), series in sorted(_by(mrows, lambda r: (r["family"], r["block"])).items()):
-            ax.scatter([r["tokens_per_second"] for r in series], [r["quality"] for r in series], s=28,
-                       color=colours[family], marker=MARKERS[blocks.index(block) % len(MARKERS)], zorder=3,
-                       label=family + (f", block {block}" if len(blocks) > 1 else ""))
+            ax.scatter(
+                [r["tokens_per_second"] for r in series],
+                [r["quality"] for r in series],
+                s=28,
+                color=colours[family],
+                marker=MARKERS[blocks.index(block) % len(MARKERS)],
+                zorder=3,
+                label=family + (f", block {block}" if len(blocks) > 1 else ""),
+            )
             for r in series:
                 tag = r["setting"] + (f" [{r['cache']}]" if r["cache"] != "none" else "")
                 if not math.isnan(r["speedup"]):
                     tag += f" ×{r['speedup']:.1f}"
                 if (r["tokens_per_second"], r["quality"]) in front:
-                    ax.annotate(tag, (r["tokens_per_second"], r["quality"]), textcoords="offset points",
-                                xytext=(4, 3), fontsize=7, color=colours[family])
-                plotted.append({"model": model, "family": family, "setting": r["setting"], "cache": r["cache"],
-                                "block": r["block"], "tokens_per_second": r["tokens_per_second"],
-                                "quality": r["quality"], "speedup": r["speedup"],
-                                "pareto": (r["tokens_per_second"], r["quality"]) in front})
+                    ax.annotate(
+                        tag,
+                        (r["tokens_per_second"], r["quality"]),
+                        textcoords="offset points",
+                        xytext=(4, 3),
+                        fontsize=7,
+                        color=colours[family],
+                    )
+                plotted.append(
+                    {
+                        "model": model,
+                        "family": family,
+                        "setting": r["setting"],
+                        "cache": r["cache"],
+                        "block": r["block"],
+                        "tokens_per_second": r["tokens_per_second"],
+                        "quality": r["quality"],
+                        "speedup": r["speedup"],
+                        "pareto": (r["tokens_per_second"], r["quality"]) in front,
+                    }
+                )
         ax.set_xscale("log")
         lo, hi = ax.get_xlim()
         ax.set_xlim(lo, hi * 1.6)  # room for the labels
@@ -283,9 +452,14 @@ def throughput_vs_quality(avg_rows: list[dict], out: Path, task_set: str = "all"
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=7)
     axes[0][0].set_ylabel("average quality (%)")
-    fig.text(0.5, -0.03, "dashed: throughput-quality Pareto front, its points labelled with the setting and the"
-             " speedup (tokens/s) over the 1-token/step no-cache reference",
-             ha="center", fontsize=8)
+    fig.text(
+        0.5,
+        -0.03,
+        "dashed: throughput-quality Pareto front, its points labelled with the setting and the"
+        " speedup (tokens/s) over the 1-token/step no-cache reference",
+        ha="center",
+        fontsize=8,
+    )
     fig.tight_layout()
     return _save(fig, out / "throughput_vs_quality.png", plotted)
 
@@ -308,17 +482,24 @@ def unmask_histogram(records: list[dict], out: Path) -> Path | None:
     adaptive = [r for r in records if r.get("knob") != "k"]
     records = adaptive or records  # fixed-k families commit k every step: nothing to see
     models = sorted({r["model"] for r in records})
-    columns = sorted({(r["family"], block_label(r)) for r in records}, key=lambda fb: (fb[0], _block_order([fb[1]])))
+    columns = sorted(
+        {(r["family"], block_label(r)) for r in records}, key=lambda fb: (fb[0], _block_order([fb[1]]))
+    )
     bins = _pow2_bins(max((max(r["unmask_counts"], default=1) for r in records), default=1))
     labels = [f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in bins]
-    fig, axes = plt.subplots(len(models), len(columns), figsize=(5.2 * len(columns), 3.4 * len(models)),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        len(models), len(columns), figsize=(5.2 * len(columns), 3.4 * len(models)), squeeze=False, sharey=True
+    )
     cmap = plt.get_cmap("viridis")
     plotted = []
     for i, model in enumerate(models):
         for j, (family, block) in enumerate(columns):
             ax = axes[i][j]
-            precs = [r for r in records if r["model"] == model and r["family"] == family and block_label(r) == block]
+            precs = [
+                r
+                for r in records
+                if r["model"] == model and r["family"] == family and block_label(r) == block
+            ]
             if not precs:
                 ax.axis("off")
                 continue
@@ -327,11 +508,25 @@ def unmask_histogram(records: list[dict], out: Path) -> Path | None:
             for n, ((_, setting), srecs) in enumerate(settings):
                 counts = [c for r in srecs for c in r["unmask_counts"]]
                 shares = [sum(lo <= c <= hi for c in counts) / len(counts) for lo, hi in bins]
-                ax.bar([b + (n - (len(settings) - 1) / 2) * width for b in range(len(bins))], shares, width,
-                       color=cmap(n / max(1, len(settings) - 1)), label=setting)
-                plotted += [{"model": model, "family": family, "block": block, "setting": setting,
-                             "tokens_in_step": label, "share_of_steps": share, "steps": len(counts)}
-                            for label, share in zip(labels, shares)]
+                ax.bar(
+                    [b + (n - (len(settings) - 1) / 2) * width for b in range(len(bins))],
+                    shares,
+                    width,
+                    color=cmap(n / max(1, len(settings) - 1)),
+                    label=setting,
+                )
+                plotted += [
+                    {
+                        "model": model,
+                        "family": family,
+                        "block": block,
+                        "setting": setting,
+                        "tokens_in_step": label,
+                        "share_of_steps": share,
+                        "steps": len(counts),
+                    }
+                    for label, share in zip(labels, shares)
+                ]
             ax.set_yscale("log")
             ax.set_xticks(range(len(bins)))
             ax.set_xticklabels(labels)

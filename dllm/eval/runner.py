@@ -55,25 +55,69 @@ from dllm import metrics
 from dllm import samplers as sampler_registry
 from dllm.eval import tasks as task_lib
 from dllm.eval.distributed import Distributed
-from dllm.eval.spec import PLAIN_AR, ModelEntry, RunConfig, Skipped, SweepSpec, canonical_json, expand, load_spec
+from dllm.eval.spec import (
+    PLAIN_AR,
+    ModelEntry,
+    RunConfig,
+    Skipped,
+    SweepSpec,
+    canonical_json,
+    expand,
+    load_spec,
+)
 
 log = logging.getLogger("dllm.eval")
 
 ORACLE_NAMES = ("oracle", "mock:ideal")
 # Record fields that depend on timing, placement or the machine: excluded when comparing runs.
-VOLATILE_FIELDS = ("latency_s", "batch_seconds", "batch_size", "tokens_per_second", "peak_mem_gb", "started_at",
-                   "rank", "world_size", "device", "git_sha", "torch_version", "hostname", "draft_seconds",
-                   "verify_seconds")
+VOLATILE_FIELDS = (
+    "latency_s",
+    "batch_seconds",
+    "batch_size",
+    "tokens_per_second",
+    "peak_mem_gb",
+    "started_at",
+    "rank",
+    "world_size",
+    "device",
+    "git_sha",
+    "torch_version",
+    "hostname",
+    "draft_seconds",
+    "verify_seconds",
+)
 # SpeculativeResult counts copied into speculative records.
-SPECULATIVE_FIELDS = ("rounds", "drafted", "accepted", "committed", "tau", "tau_with_bonus",
-                      "tokens_per_verifier_forward", "acceptance_rate", "acceptance_by_position", "verifier_forwards",
-                      "drafter_forwards", "draft_seconds", "verify_seconds")
+SPECULATIVE_FIELDS = (
+    "rounds",
+    "drafted",
+    "accepted",
+    "committed",
+    "tau",
+    "tau_with_bonus",
+    "tokens_per_verifier_forward",
+    "acceptance_rate",
+    "acceptance_by_position",
+    "verifier_forwards",
+    "drafter_forwards",
+    "draft_seconds",
+    "verify_seconds",
+)
 
 
 # ------------------------------------------------------------------------------------- files
 # Fields every record has (make_record writes them); a line without them is not a record.
-RECORD_FIELDS = ("run_id", "mode", "model", "task", "sample_id", "sample_index", "sampler", "cache", "score",
-                 "gen_tokens")
+RECORD_FIELDS = (
+    "run_id",
+    "mode",
+    "model",
+    "task",
+    "sample_id",
+    "sample_index",
+    "sampler",
+    "cache",
+    "score",
+    "gen_tokens",
+)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -95,11 +139,17 @@ def read_jsonl(path: Path) -> list[dict]:
             if number - 1 == last:
                 log.warning("ignoring a torn last line in %s", path)
                 continue
-            raise ValueError(f"{path}:{number}: not a JSON record ({exc.msg}); delete or fix that line") from None
-        missing = [f for f in RECORD_FIELDS if f not in record] if isinstance(record, dict) else list(RECORD_FIELDS)
+            raise ValueError(
+                f"{path}:{number}: not a JSON record ({exc.msg}); delete or fix that line"
+            ) from None
+        missing = (
+            [f for f in RECORD_FIELDS if f not in record] if isinstance(record, dict) else list(RECORD_FIELDS)
+        )
         if missing:
-            raise ValueError(f"{path}:{number}: not a dllm eval record (missing {', '.join(missing)});"
-                             f" delete or fix that line")
+            raise ValueError(
+                f"{path}:{number}: not a dllm eval record (missing {', '.join(missing)});"
+                f" delete or fix that line"
+            )
         out.append(record)
     return out
 
@@ -157,8 +207,12 @@ class Layout:
             for rec in read_jsonl(path):
                 merged.setdefault(rec["sample_id"], rec)
         tmp = self.run_file(run_id).with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
-                               for r in sorted(merged.values(), key=lambda r: r["sample_index"])))
+        tmp.write_text(
+            "".join(
+                json.dumps(r, ensure_ascii=False) + "\n"
+                for r in sorted(merged.values(), key=lambda r: r["sample_index"])
+            )
+        )
         os.replace(tmp, self.run_file(run_id))
         for path in partial:
             path.unlink(missing_ok=True)
@@ -188,8 +242,10 @@ def folder_lock(root: Path, enabled: bool = True):
         except BlockingIOError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
-            raise SweepLocked(f"{root} is in use by another `dllm eval run` ({holder}); wait for it to finish or"
-                              f" pass another --out") from None
+            raise SweepLocked(
+                f"{root} is in use by another `dllm eval run` ({holder}); wait for it to finish or"
+                f" pass another --out"
+            ) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {platform.node()}")
@@ -299,14 +355,26 @@ _ENV_CACHE: dict = {}
 def environment() -> dict:
     if not _ENV_CACHE:
         try:
-            sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, text=True,
-                                 capture_output=True, timeout=5).stdout.strip() or None
+            sha = (
+                subprocess.run(
+                    ["git", "rev-parse", "--short", "HEAD"],
+                    cwd=Path(__file__).parent,
+                    text=True,
+                    capture_output=True,
+                    timeout=5,
+                ).stdout.strip()
+                or None
+            )
         except (OSError, subprocess.SubprocessError):
             sha = None
         import dllm
 
-        _ENV_CACHE.update(git_sha=sha, torch_version=torch.__version__, dllm_version=dllm.__version__,
-                          hostname=platform.node())
+        _ENV_CACHE.update(
+            git_sha=sha,
+            torch_version=torch.__version__,
+            dllm_version=dllm.__version__,
+            hostname=platform.node(),
+        )
     return dict(_ENV_CACHE)
 
 
@@ -316,8 +384,9 @@ def ar_kendall(trace) -> float | None:
     1.0 = strictly left to right (autoregressive order), -1.0 = right to left; None when every
     position was committed in one step (no order to measure).
     """
-    return _kendall([p for step in trace for p in step.positions],
-                    [step.step for step in trace for _ in step.positions])
+    return _kendall(
+        [p for step in trace for p in step.positions], [step.step for step in trace for _ in step.positions]
+    )
 
 
 def _kendall(positions: list[int], steps: list[int]) -> float | None:
@@ -326,7 +395,9 @@ def _kendall(positions: list[int], steps: list[int]) -> float | None:
     n = pos.numel()
     if n < 2:
         return None
-    concordance = (torch.sign(pos[:, None] - pos[None]) * torch.sign(when[:, None] - when[None])).triu(1).sum()
+    concordance = (
+        (torch.sign(pos[:, None] - pos[None]) * torch.sign(when[:, None] - when[None])).triu(1).sum()
+    )
     pairs = n * (n - 1) / 2
     tied = sum(c * (c - 1) / 2 for c in torch.unique(when, return_counts=True)[1].tolist())
     if pairs == tied:
@@ -334,26 +405,63 @@ def _kendall(positions: list[int], steps: list[int]) -> float | None:
     return float(concordance / ((pairs * (pairs - tied)) ** 0.5))
 
 
-def make_record(run: RunConfig, cfg, task, example, index: int, result, *, score: float, prompt_tokens: int,
-                batch_size: int, peak_mem: tuple[float, str], device: str, rank: int, world_size: int,
-                started_at: str) -> dict:
+def make_record(
+    run: RunConfig,
+    cfg,
+    task,
+    example,
+    index: int,
+    result,
+    *,
+    score: float,
+    prompt_tokens: int,
+    batch_size: int,
+    peak_mem: tuple[float, str],
+    device: str,
+    rank: int,
+    world_size: int,
+    started_at: str,
+) -> dict:
     """One per-sample record (schema in the module docstring and docs/evaluate.md); ``cfg`` and
     ``result`` are a ``GenerationConfig`` / ``GenerationResult`` or, for a speculative run, a
     ``SpeculativeConfig`` / ``SpeculativeResult``."""
     latency = result.seconds / batch_size
     return {
-        "run_id": run.run_id, "mode": run.mode, "model": run.model, "task": run.task, "task_family": task.family,
-        "split": run.split, "sample_id": example.uid, "sample_index": index,
-        "sampler": run.sampler, "family": run.family, "knob": run.knob, "k": run.k,
-        "sampler_params": run.sampler_params, "cache": run.cache, "cache_params": run.cache_params,
-        "temperature": cfg.temperature, "seed": cfg.seed, "reference": run.reference,
-        "prompt_tokens": prompt_tokens, "prediction": result.text, "target": example.target, "score": score,
+        "run_id": run.run_id,
+        "mode": run.mode,
+        "model": run.model,
+        "task": run.task,
+        "task_family": task.family,
+        "split": run.split,
+        "sample_id": example.uid,
+        "sample_index": index,
+        "sampler": run.sampler,
+        "family": run.family,
+        "knob": run.knob,
+        "k": run.k,
+        "sampler_params": run.sampler_params,
+        "cache": run.cache,
+        "cache_params": run.cache_params,
+        "temperature": cfg.temperature,
+        "seed": cfg.seed,
+        "reference": run.reference,
+        "prompt_tokens": prompt_tokens,
+        "prediction": result.text,
+        "target": example.target,
+        "score": score,
         "gen_tokens": result.gen_tokens,
         **(_speculative_counts(run, cfg, result) if run.speculative else _diffusion_counts(cfg, result)),
-        "latency_s": latency, "batch_seconds": result.seconds, "batch_size": batch_size,
+        "latency_s": latency,
+        "batch_seconds": result.seconds,
+        "batch_size": batch_size,
         "tokens_per_second": metrics.throughput(result.gen_tokens, latency),
-        "peak_mem_gb": round(peak_mem[0], 4), "peak_mem_kind": peak_mem[1], "device": device, "rank": rank,
-        "world_size": world_size, "started_at": started_at, **environment(),
+        "peak_mem_gb": round(peak_mem[0], 4),
+        "peak_mem_kind": peak_mem[1],
+        "device": device,
+        "rank": rank,
+        "world_size": world_size,
+        "started_at": started_at,
+        **environment(),
     }
 
 
@@ -361,12 +469,18 @@ def _diffusion_counts(cfg, result) -> dict:
     counts = [len(step.positions) for step in result.trace]
     decoded = sum(counts)
     return {
-        "gen_length": cfg.gen_length, "block_length": cfg.block_length, "steps_setting": cfg.steps,
-        "steps": result.steps, "nfe": result.nfe, "canvas_len": len(result.canvas), "decoded_positions": decoded,
+        "gen_length": cfg.gen_length,
+        "block_length": cfg.block_length,
+        "steps_setting": cfg.steps,
+        "steps": result.steps,
+        "nfe": result.nfe,
+        "canvas_len": len(result.canvas),
+        "decoded_positions": decoded,
         "tokens_per_forward": metrics.tokens_per_forward(result.gen_tokens, result.nfe),
         "tokens_per_step": metrics.tokens_per_step(result.gen_tokens, result.steps),
         "canvas_tokens_per_step": metrics.tokens_per_step(decoded, result.steps),
-        "unmask_counts": counts, "ar_kendall": ar_kendall(result.trace),
+        "unmask_counts": counts,
+        "ar_kendall": ar_kendall(result.trace),
     }
 
 
@@ -374,15 +488,24 @@ def _speculative_counts(run: RunConfig, cfg, result) -> dict:
     """The diffusion counts in the verifier's terms (module docstring), plus the speculative stats."""
     counts = [len(r.committed) for r in result.trace]
     return {
-        "gen_length": cfg.max_new_tokens, "block_length": cfg.max_new_tokens, "steps_setting": None,
-        "steps": result.rounds, "nfe": result.verifier_forwards, "canvas_len": cfg.max_new_tokens,
-        "decoded_positions": result.committed, "tokens_per_forward": result.tokens_per_verifier_forward,
+        "gen_length": cfg.max_new_tokens,
+        "block_length": cfg.max_new_tokens,
+        "steps_setting": None,
+        "steps": result.rounds,
+        "nfe": result.verifier_forwards,
+        "canvas_len": cfg.max_new_tokens,
+        "decoded_positions": result.committed,
+        "tokens_per_forward": result.tokens_per_verifier_forward,
         "tokens_per_step": metrics.tokens_per_step(result.gen_tokens, result.rounds),
         "canvas_tokens_per_step": metrics.tokens_per_step(result.committed, result.rounds),
         "unmask_counts": counts,
-        "ar_kendall": _kendall(list(range(result.committed)), [i for i, c in enumerate(counts) for _ in range(c)]),
-        "drafter": None if run.sampler == PLAIN_AR else run.sampler, "length": run.length,
-        "length_params": run.length_params, **{name: getattr(result, name) for name in SPECULATIVE_FIELDS},
+        "ar_kendall": _kendall(
+            list(range(result.committed)), [i for i, c in enumerate(counts) for _ in range(c)]
+        ),
+        "drafter": None if run.sampler == PLAIN_AR else run.sampler,
+        "length": run.length,
+        "length_params": run.length_params,
+        **{name: getattr(result, name) for name in SPECULATIVE_FIELDS},
     }
 
 
@@ -399,11 +522,24 @@ class _Progress:
         self.bar = None
         if not enabled:
             return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        self.bar = Progress(TextColumn("{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+        self.bar = Progress(
+            TextColumn("{task.description:<8}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("elapsed"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
         self.configs = self.bar.add_task("configs", total=configs)
         self.samples = self.bar.add_task("samples", total=samples)
         self.bar.start()
@@ -428,8 +564,8 @@ class SweepResult:
     out_dir: Path
     runs: list[RunConfig]
     skipped: list[Skipped]
-    generated: int = 0             # samples generated by this call (all ranks)
-    reused: int = 0                # samples found already done
+    generated: int = 0  # samples generated by this call (all ranks)
+    reused: int = 0  # samples found already done
     failed: list[Skipped] = field(default_factory=list)
 
 
@@ -443,7 +579,7 @@ def cpu_threads(world_size: int = 1) -> int:
 
 
 def _chunks(items: list, size: int) -> list[list]:
-    return [items[i: i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def run_sweep(
@@ -475,8 +611,9 @@ def run_sweep(
         return _run_sweep(spec, out, dist, models, batch_size, progress, max_configs, on_record)
 
 
-def _run_sweep(spec: SweepSpec, out: Path, dist: Distributed, models, batch_size, progress, max_configs,
-               on_record) -> SweepResult:
+def _run_sweep(
+    spec: SweepSpec, out: Path, dist: Distributed, models, batch_size, progress, max_configs, on_record
+) -> SweepResult:
     layout = Layout(out)
     models = dict(models or {})
     entries = {m.label: m for m in spec.models + spec.verifiers}
@@ -503,16 +640,22 @@ def _run_sweep(spec: SweepSpec, out: Path, dist: Distributed, models, batch_size
     result = SweepResult(out_dir=out, runs=runs, skipped=skipped)
     result.reused = sum(r.num_samples - len(todo) for r, todo in zip(runs, plan))
     todo_configs = [(r, t) for r, t in zip(runs, plan) if t]
-    bar = _Progress(progress and dist.is_main, len(todo_configs), sum(len(dist.shard(t)) for _, t in todo_configs))
+    bar = _Progress(
+        progress and dist.is_main, len(todo_configs), sum(len(dist.shard(t)) for _, t in todo_configs)
+    )
     if dist.is_main and result.reused:
-        bar.print(f"resuming: {result.reused} samples of {len(runs)} configs already done,"
-                  f" {len(todo_configs)} configs left")
+        bar.print(
+            f"resuming: {result.reused} samples of {len(runs)} configs already done,"
+            f" {len(todo_configs)} configs left"
+        )
     loaded: dict[str, Any] = {}
     try:
         for run, todo in todo_configs:
             if run.model not in loaded:
                 loaded.clear()  # one model in memory at a time (runs are ordered model-major)
-                model = models.get(run.model) or load_eval_model(entries[run.model], dist.device, run.speculative)
+                model = models.get(run.model) or load_eval_model(
+                    entries[run.model], dist.device, run.speculative
+                )
                 loaded[run.model] = model
                 _warmup(model, run, spec.warmup)
             elif run.speculative:  # each drafter loads its own model on first use
@@ -522,7 +665,9 @@ def _run_sweep(spec: SweepSpec, out: Path, dist: Distributed, models, batch_size
             gathered = dist.gather_object((records, error))
             if dist.world_size > 1:
                 if dist.is_main:
-                    merged = sorted((r for recs, _ in gathered for r in recs), key=lambda r: r["sample_index"])
+                    merged = sorted(
+                        (r for recs, _ in gathered for r in recs), key=lambda r: r["sample_index"]
+                    )
                     writer = JsonlWriter(layout.run_file(run.run_id))
                     for rec in merged:
                         writer.write(rec)
@@ -569,13 +714,21 @@ def _decoder(run: RunConfig, model, trace: bool = True) -> tuple[Callable[[list[
 
     config = run.generation_config(trace=trace)
     if run.speculative:
+
         def decode(prompts):
             drafter, length = run.drafter()
             return dllm.speculate(model, prompts, drafter=drafter, length=length, config=config)
     else:
+
         def decode(prompts):
-            return dllm.generate(model, prompts, sampler=sampler_registry.get(run.sampler, **run.sampler_params),
-                                 cache=cache_registry.get(run.cache, **run.cache_params), config=config)
+            return dllm.generate(
+                model,
+                prompts,
+                sampler=sampler_registry.get(run.sampler, **run.sampler_params),
+                cache=cache_registry.get(run.cache, **run.cache_params),
+                config=config,
+            )
+
     return decode, config
 
 
@@ -594,14 +747,18 @@ def _warmup(model, run: RunConfig, times: int) -> None:
             return
 
 
-def _run_config(run: RunConfig, todo: list[int], model, batch_size: int, layout: Layout, dist: Distributed, bar,
-                on_record) -> tuple[list[dict], str | None]:
+def _run_config(
+    run: RunConfig, todo: list[int], model, batch_size: int, layout: Layout, dist: Distributed, bar, on_record
+) -> tuple[list[dict], str | None]:
     """Generate and record this rank's samples of one config; returns (records, error or None)."""
     task = task_lib.get(run.task)
     examples = task.examples(run.split, run.num_samples, run.data_seed)
     if not run.speculative:
-        reason = unsupported_reason(model, sampler_registry.get(run.sampler, **run.sampler_params),
-                                    cache_registry.get(run.cache, **run.cache_params))
+        reason = unsupported_reason(
+            model,
+            sampler_registry.get(run.sampler, **run.sampler_params),
+            cache_registry.get(run.cache, **run.cache_params),
+        )
         if reason:
             return [], reason
     decode, config = _decoder(run, model)
@@ -625,9 +782,22 @@ def _run_config(run: RunConfig, todo: list[int], model, batch_size: int, layout:
             peak = _peak_memory_gb(device)
             for i, res in zip(batch, results):
                 ex = examples[i]
-                rec = make_record(run, config, task, ex, i, res, score=float(task.score(res.text, ex)),
-                                  prompt_tokens=len(model.encode(ex.prompt)), batch_size=len(batch), peak_mem=peak,
-                                  device=str(device), rank=dist.rank, world_size=dist.world_size, started_at=started)
+                rec = make_record(
+                    run,
+                    config,
+                    task,
+                    ex,
+                    i,
+                    res,
+                    score=float(task.score(res.text, ex)),
+                    prompt_tokens=len(model.encode(ex.prompt)),
+                    batch_size=len(batch),
+                    peak_mem=peak,
+                    device=str(device),
+                    rank=dist.rank,
+                    world_size=dist.world_size,
+                    started_at=started,
+                )
                 writer.write(rec)
                 records.append(rec)
                 if on_record is not None:

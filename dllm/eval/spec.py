@@ -61,8 +61,23 @@ from dllm.drafters import SpeculativeConfig
 from dllm.drafters import length as length_registry
 
 TOP_KEYS = {
-    "name", "output_dir", "models", "tasks", "num_samples", "split", "data_seed", "samplers", "caches",
-    "generation", "batch_size", "warmup", "reference", "exclude", "task_sets", "description", "speculative",
+    "name",
+    "output_dir",
+    "models",
+    "tasks",
+    "num_samples",
+    "split",
+    "data_seed",
+    "samplers",
+    "caches",
+    "generation",
+    "batch_size",
+    "warmup",
+    "reference",
+    "exclude",
+    "task_sets",
+    "description",
+    "speculative",
 }
 SAMPLER_KEYS = {"name", "family", "params", "grid", "k"}
 CACHE_KEYS = {"name", "params", "grid"}
@@ -71,7 +86,7 @@ MODEL_KEYS = {"name", "path", "dtype", "device", "label"}
 SPECULATIVE_KEYS = {"verifier", "drafter", "params", "length", "length_params", "family"}
 _GEN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GenerationConfig)}
 REFERENCE_SAMPLER, REFERENCE_FAMILY = "llada", "reference (1 token/step)"
-PLAIN_AR, PLAIN_AR_FAMILY = "none", "plain AR"   # speculative run without a drafter
+PLAIN_AR, PLAIN_AR_FAMILY = "none", "plain AR"  # speculative run without a drafter
 
 
 def canonical_json(obj: Any) -> str:
@@ -87,23 +102,23 @@ def stable_id(obj: Any, length: int = 12) -> str:
 class RunConfig:
     """One point of the sweep: a model, a task, a sampler setting, a cache setting, a generation config."""
 
-    model: str                       # label of the model entry
+    model: str  # label of the model entry
     task: str
     split: str
     num_samples: int
     data_seed: int
     sampler: str
     sampler_params: dict
-    family: str                      # sampler family label (one colour in the plots)
-    knob: str | None                 # the family's varying parameter ("k", "threshold", ...)
-    k: int | None                    # tokens per step for schedule samplers (steps = ceil(L / k))
+    family: str  # sampler family label (one colour in the plots)
+    knob: str | None  # the family's varying parameter ("k", "threshold", ...)
+    k: int | None  # tokens per step for schedule samplers (steps = ceil(L / k))
     cache: str
     cache_params: dict
-    generation: dict                 # GenerationConfig fields that differ from the defaults
-    reference: bool = False          # the speedup baseline (1-token/step no-cache dLLM run, or plain AR)
+    generation: dict  # GenerationConfig fields that differ from the defaults
+    reference: bool = False  # the speedup baseline (1-token/step no-cache dLLM run, or plain AR)
     model_fingerprint: str = ""
-    mode: str = "diffusion"          # or "speculative": model = verifier, sampler = drafter (or "none"),
-    length: str | None = None        # generation = SpeculativeConfig fields; the draft-length controller
+    mode: str = "diffusion"  # or "speculative": model = verifier, sampler = drafter (or "none"),
+    length: str | None = None  # generation = SpeculativeConfig fields; the draft-length controller
     length_params: dict = field(default_factory=dict)
     run_id: str = field(default="", compare=False)
 
@@ -114,10 +129,17 @@ class RunConfig:
     def identity(self) -> dict:
         """Everything that changes the outputs; hashed into ``run_id``. Batch size is not part of it."""
         out = {
-            "model": self.model, "model_fingerprint": self.model_fingerprint, "task": self.task,
-            "split": self.split, "num_samples": self.num_samples, "data_seed": self.data_seed,
-            "sampler": self.sampler, "sampler_params": self.sampler_params, "cache": self.cache,
-            "cache_params": self.cache_params, "generation": self.generation,
+            "model": self.model,
+            "model_fingerprint": self.model_fingerprint,
+            "task": self.task,
+            "split": self.split,
+            "num_samples": self.num_samples,
+            "data_seed": self.data_seed,
+            "sampler": self.sampler,
+            "sampler_params": self.sampler_params,
+            "cache": self.cache,
+            "cache_params": self.cache_params,
+            "generation": self.generation,
         }
         if self.speculative:  # diffusion ids stay what they were
             out.update(mode=self.mode, length=self.length, length_params=self.length_params)
@@ -129,7 +151,9 @@ class RunConfig:
 
     def generation_config(self, trace: bool = True) -> GenerationConfig | SpeculativeConfig:
         """The run's ``GenerationConfig``, or its ``SpeculativeConfig`` for a speculative run."""
-        return (SpeculativeConfig if self.speculative else GenerationConfig)(**{**self.generation, "trace": trace})
+        return (SpeculativeConfig if self.speculative else GenerationConfig)(
+            **{**self.generation, "trace": trace}
+        )
 
     @property
     def block_length(self) -> int:
@@ -141,7 +165,9 @@ class RunConfig:
 
     def drafter(self):
         """The drafter and the length controller of a speculative run (None, None for plain AR)."""
-        drafter = None if self.sampler == PLAIN_AR else drafter_registry.get(self.sampler, **self.sampler_params)
+        drafter = (
+            None if self.sampler == PLAIN_AR else drafter_registry.get(self.sampler, **self.sampler_params)
+        )
         length = None if self.length is None else length_registry.get(self.length, **self.length_params)
         return drafter, length
 
@@ -242,32 +268,44 @@ def _check_params(kind: str, registry, name: str, params) -> None:
     fields = plugin_params(kind, registry, name)
     unknown = sorted(set(params) - fields)
     if unknown:
-        raise ValueError(f"{kind} {name!r} has no parameter(s) {unknown}; its parameters: {sorted(fields) or 'none'}")
+        raise ValueError(
+            f"{kind} {name!r} has no parameter(s) {unknown}; its parameters: {sorted(fields) or 'none'}"
+        )
 
 
 def _model_entry(entry, where: str) -> ModelEntry:
     entry = {"name": entry} if isinstance(entry, str) else dict(entry)
     _check_keys(where, entry, MODEL_KEYS)
     name = entry.get("path") or entry["name"]
-    return ModelEntry(label=entry.get("label") or entry["name"], name=str(name), dtype=entry.get("dtype"),
-                      device=entry.get("device"))
+    return ModelEntry(
+        label=entry.get("label") or entry["name"],
+        name=str(name),
+        dtype=entry.get("dtype"),
+        device=entry.get("device"),
+    )
 
 
 def _speculative_entry(entry, where: str) -> dict:
     """A validated ``speculative`` entry: the drafter and length controller are built once here, so an
     unknown name, parameter or out-of-range value is an error at load."""
     if not isinstance(entry, dict) or not entry.get("verifier"):
-        raise ValueError(f"{where}: expected a mapping with a 'verifier' (a causal LM such as tiny-ar) and a"
-                         f" 'drafter' (one of {', '.join(drafter_registry.names())} or none); got {entry!r}")
+        raise ValueError(
+            f"{where}: expected a mapping with a 'verifier' (a causal LM such as tiny-ar) and a"
+            f" 'drafter' (one of {', '.join(drafter_registry.names())} or none); got {entry!r}"
+        )
     _check_keys(where, entry, SPECULATIVE_KEYS)
     drafter = str(entry.get("drafter") or PLAIN_AR)
     params, length_params = dict(entry.get("params") or {}), dict(entry.get("length_params") or {})
     length = None if entry.get("length") is None else str(entry["length"])
     if drafter == PLAIN_AR and (params or length or length_params):
-        raise ValueError(f"{where}: params / length / length_params need a drafter ('drafter: none' is plain AR)")
+        raise ValueError(
+            f"{where}: params / length / length_params need a drafter ('drafter: none' is plain AR)"
+        )
     if length is None and length_params:
-        raise ValueError(f"{where}: length_params given without a length controller"
-                         f" (one of {', '.join(length_registry.names())})")
+        raise ValueError(
+            f"{where}: length_params given without a length controller"
+            f" (one of {', '.join(length_registry.names())})"
+        )
     try:
         built = None if drafter == PLAIN_AR else drafter_registry.get(drafter, **params)
         if length is not None:
@@ -276,9 +314,15 @@ def _speculative_entry(entry, where: str) -> dict:
         raise ValueError(f"{where}: {exc}") from None
     model = getattr(built, "model", None)
     family = PLAIN_AR_FAMILY if drafter == PLAIN_AR else f"{drafter} {length}" if length else drafter
-    return {"verifier": _model_entry(entry["verifier"], f"{where}.verifier"), "drafter": drafter, "params": params,
-            "length": length, "length_params": length_params, "family": entry.get("family") or family,
-            "drafter_model": model if isinstance(model, str) else None}
+    return {
+        "verifier": _model_entry(entry["verifier"], f"{where}.verifier"),
+        "drafter": drafter,
+        "params": params,
+        "length": length,
+        "length_params": length_params,
+        "family": entry.get("family") or family,
+        "drafter_model": model if isinstance(model, str) else None,
+    }
 
 
 def load_spec(source: str | Path | dict) -> SweepSpec:
@@ -298,7 +342,9 @@ def load_spec(source: str | Path | dict) -> SweepSpec:
             where = f"sweep spec {path}" if path.exists() else "the sweep spec text"
             mark = getattr(exc, "problem_mark", None)
             at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            raise ValueError(f"{where} is not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+            raise ValueError(
+                f"{where} is not valid YAML{at}: {getattr(exc, 'problem', None) or exc}"
+            ) from None
     if not isinstance(data, dict):
         raise ValueError("a sweep spec must be a mapping with models, tasks and samplers")
     _check_keys("spec", data, TOP_KEYS)
@@ -312,17 +358,23 @@ def load_spec(source: str | Path | dict) -> SweepSpec:
     labels = [m.label for m in models]
     if len(set(labels)) != len(labels):
         raise ValueError(f"spec.models: duplicate labels {labels}; give each entry a distinct label")
-    speculative = [_speculative_entry(entry, f"spec.speculative[{i}]")
-                   for i, entry in enumerate(_as_list(data.get("speculative") or []))]
+    speculative = [
+        _speculative_entry(entry, f"spec.speculative[{i}]")
+        for i, entry in enumerate(_as_list(data.get("speculative") or []))
+    ]
     verifiers: dict[str, ModelEntry] = {}
     for entry in speculative:
         verifier = entry["verifier"]
         if verifier.label in labels:
-            raise ValueError(f"spec.speculative: verifier label {verifier.label!r} is also a spec.models label;"
-                             f" give the verifier another label")
+            raise ValueError(
+                f"spec.speculative: verifier label {verifier.label!r} is also a spec.models label;"
+                f" give the verifier another label"
+            )
         if verifiers.setdefault(verifier.label, verifier) != verifier:
-            raise ValueError(f"spec.speculative: verifier label {verifier.label!r} names two different models"
-                             f" ({verifiers[verifier.label]} and {verifier}); give each a distinct label")
+            raise ValueError(
+                f"spec.speculative: verifier label {verifier.label!r} names two different models"
+                f" ({verifiers[verifier.label]} and {verifier}); give each a distinct label"
+            )
     n_default = _integer("spec.num_samples", data.get("num_samples", 16), 1)
     tasks = []
     for entry in _as_list(data["tasks"]):
@@ -330,17 +382,34 @@ def load_spec(source: str | Path | dict) -> SweepSpec:
         _check_keys("spec.tasks[]", entry, TASK_KEYS)
         task_lib.get(entry["name"])  # raises ValueError listing the known tasks
         n = _integer(f"spec.tasks[{entry['name']}].num_samples", entry.get("num_samples", n_default), 1)
-        tasks.append(TaskEntry(name=entry["name"], num_samples=n, seed=_integer(f"spec.tasks[{entry['name']}].seed", entry.get("seed", data.get("data_seed", 0)), 0),
-                               split=entry.get("split", data.get("split", "eval")),
-                               gen_length=entry.get("gen_length", "task")))
+        tasks.append(
+            TaskEntry(
+                name=entry["name"],
+                num_samples=n,
+                seed=_integer(
+                    f"spec.tasks[{entry['name']}].seed", entry.get("seed", data.get("data_seed", 0)), 0
+                ),
+                split=entry.get("split", data.get("split", "eval")),
+                gen_length=entry.get("gen_length", "task"),
+            )
+        )
     samplers = []
     for entry in _as_list(data.get("samplers") or []):
         entry = {"name": entry} if isinstance(entry, str) else dict(entry)
         _check_keys("spec.samplers[]", entry, SAMPLER_KEYS)
         params, grid = dict(entry.get("params") or {}), dict(entry.get("grid") or {})
         _check_params("sampler", sampler_registry, entry["name"], {**params, **grid})
-        samplers.append({"name": entry["name"], "family": entry.get("family"), "params": params, "grid": grid,
-                         "k": [_integer(f"spec.samplers[{entry['name']}].k", k, 1) for k in _as_list(entry["k"])] if entry.get("k") is not None else None})
+        samplers.append(
+            {
+                "name": entry["name"],
+                "family": entry.get("family"),
+                "params": params,
+                "grid": grid,
+                "k": [_integer(f"spec.samplers[{entry['name']}].k", k, 1) for k in _as_list(entry["k"])]
+                if entry.get("k") is not None
+                else None,
+            }
+        )
     caches = []
     for entry in _as_list(data.get("caches") or ["none"]):
         entry = {"name": entry} if isinstance(entry, str) else dict(entry)
@@ -353,12 +422,24 @@ def load_spec(source: str | Path | dict) -> SweepSpec:
     batch_size = _integer("spec.batch_size", data.get("batch_size", 1), 1)
     exclude = [dict(rule) for rule in _as_list(data.get("exclude") or [])]
     for rule in exclude:
-        _check_keys("spec.exclude[]", rule, {"model", "task", "sampler", "family", "cache", "block_length", "reason"})
+        _check_keys(
+            "spec.exclude[]", rule, {"model", "task", "sampler", "family", "cache", "block_length", "reason"}
+        )
     return SweepSpec(
-        name=str(data.get("name", "sweep")), models=models, tasks=tasks, samplers=samplers, caches=caches,
-        generation=generation, batch_size=batch_size, warmup=_integer("spec.warmup", data.get("warmup", 1), 0),
-        reference=bool(data.get("reference", True)), exclude=exclude, output_dir=data.get("output_dir"),
-        task_sets=dict(data.get("task_sets") or {}), speculative=speculative, verifiers=list(verifiers.values()),
+        name=str(data.get("name", "sweep")),
+        models=models,
+        tasks=tasks,
+        samplers=samplers,
+        caches=caches,
+        generation=generation,
+        batch_size=batch_size,
+        warmup=_integer("spec.warmup", data.get("warmup", 1), 0),
+        reference=bool(data.get("reference", True)),
+        exclude=exclude,
+        output_dir=data.get("output_dir"),
+        task_sets=dict(data.get("task_sets") or {}),
+        speculative=speculative,
+        verifiers=list(verifiers.values()),
         raw=data,
     )
 
@@ -371,9 +452,13 @@ def _grid(grid: dict) -> list[dict]:
 
 
 def _family(entry: dict) -> tuple[str, str | None]:
-    varying = (["k"] if entry["k"] else []) + sorted(k for k, v in entry["grid"].items() if len(_as_list(v)) > 1)
+    varying = (["k"] if entry["k"] else []) + sorted(
+        k for k, v in entry["grid"].items() if len(_as_list(v)) > 1
+    )
     knob = varying[0] if len(varying) == 1 else None
-    label = entry["family"] or (f"{entry['name']} {'top-k' if knob == 'k' else knob}" if knob else entry["name"])
+    label = entry["family"] or (
+        f"{entry['name']} {'top-k' if knob == 'k' else knob}" if knob else entry["name"]
+    )
     return label, knob
 
 
@@ -428,7 +513,9 @@ def _compact(gen: dict) -> dict:
     return {k: v for k, v in gen.items() if k in always or (k != "trace" and v != _GEN_DEFAULTS.get(k))}
 
 
-def expand(spec: SweepSpec, fingerprints: dict[str, str] | None = None) -> tuple[list[RunConfig], list[Skipped]]:
+def expand(
+    spec: SweepSpec, fingerprints: dict[str, str] | None = None
+) -> tuple[list[RunConfig], list[Skipped]]:
     """The run configs of ``spec`` (deduplicated by id, in a stable order) and the skipped combinations."""
     fingerprints = fingerprints or {}
     runs: dict[str, RunConfig] = {}
@@ -438,21 +525,40 @@ def expand(spec: SweepSpec, fingerprints: dict[str, str] | None = None) -> tuple
         for gen in _generation(spec.generation, gen_length):
             entries = [(e, False) for e in spec.samplers]
             if spec.reference:  # last, so that a spec's own llada k=1 run keeps its family label
-                entries.append(({"name": REFERENCE_SAMPLER, "family": REFERENCE_FAMILY, "params": {}, "grid": {},
-                                 "k": [1]}, True))
+                entries.append(
+                    (
+                        {
+                            "name": REFERENCE_SAMPLER,
+                            "family": REFERENCE_FAMILY,
+                            "params": {},
+                            "grid": {},
+                            "k": [1],
+                        },
+                        True,
+                    )
+                )
             for entry, is_reference in entries:
                 family, knob = _family(entry)
-                for params, k, cache in itertools.product(_grid(entry["grid"]), entry["k"] or [None],
-                                                          spec.caches if not is_reference else [{"name": "none",
-                                                                                                  "params": {},
-                                                                                                  "grid": {}}]):
+                for params, k, cache in itertools.product(
+                    _grid(entry["grid"]),
+                    entry["k"] or [None],
+                    spec.caches if not is_reference else [{"name": "none", "params": {}, "grid": {}}],
+                ):
                     for cache_grid in _grid(cache["grid"]):
                         sampler_params = {**entry["params"], **params}
                         cache_params = {**cache["params"], **cache_grid}
-                        combo = {"model": model.label, "task": task.name, "sampler": entry["name"], "family": family,
-                                 "sampler_params": sampler_params, "k": k, "cache": cache["name"],
-                                 "cache_params": cache_params, "block_length": gen["block_length"],
-                                 "gen_length": gen_length}
+                        combo = {
+                            "model": model.label,
+                            "task": task.name,
+                            "sampler": entry["name"],
+                            "family": family,
+                            "sampler_params": sampler_params,
+                            "k": k,
+                            "cache": cache["name"],
+                            "cache_params": cache_params,
+                            "block_length": gen["block_length"],
+                            "gen_length": gen_length,
+                        }
                         reason = None if is_reference else _excluded(spec.exclude, combo)
                         fields = dict(gen)
                         if reason is None and k is not None:
@@ -473,10 +579,20 @@ def expand(spec: SweepSpec, fingerprints: dict[str, str] | None = None) -> tuple
                             skipped.append(Skipped(combo=combo, reason=reason))
                             continue
                         run = RunConfig(
-                            model=model.label, task=task.name, split=task.split, num_samples=task.num_samples,
-                            data_seed=task.seed, sampler=entry["name"], sampler_params=sampler_params, family=family,
-                            knob=knob, k=k, cache=cache["name"], cache_params=cache_params,
-                            generation=_compact(config.to_dict()), reference=is_reference,
+                            model=model.label,
+                            task=task.name,
+                            split=task.split,
+                            num_samples=task.num_samples,
+                            data_seed=task.seed,
+                            sampler=entry["name"],
+                            sampler_params=sampler_params,
+                            family=family,
+                            knob=knob,
+                            k=k,
+                            cache=cache["name"],
+                            cache_params=cache_params,
+                            generation=_compact(config.to_dict()),
+                            reference=is_reference,
                             model_fingerprint=fingerprints.get(model.label, ""),
                         ).finalize()
                         _add_run(runs, run)
@@ -484,24 +600,46 @@ def expand(spec: SweepSpec, fingerprints: dict[str, str] | None = None) -> tuple
     return list(runs.values()), skipped
 
 
-def _expand_speculative(spec: SweepSpec, fingerprints: dict[str, str], runs: dict[str, RunConfig],
-                        skipped: list[Skipped]) -> None:
+def _expand_speculative(
+    spec: SweepSpec, fingerprints: dict[str, str], runs: dict[str, RunConfig], skipped: list[Skipped]
+) -> None:
     """Speculative entries x tasks x (temperature, seed) of ``generation``, verifier-major, into ``runs``."""
     entries = list(spec.speculative)
     if spec.reference:  # last, so that a spec's own plain-AR entry keeps its family label
-        entries += [{"verifier": v, "drafter": PLAIN_AR, "params": {}, "length": None, "length_params": {},
-                     "drafter_model": None, "family": PLAIN_AR_FAMILY} for v in spec.verifiers]
+        entries += [
+            {
+                "verifier": v,
+                "drafter": PLAIN_AR,
+                "params": {},
+                "length": None,
+                "length_params": {},
+                "drafter_model": None,
+                "family": PLAIN_AR_FAMILY,
+            }
+            for v in spec.verifiers
+        ]
     order = [v.label for v in spec.verifiers]
     entries.sort(key=lambda e: order.index(e["verifier"].label))  # one verifier in memory at a time
     for entry, task in itertools.product(entries, spec.tasks):
         verifier, gen_length = entry["verifier"].label, _gen_length(spec, task)
         for gen in _generation(spec.generation, gen_length):
-            settings = {"max_new_tokens": gen_length, "temperature": gen.get("temperature", 0.0),
-                        "seed": gen.get("seed", 0)}
-            combo = {"model": verifier, "task": task.name, "sampler": entry["drafter"], "family": entry["family"],
-                     "sampler_params": entry["params"], "length": entry["length"],
-                     "length_params": entry["length_params"], "cache": "none", "block_length": gen_length,
-                     "gen_length": gen_length}
+            settings = {
+                "max_new_tokens": gen_length,
+                "temperature": gen.get("temperature", 0.0),
+                "seed": gen.get("seed", 0),
+            }
+            combo = {
+                "model": verifier,
+                "task": task.name,
+                "sampler": entry["drafter"],
+                "family": entry["family"],
+                "sampler_params": entry["params"],
+                "length": entry["length"],
+                "length_params": entry["length_params"],
+                "cache": "none",
+                "block_length": gen_length,
+                "gen_length": gen_length,
+            }
             reason = _excluded(spec.exclude, combo)
             try:
                 SpeculativeConfig(**settings)
@@ -513,10 +651,26 @@ def _expand_speculative(spec: SweepSpec, fingerprints: dict[str, str], runs: dic
             prints = [fingerprints.get(verifier, "")]
             if entry["drafter_model"]:
                 prints.append(fingerprints.get(f"drafter:{entry['drafter_model']}", ""))
-            _add_run(runs, RunConfig(
-                model=verifier, task=task.name, split=task.split, num_samples=task.num_samples, data_seed=task.seed,
-                sampler=entry["drafter"], sampler_params=entry["params"], family=entry["family"], knob=None, k=None,
-                cache="none", cache_params={}, generation=settings, reference=entry["drafter"] == PLAIN_AR,
-                model_fingerprint="+".join(p for p in prints if p), mode="speculative", length=entry["length"],
-                length_params=entry["length_params"],
-            ).finalize())
+            _add_run(
+                runs,
+                RunConfig(
+                    model=verifier,
+                    task=task.name,
+                    split=task.split,
+                    num_samples=task.num_samples,
+                    data_seed=task.seed,
+                    sampler=entry["drafter"],
+                    sampler_params=entry["params"],
+                    family=entry["family"],
+                    knob=None,
+                    k=None,
+                    cache="none",
+                    cache_params={},
+                    generation=settings,
+                    reference=entry["drafter"] == PLAIN_AR,
+                    model_fingerprint="+".join(p for p in prints if p),
+                    mode="speculative",
+                    length=entry["length"],
+                    length_params=entry["length_params"],
+                ).finalize(),
+            )

@@ -37,7 +37,9 @@ def total_correlation(task: str, n: int) -> float:
         return 0.0 if n == 1 else (n - 1) * math.log2(n / (n - 1))
     if base == "shuffle":
         return n * math.log2(n) - math.log2(math.factorial(n))
-    raise ValueError(f"no closed form for task {task!r}; known: {', '.join(ZERO_C_TASKS)}, replace_random, shuffle")
+    raise ValueError(
+        f"no closed form for task {task!r}; known: {', '.join(ZERO_C_TASKS)}, replace_random, shuffle"
+    )
 
 
 def topk_schedule(n: int, k: int) -> list[int]:
@@ -155,8 +157,14 @@ def _check_threshold(threshold: float) -> None:
         raise ValueError(f"threshold={threshold!r} is out of range; allowed (0, 1]")
 
 
-def expected_accuracy(task: str, n: int, *, schedule: Sequence[int] | None = None, threshold: float | None = None,
-                      temperature: float = 0.0) -> float:
+def expected_accuracy(
+    task: str,
+    n: int,
+    *,
+    schedule: Sequence[int] | None = None,
+    threshold: float | None = None,
+    temperature: float = 0.0,
+) -> float:
     """Closed-form accuracy of a top-k ``schedule`` or a ``threshold`` rule on a length-``n`` list task."""
     if (schedule is None) == (threshold is None):
         raise ValueError("give exactly one of schedule or threshold")

@@ -5,8 +5,10 @@ Importing this module also registers ``--model dllm`` with lm-eval, so that
 (lm-eval resolves a task file's ``!function`` entries before it looks the model up).
 """
 
-from dllm.eval import benchmarks
-from dllm.eval import lm_eval_adapter  # noqa: F401  (registers the "dllm" model)
+from dllm.eval import (
+    benchmarks,
+    lm_eval_adapter,  # noqa: F401  (registers the "dllm" model)
+)
 
 
 def gsm8k_dataset(**kwargs):
@@ -24,5 +26,7 @@ def build_predictions(resps, docs):
 
 def pass_at_1(references, predictions, **kwargs):
     """Fraction of problems whose first completion passes its tests (run in a subprocess)."""
-    passed = [benchmarks.run_program(preds[0] + "\n\n" + ref + "\n") for ref, preds in zip(references, predictions)]
+    passed = [
+        benchmarks.run_program(preds[0] + "\n\n" + ref + "\n") for ref, preds in zip(references, predictions)
+    ]
     return sum(passed) / len(passed)

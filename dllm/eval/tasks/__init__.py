@@ -31,8 +31,20 @@ from .math_ops import CumSum, MathOp
 from .puzzles import LatinSquare, Sudoku
 
 __all__ = [
-    "Example", "Task", "ListTask", "LatinSquare", "Sudoku", "MathOp", "CumSum",
-    "get", "names", "parse_list", "first_line", "is_eval_prompt", "stable_hash", "training_mix",
+    "Example",
+    "Task",
+    "ListTask",
+    "LatinSquare",
+    "Sudoku",
+    "MathOp",
+    "CumSum",
+    "get",
+    "names",
+    "parse_list",
+    "first_line",
+    "is_eval_prompt",
+    "stable_hash",
+    "training_mix",
 ]
 
 

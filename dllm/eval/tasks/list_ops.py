@@ -39,9 +39,16 @@ from .base import Example, Task, answer_list, join_items
 from .names import FULL_NAMES, LETTERS, WORDS
 
 OPS = (
-    "copy", "reverse", "sort", "shuffle",
-    "insert_index", "remove_index", "replace_index",
-    "insert_random", "remove_random", "replace_random",
+    "copy",
+    "reverse",
+    "sort",
+    "shuffle",
+    "insert_index",
+    "remove_index",
+    "replace_index",
+    "insert_random",
+    "remove_random",
+    "replace_random",
 )
 SORT_KEYS = ("full", "last")
 _DETERMINISTIC_OPS = {"copy", "reverse", "sort", "insert_index", "remove_index", "replace_index"}
@@ -145,12 +152,12 @@ class ListTask(Task):
                 meta["index"] = pos + 1
         elif op.startswith("remove"):
             pos = rng.randint(0, n - 1)
-            out = items[:pos] + items[pos + 1:]
+            out = items[:pos] + items[pos + 1 :]
             if op == "remove_index":
                 meta["index"] = pos + 1
         elif op.startswith("replace"):
             pos = rng.randint(0, n - 1)
-            out = items[:pos] + [spare] + items[pos + 1:]
+            out = items[:pos] + [spare] + items[pos + 1 :]
             meta["new"] = spare
             if op == "replace_index":
                 meta["index"] = pos + 1
@@ -187,7 +194,7 @@ class ListTask(Task):
         if op == "remove_random":
             if len(pred) != len(items) - 1:
                 return 0.0
-            return float(any(items[:i] + items[i + 1:] == pred for i in range(len(items))))
+            return float(any(items[:i] + items[i + 1 :] == pred for i in range(len(items))))
         if op == "replace_random":
             new = example.meta["new"]
             if len(pred) != len(items):
@@ -201,14 +208,21 @@ class ListTask(Task):
 def waiting_line_tasks() -> list[ListTask]:
     """The ten ParallelBench Waiting Line tasks over ``"First Last"`` names, 3..8 customers."""
     budgets = {
-        "copy": 48, "reverse": 48, "sort": 48, "shuffle": 48,
-        "insert_index": 56, "insert_random": 56,
-        "remove_index": 40, "remove_random": 40,
-        "replace_index": 48, "replace_random": 48,
+        "copy": 48,
+        "reverse": 48,
+        "sort": 48,
+        "shuffle": 48,
+        "insert_index": 56,
+        "insert_random": 56,
+        "remove_index": 40,
+        "remove_random": 40,
+        "replace_index": 48,
+        "replace_random": 48,
     }
     return [
-        ListTask(op, op, FULL_NAMES, range(3, 9), "waiting_line", budgets[op],
-                 sort_key="full", key_in_prompt=True)
+        ListTask(
+            op, op, FULL_NAMES, range(3, 9), "waiting_line", budgets[op], sort_key="full", key_in_prompt=True
+        )
         for op in OPS
     ]
 

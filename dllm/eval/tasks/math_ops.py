@@ -32,15 +32,16 @@ def parse_int(text: str) -> int | None:
 def _operand(rng: random.Random, digits: int) -> int:
     if digits == 1:
         return rng.randint(0, 9)
-    return rng.randint(10 ** (digits - 1), 10 ** digits - 1)
+    return rng.randint(10 ** (digits - 1), 10**digits - 1)
 
 
 class MathOp(Task):
     family = "math"
     deterministic = True
 
-    def __init__(self, name: str = "math_op", max_digits: int = 3, ops: str = "+-*",
-                 max_new_tokens: int = 16):
+    def __init__(
+        self, name: str = "math_op", max_digits: int = 3, ops: str = "+-*", max_new_tokens: int = 16
+    ):
         self.name = name
         self.max_digits = max_digits
         self.ops = ops

@@ -66,8 +66,7 @@ class LatinSquare(Task):
     family = "puzzle"
     deterministic = False
 
-    def __init__(self, name: str = "latin_square", size: int = 4, clues: int = 0,
-                 max_new_tokens: int = 40):
+    def __init__(self, name: str = "latin_square", size: int = 4, clues: int = 0, max_new_tokens: int = 40):
         self.name = name
         self.size = size
         self.clues = clues
@@ -84,8 +83,7 @@ class LatinSquare(Task):
         prompt = f"latin square: {join_items(symbols)}"
         if clues:
             given = {(r, c): s for r, c, s in clues}
-            prompt += " | " + render_grid(
-                [[given.get((i, j), ".") for j in range(n)] for i in range(n)])
+            prompt += " | " + render_grid([[given.get((i, j), ".") for j in range(n)] for i in range(n)])
         meta = {"symbols": symbols, "size": n, "clues": clues}
         return prompt + "\n", render_grid(square), meta
 
@@ -98,8 +96,7 @@ class LatinSquare(Task):
 
 
 # ------------------------------------------------------------------ Sudoku 4x4
-_BOXES = [[(r, c) for r in range(br, br + 2) for c in range(bc, bc + 2)]
-          for br in (0, 2) for bc in (0, 2)]
+_BOXES = [[(r, c) for r in range(br, br + 2) for c in range(bc, bc + 2)] for br in (0, 2) for bc in (0, 2)]
 
 
 def is_sudoku_solution(grid: Grid) -> bool:
