@@ -7,6 +7,12 @@
 - **tokens per forward (TPF)**: generated tokens / NFE.
 - **tokens per step**: generated tokens / steps.
 - **throughput**: generated tokens / wall seconds (for a batch: summed tokens / batch seconds).
+  ``GenerationResult.seconds`` is the decoding call only: the denoising loop from building the
+  canvas to the last step; model loading and tokenisation are outside it.
+- **decode tok/s** (what ``dllm generate`` prints, labelled ``decode-tok/s(warm)``): a row's
+  generated tokens / the seconds of the decoding call, measured after an untimed one-forward
+  warm-up call over a canvas of the same shape (so the first forward's one-time costs are excluded), with one
+  torch thread unless ``--threads`` says otherwise. A batch's line: summed tokens / batch seconds.
 
 README tables, benchmarks, the evaluation harness and the demo all read these functions.
 """
@@ -32,6 +38,9 @@ def tokens_per_forward(gen_tokens: int, nfe: int) -> float:
 
 def tokens_per_step(gen_tokens: int, steps: int) -> float:
     return gen_tokens / steps if steps else 0.0
+
+
+TOKENS_PER_SECOND_LABEL = "decode-tok/s(warm)"
 
 
 def throughput(gen_tokens: int, seconds: float) -> float:

@@ -44,7 +44,7 @@ def test_deer_with_tiny_deer_prints_the_greedy_answer_and_the_speedup(capsys, gr
     assert "over plain AR decoding" in out and "output identical to plain AR decoding" in out
     assert main(["speculate", "tiny-ar", ARG, "--drafter", "deer", "--no-baseline", "--max-new-tokens", TOKENS,
                  "--json"]) == 0
-    assert "baseline" not in json.loads(capsys.readouterr().out)
+    assert "baseline" not in json.loads(capsys.readouterr().out)[0]
     assert main(["speculate", "tiny-ar", ARG, "--drafter", "none", "--max-new-tokens", TOKENS]) == 0
     assert "plain AR decoding (" not in capsys.readouterr().out  # no drafter: nothing to compare
 
@@ -52,7 +52,7 @@ def test_deer_with_tiny_deer_prints_the_greedy_answer_and_the_speedup(capsys, gr
 def test_json_one_prompt_and_a_batch(capsys, greedy_text):
     assert main(["speculate", "tiny-ar", ARG, "--drafter", "onepass", "--length", "fixed", "-l", "k=4",
                  "--max-new-tokens", TOKENS, "--json"]) == 0
-    payload = json.loads(capsys.readouterr().out)
+    [payload] = json.loads(capsys.readouterr().out)  # a list, one object per prompt, even for one prompt
     assert payload["prompt"] == PROMPT and payload["drafter"] == "onepass" and payload["length"] == "fixed"
     assert payload["text"] == greedy_text
     assert payload["tau"] > 0 and payload["tokens_per_verifier_forward"] > 1

@@ -67,7 +67,7 @@ def test_cli_generate_json_and_steps(folder, capsys):
     path, _ = folder
     assert cli_main(["generate", str(path), "copy: Emma Stone\\n", "--sampler", "fast-dllm", "--threshold", "0.5",
                      "--gen-length", "16", "--block-length", "8", "--json"]) == 0
-    payload = json.loads(capsys.readouterr().out)
+    [payload] = json.loads(capsys.readouterr().out)  # a list, one object per prompt, even for one prompt
     assert payload["prompt"] == "copy: Emma Stone\n" and payload["nfe"] >= 2
     assert payload["tokens_per_forward"] == pytest.approx(payload["gen_tokens"] / payload["nfe"], abs=1e-3)
     assert cli_main(["generate", str(path), "copy: Emma Stone\\n", "--sampler", "llada", "--gen-length", "8",
@@ -144,7 +144,7 @@ def test_cli_sampler_flags_come_from_the_configs(folder, capsys):
     path, _ = folder
     assert cli_main(["generate", str(path), "copy: Emma Stone\\n", "--sampler", "localleap", "--radius", "2",
                      "--threshold", "0.8", "--gen-length", "8", "--block-length", "8", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["nfe"] >= 1
+    assert json.loads(capsys.readouterr().out)[0]["nfe"] >= 1
     assert cli_main(["generate", str(path), "hi", "--sampler", "fast-dllm", "--threshold", "0.9", "--factor", "1"]) == 2
     assert "exactly one of threshold or factor" in capsys.readouterr().err
     assert cli_main(["generate", str(path), "hi", "--sampler", "llada", "--radius", "2"]) == 2
