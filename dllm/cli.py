@@ -273,8 +273,7 @@ def _prompts(args) -> list[str]:
 
 def _generate(args) -> int:
     import dllm
-    from dllm.metrics import throughput
-    from dllm.metrics import TOKENS_PER_SECOND_LABEL
+    from dllm.metrics import TOKENS_PER_SECOND_LABEL, throughput
 
     # every argument is checked before the model is loaded
     params = {k: getattr(args, k) for k in args.sampler_flags if getattr(args, k) is not None}

@@ -35,12 +35,20 @@ def check_text(text: str, label: str = "the prompt") -> None:
     except UnicodeEncodeError as exc:
         bad = text[exc.start]
         escaped = 0xDC80 <= ord(bad) <= 0xDCFF  # how Python decodes undecodable bytes (e.g. non-UTF-8 argv)
-        why = ("undecodable byte 0x%02x (input that is not UTF-8, e.g. a command-line argument in another encoding)"
-               % (ord(bad) - 0xDC00)) if escaped else f"lone surrogate {bad!r}"
+        why = (
+            (
+                "undecodable byte 0x%02x (input that is not UTF-8, e.g. a command-line argument in another encoding)"
+                % (ord(bad) - 0xDC00)
+            )
+            if escaped
+            else f"lone surrogate {bad!r}"
+        )
         raise ValueError(f"{label} is not valid text: {why} at character {exc.start}") from None
     if not text.strip():
-        raise ValueError(f"empty prompt: {label} is {'only whitespace' if text else 'empty'}; a prompt needs some text"
-                         " (a BOS token alone is not a prompt)")
+        raise ValueError(
+            f"empty prompt: {label} is {'only whitespace' if text else 'empty'}; a prompt needs some text"
+            " (a BOS token alone is not a prompt)"
+        )
 
 
 def special_token_ids(model) -> dict[int, str]:
@@ -58,7 +66,9 @@ def special_token_ids(model) -> dict[int, str]:
     names = {}
     for tok_id in sorted(ids):
         try:
-            names[tok_id] = str(tokenizer.convert_ids_to_tokens(tok_id)) if tokenizer is not None else str(tok_id)
+            names[tok_id] = (
+                str(tokenizer.convert_ids_to_tokens(tok_id)) if tokenizer is not None else str(tok_id)
+            )
         except Exception:  # an id the tokenizer does not know: name it by number
             names[tok_id] = str(tok_id)
     return names
@@ -72,18 +82,23 @@ def _token_ids(prompt, label: str) -> list[int]:
         try:
             ids.append(operator.index(tok))
         except TypeError:
-            raise TypeError(f"{label}: token ids must be integers, got {tok!r} ({type(tok).__name__}) at index {i}"
-                            ) from None
+            raise TypeError(
+                f"{label}: token ids must be integers, got {tok!r} ({type(tok).__name__}) at index {i}"
+            ) from None
     return ids
 
 
 def _as_batch(prompts) -> list:
     if isinstance(prompts, (bytes, bytearray, memoryview)):
-        raise TypeError("prompts are bytes; pass text (str: decode the bytes first, e.g. data.decode('utf-8'))"
-                        " or token ids (a list of int)")
+        raise TypeError(
+            "prompts are bytes; pass text (str: decode the bytes first, e.g. data.decode('utf-8'))"
+            " or token ids (a list of int)"
+        )
     if hasattr(prompts, "tolist") and not isinstance(prompts, (str, list, tuple)):  # torch / numpy arrays
         prompts = prompts.tolist()
-    if isinstance(prompts, str) or (isinstance(prompts, Sequence) and prompts and isinstance(prompts[0], numbers.Integral)):
+    if isinstance(prompts, str) or (
+        isinstance(prompts, Sequence) and prompts and isinstance(prompts[0], numbers.Integral)
+    ):
         return [prompts]
     if isinstance(prompts, (dict, set)) or not isinstance(prompts, Sequence):
         raise TypeError(f"prompts must be text, token ids or a list of them, got {type(prompts).__name__}")
@@ -106,8 +121,10 @@ def encode_prompts(model, prompts, chat: bool = False, allow_special: bool = Fal
     for row, prompt in enumerate(batch):
         label = _label(row, len(batch))
         if isinstance(prompt, (bytes, bytearray, memoryview)):
-            raise TypeError(f"{label} is bytes; pass text (str: decode the bytes first, e.g. data.decode('utf-8'))"
-                            " or token ids (a list of int)")
+            raise TypeError(
+                f"{label} is bytes; pass text (str: decode the bytes first, e.g. data.decode('utf-8'))"
+                " or token ids (a list of int)"
+            )
         if isinstance(prompt, str):
             check_text(prompt, label)
             if not allow_special:
@@ -116,7 +133,11 @@ def encode_prompts(model, prompts, chat: bool = False, allow_special: bool = Fal
                 found = [t for t in model.encode(prompt, add_bos=False) if t in specials]
                 if found:
                     token = specials[found[0]]
-                    kind = "the mask token" if found[0] == getattr(model, "mask_id", None) else "the special token"
+                    kind = (
+                        "the mask token"
+                        if found[0] == getattr(model, "mask_id", None)
+                        else "the special token"
+                    )
                     raise ValueError(
                         f"{label} contains the text of {kind} {token!r} (id {found[0]}), which would be read as that"
                         " token, not as text; remove it, or, if you mean the token, encode with"
@@ -126,7 +147,9 @@ def encode_prompts(model, prompts, chat: bool = False, allow_special: bool = Fal
             ids = model.encode(prompt, chat=chat)
         elif isinstance(prompt, numbers.Number):
             raise TypeError(f"{label} is a single number ({prompt!r}); a token-id prompt is a list of ids")
-        elif hasattr(prompt, "tolist") or (isinstance(prompt, Sequence) and not isinstance(prompt, (dict, set))):
+        elif hasattr(prompt, "tolist") or (
+            isinstance(prompt, Sequence) and not isinstance(prompt, (dict, set))
+        ):
             ids = _token_ids(prompt.tolist() if hasattr(prompt, "tolist") else prompt, label)
         else:
             raise TypeError(f"{label} must be text (str) or a list of token ids, got {type(prompt).__name__}")

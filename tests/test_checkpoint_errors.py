@@ -57,8 +57,10 @@ def _shard(folder):
     """Split model.safetensors into two shards with an index, then break the second one."""
     state = load_file(str(folder / "model.safetensors"))
     names = sorted(state)
-    parts = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
-             "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    parts = {
+        "model-00001-of-00002.safetensors": names[: len(names) // 2],
+        "model-00002-of-00002.safetensors": names[len(names) // 2 :],
+    }
     for shard, keys in parts.items():
         save_file({k: state[k] for k in keys}, str(folder / shard))
     (folder / "model.safetensors").unlink()
@@ -68,78 +70,281 @@ def _shard(folder):
 
 CASES = [
     # (id, arch, break the folder, exception, message pattern)
-    ("truncated-safetensors", "llada", lambda f: _truncate(f), ValueError,
-     r"model\.safetensors: cannot read the safetensors weights, the file is truncated or corrupted"),
-    ("garbage-safetensors", "dream", lambda f: (f / "model.safetensors").write_bytes(b"\x08" + b"x" * 40), ValueError,
-     r"model\.safetensors: cannot read the safetensors weights"),
-    ("empty-safetensors", "llada", lambda f: (f / "model.safetensors").write_bytes(b""), ValueError,
-     r"model\.safetensors: cannot read"),
-    ("truncated-shard", "llada", lambda f: (_shard(f), _truncate(f, "model-00002-of-00002.safetensors")), ValueError,
-     r"model-00002-of-00002\.safetensors: cannot read the safetensors weights"),
-    ("index-invalid-json", "dream", lambda f: (f / "model.safetensors.index.json").write_text("{oops"), ValueError,
-     r"model\.safetensors\.index\.json is not valid JSON: .* at line 1, column 2"),
-    ("index-without-weight-map", "dream", lambda f: (f / "model.safetensors.index.json").write_text("{}"), ValueError,
-     r"model\.safetensors\.index\.json has no weight_map"),
-    ("config-invalid-json", "llada", lambda f: (f / "config.json").write_text('{"d_model": 32,'), ValueError,
-     r"config\.json is not valid JSON: .* at line 1, column 16"),
-    ("config-not-an-object", "llada", lambda f: (f / "config.json").write_text("[1, 2]"), ValueError,
-     r"config\.json must hold a model config \(a JSON object\), found a JSON list"),
-    ("config-not-utf8", "llada", lambda f: (f / "config.json").write_bytes(b'{"d_model": "\xff"}'), ValueError,
-     r"config\.json is not UTF-8 text"),
-    ("generation-config-invalid", "dream", lambda f: (f / "generation_config.json").write_text("nope"), ValueError,
-     r"generation_config\.json is not valid JSON"),
-    ("missing-d_model", "llada", lambda f: _config(f, d_model=None), ValueError,
-     r"config\.json: required field 'd_model' is missing from the LLaDA config"),
-    ("missing-n_layers", "llada", lambda f: _config(f, n_layers=None), ValueError,
-     r"config\.json: required field 'n_layers' is missing"),
-    ("missing-hidden_size", "dream", lambda f: _config(f, hidden_size=None), ValueError,
-     r"config\.json: required field 'hidden_size' is missing from the Dream config"),
-    ("missing-intermediate_size", "dream", lambda f: _config(f, intermediate_size=None), ValueError,
-     r"config\.json: required field 'intermediate_size' is missing"),
-    ("zero-heads", "llada", lambda f: _config(f, n_heads=0), ValueError, r"config\.json: field n_heads=0 must be positive"),
-    ("negative-heads", "dream", lambda f: _config(f, num_attention_heads=-4), ValueError,
-     r"field num_attention_heads=-4 must be positive"),
-    ("zero-kv-heads", "llada", lambda f: _config(f, n_kv_heads=0), ValueError, r"field n_kv_heads=0 must be positive"),
-    ("heads-not-dividing-width", "llada", lambda f: _config(f, n_heads=5, n_kv_heads=5), ValueError,
-     r"d_model=32 is not divisible by n_heads=5"),
-    ("dream-heads-not-dividing-width", "dream", lambda f: _config(f, num_attention_heads=6, num_key_value_heads=3),
-     ValueError, r"hidden_size=32 is not divisible by num_attention_heads=6"),
-    ("kv-heads-not-dividing-heads", "dream", lambda f: _config(f, num_key_value_heads=3), ValueError,
-     r"n_heads=4 is not a multiple of n_kv_heads=3"),
-    ("width-a-string", "llada", lambda f: _config(f, d_model="abc"), ValueError, r"field d_model='abc' is not an integer"),
-    ("layers-fractional", "dream", lambda f: _config(f, num_hidden_layers=1.5), ValueError,
-     r"field num_hidden_layers=1.5 is not an integer"),
-    ("zero-vocab", "dream", lambda f: _config(f, vocab_size=0), ValueError, r"field vocab_size=0 must be positive"),
-    ("rope-theta-negative", "llada", lambda f: _config(f, rope_theta=-1.0), ValueError, r"field rope_theta=-1.0 must be positive"),
-    ("mask-id-a-string", "llada", lambda f: _config(f, mask_token_id="x"), ValueError, r"field mask_token_id='x' is not an integer"),
-    ("unsupported-model-type", "llada", lambda f: _config(f, model_type="mamba", architectures=["MambaForCausalLM"]),
-     ValueError, r"config\.json: unsupported architecture: model_type='mamba'"),
-    ("gpt2-over-llada-weights", "llada", lambda f: _config(f, model_type="gpt2", architectures=["GPT2LMHeadModel"]),
-     ValueError, r"the weights in model\.safetensors do not match the architecture config\.json declares"
-                 r" \(model_type='gpt2'\): missing \[.*unexpected \['model\.transformer\.blocks\.0.*refusing"),
-    ("llama-over-dream-weights", "dream", lambda f: _config(f, model_type="llama", architectures=["LlamaForCausalLM"]),
-     ValueError, r"do not match the architecture config\.json declares \(model_type='llama'\): unexpected"
-                 r" \['model\.layers\.0\.self_attn\.k_proj\.bias'"),
-    ("all-nan-weights", "llada", lambda f: _weights(f, _nan), ValueError,
-     r"checkpoint tensor model\.transformer\.\S+ in \S+model\.safetensors has \d+ non-finite value\(s\) \(NaN or inf\)"),
-    ("one-nan-tensor", "dream", lambda f: _weights(f, lambda s: _nan(s, DREAM_Q)), ValueError,
-     rf"checkpoint tensor {DREAM_Q} in \S+ has 1024 non-finite value\(s\) \(NaN or inf\) of 1024"),
-    ("one-inf-value", "llada", lambda f: _weights(f, lambda s: _one_inf(s, LLADA_Q)), ValueError,
-     rf"checkpoint tensor {LLADA_Q} in \S+ has 1 non-finite value\(s\)"),
-    ("missing-tensor", "llada", lambda f: _weights(f, lambda s: s.pop(LLADA_Q)), ValueError,
-     rf"does not match the llada architecture config\.json declares \(1 layers\): missing tensors \['{LLADA_Q}'\] \(1\)$"),
-    ("unexpected-tensor", "dream", lambda f: _weights(f, lambda s: s.update({"model.layers.0.extra.weight": torch.ones(2)})),
-     ValueError, r"unexpected tensors \['model\.layers\.0\.extra\.weight'\] \(1\)$"),
-    ("more-layers-than-declared", "llada", lambda f: _config(f, n_layers=2), ValueError,
-     r"\(2 layers\): missing tensors \['model\.transformer\.blocks\.1\..* \.\.\. \(9\)"),
-    ("fewer-layers-than-declared", "dream", lambda f: _config(f, num_hidden_layers=0), ValueError,
-     r"field num_hidden_layers=0 must be positive"),
-    ("shape-mismatch", "dream", lambda f: _weights(f, lambda s: s.update({DREAM_Q: torch.ones(32, 16)})), ValueError,
-     rf"checkpoint tensor {DREAM_Q} has shape \(32, 16\), config\.json implies \(32, 32\)"),
-    ("integer-weights", "llada", lambda f: _weights(f, lambda s: s.update({LLADA_Q: s[LLADA_Q].to(torch.int32)})),
-     ValueError, rf"checkpoint tensor {LLADA_Q} has dtype int32; model weights must be floating point"),
-    ("missing-weights", "dream", lambda f: (f / "model.safetensors").unlink(), FileNotFoundError, r"no weights in"),
-    ("missing-config", "dream", lambda f: (f / "config.json").unlink(), FileNotFoundError, r"no config\.json in"),
+    (
+        "truncated-safetensors",
+        "llada",
+        lambda f: _truncate(f),
+        ValueError,
+        r"model\.safetensors: cannot read the safetensors weights, the file is truncated or corrupted",
+    ),
+    (
+        "garbage-safetensors",
+        "dream",
+        lambda f: (f / "model.safetensors").write_bytes(b"\x08" + b"x" * 40),
+        ValueError,
+        r"model\.safetensors: cannot read the safetensors weights",
+    ),
+    (
+        "empty-safetensors",
+        "llada",
+        lambda f: (f / "model.safetensors").write_bytes(b""),
+        ValueError,
+        r"model\.safetensors: cannot read",
+    ),
+    (
+        "truncated-shard",
+        "llada",
+        lambda f: (_shard(f), _truncate(f, "model-00002-of-00002.safetensors")),
+        ValueError,
+        r"model-00002-of-00002\.safetensors: cannot read the safetensors weights",
+    ),
+    (
+        "index-invalid-json",
+        "dream",
+        lambda f: (f / "model.safetensors.index.json").write_text("{oops"),
+        ValueError,
+        r"model\.safetensors\.index\.json is not valid JSON: .* at line 1, column 2",
+    ),
+    (
+        "index-without-weight-map",
+        "dream",
+        lambda f: (f / "model.safetensors.index.json").write_text("{}"),
+        ValueError,
+        r"model\.safetensors\.index\.json has no weight_map",
+    ),
+    (
+        "config-invalid-json",
+        "llada",
+        lambda f: (f / "config.json").write_text('{"d_model": 32,'),
+        ValueError,
+        r"config\.json is not valid JSON: .* at line 1, column 16",
+    ),
+    (
+        "config-not-an-object",
+        "llada",
+        lambda f: (f / "config.json").write_text("[1, 2]"),
+        ValueError,
+        r"config\.json must hold a model config \(a JSON object\), found a JSON list",
+    ),
+    (
+        "config-not-utf8",
+        "llada",
+        lambda f: (f / "config.json").write_bytes(b'{"d_model": "\xff"}'),
+        ValueError,
+        r"config\.json is not UTF-8 text",
+    ),
+    (
+        "generation-config-invalid",
+        "dream",
+        lambda f: (f / "generation_config.json").write_text("nope"),
+        ValueError,
+        r"generation_config\.json is not valid JSON",
+    ),
+    (
+        "missing-d_model",
+        "llada",
+        lambda f: _config(f, d_model=None),
+        ValueError,
+        r"config\.json: required field 'd_model' is missing from the LLaDA config",
+    ),
+    (
+        "missing-n_layers",
+        "llada",
+        lambda f: _config(f, n_layers=None),
+        ValueError,
+        r"config\.json: required field 'n_layers' is missing",
+    ),
+    (
+        "missing-hidden_size",
+        "dream",
+        lambda f: _config(f, hidden_size=None),
+        ValueError,
+        r"config\.json: required field 'hidden_size' is missing from the Dream config",
+    ),
+    (
+        "missing-intermediate_size",
+        "dream",
+        lambda f: _config(f, intermediate_size=None),
+        ValueError,
+        r"config\.json: required field 'intermediate_size' is missing",
+    ),
+    (
+        "zero-heads",
+        "llada",
+        lambda f: _config(f, n_heads=0),
+        ValueError,
+        r"config\.json: field n_heads=0 must be positive",
+    ),
+    (
+        "negative-heads",
+        "dream",
+        lambda f: _config(f, num_attention_heads=-4),
+        ValueError,
+        r"field num_attention_heads=-4 must be positive",
+    ),
+    (
+        "zero-kv-heads",
+        "llada",
+        lambda f: _config(f, n_kv_heads=0),
+        ValueError,
+        r"field n_kv_heads=0 must be positive",
+    ),
+    (
+        "heads-not-dividing-width",
+        "llada",
+        lambda f: _config(f, n_heads=5, n_kv_heads=5),
+        ValueError,
+        r"d_model=32 is not divisible by n_heads=5",
+    ),
+    (
+        "dream-heads-not-dividing-width",
+        "dream",
+        lambda f: _config(f, num_attention_heads=6, num_key_value_heads=3),
+        ValueError,
+        r"hidden_size=32 is not divisible by num_attention_heads=6",
+    ),
+    (
+        "kv-heads-not-dividing-heads",
+        "dream",
+        lambda f: _config(f, num_key_value_heads=3),
+        ValueError,
+        r"n_heads=4 is not a multiple of n_kv_heads=3",
+    ),
+    (
+        "width-a-string",
+        "llada",
+        lambda f: _config(f, d_model="abc"),
+        ValueError,
+        r"field d_model='abc' is not an integer",
+    ),
+    (
+        "layers-fractional",
+        "dream",
+        lambda f: _config(f, num_hidden_layers=1.5),
+        ValueError,
+        r"field num_hidden_layers=1.5 is not an integer",
+    ),
+    (
+        "zero-vocab",
+        "dream",
+        lambda f: _config(f, vocab_size=0),
+        ValueError,
+        r"field vocab_size=0 must be positive",
+    ),
+    (
+        "rope-theta-negative",
+        "llada",
+        lambda f: _config(f, rope_theta=-1.0),
+        ValueError,
+        r"field rope_theta=-1.0 must be positive",
+    ),
+    (
+        "mask-id-a-string",
+        "llada",
+        lambda f: _config(f, mask_token_id="x"),
+        ValueError,
+        r"field mask_token_id='x' is not an integer",
+    ),
+    (
+        "unsupported-model-type",
+        "llada",
+        lambda f: _config(f, model_type="mamba", architectures=["MambaForCausalLM"]),
+        ValueError,
+        r"config\.json: unsupported architecture: model_type='mamba'",
+    ),
+    (
+        "gpt2-over-llada-weights",
+        "llada",
+        lambda f: _config(f, model_type="gpt2", architectures=["GPT2LMHeadModel"]),
+        ValueError,
+        r"the weights in model\.safetensors do not match the architecture config\.json declares"
+        r" \(model_type='gpt2'\): missing \[.*unexpected \['model\.transformer\.blocks\.0.*refusing",
+    ),
+    (
+        "llama-over-dream-weights",
+        "dream",
+        lambda f: _config(f, model_type="llama", architectures=["LlamaForCausalLM"]),
+        ValueError,
+        r"do not match the architecture config\.json declares \(model_type='llama'\): unexpected"
+        r" \['model\.layers\.0\.self_attn\.k_proj\.bias'",
+    ),
+    (
+        "all-nan-weights",
+        "llada",
+        lambda f: _weights(f, _nan),
+        ValueError,
+        r"checkpoint tensor model\.transformer\.\S+ in \S+model\.safetensors has \d+ non-finite value\(s\) \(NaN or inf\)",
+    ),
+    (
+        "one-nan-tensor",
+        "dream",
+        lambda f: _weights(f, lambda s: _nan(s, DREAM_Q)),
+        ValueError,
+        rf"checkpoint tensor {DREAM_Q} in \S+ has 1024 non-finite value\(s\) \(NaN or inf\) of 1024",
+    ),
+    (
+        "one-inf-value",
+        "llada",
+        lambda f: _weights(f, lambda s: _one_inf(s, LLADA_Q)),
+        ValueError,
+        rf"checkpoint tensor {LLADA_Q} in \S+ has 1 non-finite value\(s\)",
+    ),
+    (
+        "missing-tensor",
+        "llada",
+        lambda f: _weights(f, lambda s: s.pop(LLADA_Q)),
+        ValueError,
+        rf"does not match the llada architecture config\.json declares \(1 layers\): missing tensors \['{LLADA_Q}'\] \(1\)$",
+    ),
+    (
+        "unexpected-tensor",
+        "dream",
+        lambda f: _weights(f, lambda s: s.update({"model.layers.0.extra.weight": torch.ones(2)})),
+        ValueError,
+        r"unexpected tensors \['model\.layers\.0\.extra\.weight'\] \(1\)$",
+    ),
+    (
+        "more-layers-than-declared",
+        "llada",
+        lambda f: _config(f, n_layers=2),
+        ValueError,
+        r"\(2 layers\): missing tensors \['model\.transformer\.blocks\.1\..* \.\.\. \(9\)",
+    ),
+    (
+        "fewer-layers-than-declared",
+        "dream",
+        lambda f: _config(f, num_hidden_layers=0),
+        ValueError,
+        r"field num_hidden_layers=0 must be positive",
+    ),
+    (
+        "shape-mismatch",
+        "dream",
+        lambda f: _weights(f, lambda s: s.update({DREAM_Q: torch.ones(32, 16)})),
+        ValueError,
+        rf"checkpoint tensor {DREAM_Q} has shape \(32, 16\), config\.json implies \(32, 32\)",
+    ),
+    (
+        "integer-weights",
+        "llada",
+        lambda f: _weights(f, lambda s: s.update({LLADA_Q: s[LLADA_Q].to(torch.int32)})),
+        ValueError,
+        rf"checkpoint tensor {LLADA_Q} has dtype int32; model weights must be floating point",
+    ),
+    (
+        "missing-weights",
+        "dream",
+        lambda f: (f / "model.safetensors").unlink(),
+        FileNotFoundError,
+        r"no weights in",
+    ),
+    (
+        "missing-config",
+        "dream",
+        lambda f: (f / "config.json").unlink(),
+        FileNotFoundError,
+        r"no config\.json in",
+    ),
 ]
 
 
@@ -157,7 +362,9 @@ def test_fp32_weights_that_overflow_float16_are_named(built, tmp_path):
     shutil.copytree(built["llada"], folder)
     _weights(folder, lambda s: s[LLADA_Q].view(-1).__setitem__(0, 1e6))
     assert dllm.load(folder).dtype == torch.float32
-    with pytest.raises(ValueError, match=rf"{LLADA_Q} .* has 1 non-finite value\(s\) .*\(as float16\).*overflow this dtype"):
+    with pytest.raises(
+        ValueError, match=rf"{LLADA_Q} .* has 1 non-finite value\(s\) .*\(as float16\).*overflow this dtype"
+    ):
         dllm.load(folder, dtype="float16")
 
 
@@ -166,12 +373,25 @@ def test_intact_folders_still_load(built):
         assert isinstance(dllm.load(folder), dllm.DiffusionModel)
 
 
-@pytest.mark.parametrize("breaker,match", [
-    (lambda f: _truncate(f), r"model\.safetensors: cannot read the safetensors weights, the file is truncated"),
-    (lambda f: _weights(f, lambda s: _nan(s, "model.norm.weight")), r"tensor model\.norm\.weight has 192 non-finite"),
-    (lambda f: _weights(f, lambda s: s.pop("model.norm.weight")), r"do not match the architecture config\.json declares"
-                                                                    r" \(model_type='qwen2'\): missing \['model\.norm\.weight'\]"),
-], ids=["truncated", "nan", "missing-tensor"])
+@pytest.mark.parametrize(
+    "breaker,match",
+    [
+        (
+            lambda f: _truncate(f),
+            r"model\.safetensors: cannot read the safetensors weights, the file is truncated",
+        ),
+        (
+            lambda f: _weights(f, lambda s: _nan(s, "model.norm.weight")),
+            r"tensor model\.norm\.weight has 192 non-finite",
+        ),
+        (
+            lambda f: _weights(f, lambda s: s.pop("model.norm.weight")),
+            r"do not match the architecture config\.json declares"
+            r" \(model_type='qwen2'\): missing \['model\.norm\.weight'\]",
+        ),
+    ],
+    ids=["truncated", "nan", "missing-tensor"],
+)
 def test_broken_causal_lm_folder(tmp_path, breaker, match):
     folder = tmp_path / "ar"
     shutil.copytree(shipped_models()["tiny-ar-draft"], folder)

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from _cli_battery import CASES
 
 from dllm.cli import main as cli_main
-
-from _cli_battery import CASES
 
 HERE = Path(__file__).parent
 ARG = "reverse: Emma Stone, Liam Park, Noah Reed\\n"
@@ -22,8 +21,13 @@ ARG = "reverse: Emma Stone, Liam Park, Noah Reed\\n"
 def battery(tmp_path_factory):
     """Every case of tests/_cli_battery.py, run in one fresh Python process (a few seconds in all)."""
     out = tmp_path_factory.mktemp("battery") / "records.json"
-    done = subprocess.run([sys.executable, str(HERE / "_cli_battery.py"), str(out)], capture_output=True, text=True,
-                          timeout=300, cwd=HERE.parent)
+    done = subprocess.run(
+        [sys.executable, str(HERE / "_cli_battery.py"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=HERE.parent,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text())
 
@@ -38,21 +42,45 @@ def test_hostile_input_is_a_clear_refusal(battery, name, message):
 
 
 def _dllm(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "dllm", *args], capture_output=True, timeout=300, cwd=HERE.parent,
-                          env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "dllm", *args],
+        capture_output=True,
+        timeout=300,
+        cwd=HERE.parent,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})},
+    )
 
 
 def test_non_utf8_argv_is_named_not_a_traceback():
-    done = _dllm("generate", "tiny-llada", b"copy: Ava \xff\xfe Cole", "--gen-length", "8", "--block-length", "8",
-                 env={"LC_ALL": "C.UTF-8", "PYTHONUTF8": "1"})
+    done = _dllm(
+        "generate",
+        "tiny-llada",
+        b"copy: Ava \xff\xfe Cole",
+        "--gen-length",
+        "8",
+        "--block-length",
+        "8",
+        env={"LC_ALL": "C.UTF-8", "PYTHONUTF8": "1"},
+    )
     err = done.stderr.decode("utf-8", "replace")
     assert done.returncode == 2 and "Traceback" not in err
     assert "the prompt is not valid text: undecodable byte 0xff" in err and "at character 10" in err
 
 
 def test_piped_stats_line_is_one_line_with_its_label():
-    done = _dllm("generate", "tiny-llada", ARG, "--sampler", "fast-dllm", "--threshold", "0.9", "--gen-length", "48",
-                 "--block-length", "48")
+    done = _dllm(
+        "generate",
+        "tiny-llada",
+        ARG,
+        "--sampler",
+        "fast-dllm",
+        "--threshold",
+        "0.9",
+        "--gen-length",
+        "48",
+        "--block-length",
+        "48",
+    )
     out = done.stdout.decode()
     assert done.returncode == 0, done.stderr.decode()
     [stats] = [line for line in out.splitlines() if line.startswith("sampler=")]
@@ -67,7 +95,9 @@ def test_json_is_always_a_list_and_carries_the_trace_with_show_steps(capsys):
     assert cli_main(["generate", "tiny-llada", ARG, *common, "--json"]) == 0
     [one] = json.loads(capsys.readouterr().out)
     assert one["prompt"] == ARG.replace("\\n", "\n") and "trace" not in one
-    assert cli_main(["generate", "tiny-llada", ARG, "copy: Ava Cole\\n", *common, "--json", "--show-steps"]) == 0
+    assert (
+        cli_main(["generate", "tiny-llada", ARG, "copy: Ava Cole\\n", *common, "--json", "--show-steps"]) == 0
+    )
     rows = json.loads(capsys.readouterr().out)
     assert isinstance(rows, list) and len(rows) == 2
     for row in rows:
@@ -76,8 +106,21 @@ def test_json_is_always_a_list_and_carries_the_trace_with_show_steps(capsys):
 
 
 def test_show_steps_collapses_the_eos_padding(capsys):
-    assert cli_main(["generate", "tiny-llada", "copy: Ava Cole\\n", "--gen-length", "48", "--block-length", "16",
-                     "--show-steps"]) == 0
+    assert (
+        cli_main(
+            [
+                "generate",
+                "tiny-llada",
+                "copy: Ava Cole\\n",
+                "--gen-length",
+                "48",
+                "--block-length",
+                "16",
+                "--show-steps",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "unmasking order" in out
     [canvas] = [line for line in out.splitlines() if "·" in line]
@@ -85,14 +128,31 @@ def test_show_steps_collapses_the_eos_padding(capsys):
     padded = int(canvas.split("… ")[1].split()[0])
     listed = [line for line in out.splitlines() if "<|endoftext|>'" in line]
     assert len(listed) == 1, out  # the EOS that ends the answer; the padding is counted, not listed
-    collapsed = sum(int(line.split("… ")[1].split()[0]) for line in out.splitlines() if "EOS padding position" in line
-                    and "│" in line)
+    collapsed = sum(
+        int(line.split("… ")[1].split()[0])
+        for line in out.splitlines()
+        if "EOS padding position" in line and "│" in line
+    )
     inline = sum(int(p.split(" EOS padding)")[0]) for line in out.splitlines() for p in line.split("(+")[1:])
     assert collapsed + inline == padded > 20
 
 
 def test_special_token_text_with_the_opt_in_runs(capsys):
-    assert cli_main(["generate", "tiny-llada", "copy: Ava <|mask|> Cole\\n", "--allow-special", "--gen-length", "8",
-                     "--block-length", "8", "--json"]) == 0
+    assert (
+        cli_main(
+            [
+                "generate",
+                "tiny-llada",
+                "copy: Ava <|mask|> Cole\\n",
+                "--allow-special",
+                "--gen-length",
+                "8",
+                "--block-length",
+                "8",
+                "--json",
+            ]
+        )
+        == 0
+    )
     [row] = json.loads(capsys.readouterr().out)
     assert row["nfe"] == 8

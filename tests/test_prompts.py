@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from _models import random_model
 
 import dllm
 from dllm.prompts import encode_prompts
-
-from _models import random_model
 
 SETTINGS = dict(gen_length=8, block_length=8)
 
@@ -27,17 +26,35 @@ def model():
         (b"copy: Ava\n", TypeError, r"prompts are bytes; pass text \(str: decode the bytes first"),
         (["copy: Ava\n", b"copy: Ava\n"], TypeError, r"prompt 1 \(of 2\) is bytes"),
         ([bytearray(b"x")], TypeError, r"the prompt is bytes"),
-        ("copy: Ava\ud800 Cole", ValueError, r"the prompt is not valid text: lone surrogate '\\ud800' at character 9"),
-        (["ok", "copy: \udcff\udcfe"], ValueError,
-         r"prompt 1 \(of 2\) is not valid text: undecodable byte 0xff \(input that is not UTF-8"),
-        ("copy: Ava <|mask|> Cole\n", ValueError, r"the prompt contains the text of the mask token '<\|mask\|>' \(id 3\)"),
-        (["fine", "copy: <|endoftext|>"], ValueError,
-         r"prompt 1 \(of 2\) contains the text of the special token '<\|endoftext\|>'.*allow_special=True"),
+        (
+            "copy: Ava\ud800 Cole",
+            ValueError,
+            r"the prompt is not valid text: lone surrogate '\\ud800' at character 9",
+        ),
+        (
+            ["ok", "copy: \udcff\udcfe"],
+            ValueError,
+            r"prompt 1 \(of 2\) is not valid text: undecodable byte 0xff \(input that is not UTF-8",
+        ),
+        (
+            "copy: Ava <|mask|> Cole\n",
+            ValueError,
+            r"the prompt contains the text of the mask token '<\|mask\|>' \(id 3\)",
+        ),
+        (
+            ["fine", "copy: <|endoftext|>"],
+            ValueError,
+            r"prompt 1 \(of 2\) contains the text of the special token '<\|endoftext\|>'.*allow_special=True",
+        ),
         ("x <|startoftext|>", ValueError, r"special token '<\|startoftext\|>'"),
         ("x <|pad|>", ValueError, r"special token '<\|pad\|>'"),
         ([[1, 2.5]], TypeError, r"token ids must be integers, got 2.5 \(float\) at index 1"),
         ([True, 5], TypeError, r"token ids must be integers, got True at index 0"),
-        ([[1, 5], None], TypeError, r"prompt 1 \(of 2\) must be text \(str\) or a list of token ids, got NoneType"),
+        (
+            [[1, 5], None],
+            TypeError,
+            r"prompt 1 \(of 2\) must be text \(str\) or a list of token ids, got NoneType",
+        ),
         (None, TypeError, r"prompts must be text, token ids or a list of them, got NoneType"),
         ({"text": "x"}, TypeError, r"got dict"),
         (7, TypeError, r"got int"),
@@ -73,7 +90,10 @@ def test_special_text_needs_the_opt_in(model):
         (torch.tensor([[1, 5], [1, 6]]), [[1, 5], [1, 6]]),
         ([torch.tensor([1, 5])], [[1, 5]]),
         (np.array([1, 5, 6]), [[1, 5, 6]]),
-        ([np.int64(1), np.int64(3)], [[1, 3]]),  # special ids (3 = mask) in token-id prompts are the caller's choice
+        (
+            [np.int64(1), np.int64(3)],
+            [[1, 3]],
+        ),  # special ids (3 = mask) in token-id prompts are the caller's choice
     ],
 )
 def test_token_id_prompts_keep_working(model, prompts, expected):
