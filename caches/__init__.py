@@ -17,5 +17,6 @@ from .prefix import PrefixCache  # noqa: E402
 from .dual import DualCache  # noqa: E402
 from .dkv import DKVDecodeCache, DKVGreedyCache  # noqa: E402
 from .elastic import ElasticCache  # noqa: E402
+from .block_cache import BlockCache  # noqa: E402
 
-__all__ = ["Cache", "DKVDecodeCache", "DKVGreedyCache", "DualCache", "ElasticCache", "NoCache", "PrefixCache", "StepPlan", "describe", "get", "names", "register"]
+__all__ = ["BlockCache", "Cache", "DKVDecodeCache", "DKVGreedyCache", "DualCache", "ElasticCache", "NoCache", "PrefixCache", "StepPlan", "describe", "get", "names", "register"]

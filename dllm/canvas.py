@@ -62,6 +62,7 @@ def context_limit(model, cfg: GenerationConfig) -> int:
 def new_state(model, prompts: list[list[int]], cfg: GenerationConfig) -> DecodeState:
     """The starting state: every row's ``gen_length`` columns masked, the first block open."""
     limit = context_limit(model, cfg)
+    check_blocks(model, cfg)
     for ids in prompts:
         if len(ids) + cfg.gen_length > limit:
             raise ValueError(
@@ -70,7 +71,7 @@ def new_state(model, prompts: list[list[int]], cfg: GenerationConfig) -> DecodeS
     canvas = layout(prompts, [[model.mask_id] * cfg.gen_length] * len(prompts), model.pad_id, device=model.device)
     zeros = torch.zeros(len(prompts), dtype=torch.long, device=model.device)
     eos_fill = model.config.eos_token_ids[0] if model.config.eos_token_ids else model.eos_ids[0]
-    return DecodeState(
+    state = DecodeState(
         tokens=canvas.tokens, valid=canvas.valid, positions=canvas.positions, gen_start=canvas.gen_start,
         gen_end=canvas.gen_end, block_start=zeros + canvas.gen_start,
         block_end=torch.minimum(zeros + canvas.gen_start + cfg.block_length, canvas.gen_end),
@@ -78,6 +79,47 @@ def new_state(model, prompts: list[list[int]], cfg: GenerationConfig) -> DecodeS
         nfe=zeros.clone(), step_in_block=zeros.clone(), mask_id=model.mask_id, eos_ids=list(model.eos_ids),
         config=cfg, model=model, pads=canvas.pads, limit=limit, eos_fill=eos_fill,
     )
+    state.block_end = block_end(state, state.block_start)
+    return state
+
+
+def block_diffusion_size(model) -> int | None:
+    """The block size a block-diffusion model (Fast-dLLM v2) was trained with; None for other models."""
+    return getattr(getattr(model, "config", None), "block_size", None)
+
+
+def check_blocks(model, cfg: GenerationConfig) -> None:
+    """A block-diffusion model decodes blocks of its own ``bd_size``; sub-blocks are for those models only."""
+    bd = block_diffusion_size(model)
+    name = getattr(model, "name", "the model")
+    if bd is None:
+        if cfg.sub_block_length is not None:
+            raise ValueError(f"sub_block_length={cfg.sub_block_length} is for block-diffusion models (a bd_size in"
+                             f" config.json); {name} is not one: use block_length alone")
+        return
+    if cfg.block_length != bd:
+        raise ValueError(f"block_length={cfg.block_length}, but {name} is a block-diffusion model trained with"
+                         f" bd_size={bd}: its attention only matches blocks of {bd}; decode with block_length={bd}"
+                         f" (and sub_block_length for smaller steps)")
+
+
+def block_end(state: DecodeState, start: torch.Tensor) -> torch.Tensor:
+    """``[B]`` end (exclusive) of the decoding block that starts at column ``start[b]``.
+
+    Plain models: ``start + block_length``. Block-diffusion models (Fast-dLLM v2): blocks follow the
+    model's ``bd_size`` over RoPE positions (so a row's blocks do not depend on its padding); the
+    first column of a block is decoded alone (the AR step: it is predicted by the finished block
+    before it), then sub-blocks of ``sub_block_length`` counted from the block's first position,
+    left to right, as ``Fast_dLLM_QwenForCausalLM.generate`` does.
+    """
+    bd = block_diffusion_size(state.model)
+    if bd is None:
+        return torch.minimum(start + state.config.block_length, state.gen_end)
+    sub = state.config.sub_block_length or bd
+    offset = state.positions.gather(1, start.clamp(max=state.width - 1)[:, None])[:, 0] % bd
+    sub_end = torch.clamp((offset // sub + 1) * sub, max=bd)
+    end = torch.where(offset == 0, start + 1, start + sub_end - offset)
+    return torch.minimum(end, state.gen_end)
 
 
 def relayout(state: DecodeState) -> None:
@@ -95,8 +137,8 @@ def set_lengths(state: DecodeState, lengths: torch.Tensor) -> None:
     state.tokens = tokens
     state.gen_end = state.gen_start + lengths
     state.block_start = torch.full_like(lengths, state.gen_start)
-    state.block_end = torch.minimum(state.block_start + state.config.block_length, state.gen_end)
     relayout(state)
+    state.block_end = block_end(state, state.block_start)
 
 
 def insert_masks(state: DecodeState, row: int, col: int, n: int) -> None:

@@ -159,6 +159,9 @@ class GenerationConfig:
         row with EOS and stop it.
     max_length: limit on prompt + generation (None = the model's context length).
     trace: record which positions were committed at which step, with what confidence.
+    sub_block_length: block-diffusion models (Fast-dLLM v2) only: decode each block in sub-blocks
+        of this size, left to right (its ``small_block_size``); must divide ``block_length``, which
+        must be the model's ``bd_size``. None = one sub-block per block.
     """
 
     gen_length: int = 128
@@ -172,6 +175,7 @@ class GenerationConfig:
     stop_at_eos: bool = False
     max_length: int | None = None
     trace: bool = False
+    sub_block_length: int | None = None
 
     def __post_init__(self):
         owner = "GenerationConfig"
@@ -195,6 +199,11 @@ class GenerationConfig:
         check_range(owner, "seed", self.seed, 0, INT64[1])
         if self.max_length is not None:
             check_range(owner, "max_length", self.max_length, 1)
+        if self.sub_block_length is not None:
+            check_range(owner, "sub_block_length", self.sub_block_length, 1, self.block_length)
+            if self.block_length % self.sub_block_length:
+                raise ValueError(f"GenerationConfig.sub_block_length={self.sub_block_length} does not divide"
+                                 f" block_length={self.block_length}: a block must split into whole sub-blocks")
 
     @property
     def num_blocks(self) -> int:

@@ -169,7 +169,7 @@ class Loop:
             moving = done & state.active
             state.block_start = torch.where(moving, state.block_end, state.block_start)
             state.block_end = torch.where(
-                moving, torch.minimum(state.block_start + self.cfg.block_length, state.gen_end), state.block_end)
+                moving, canvas.block_end(state, state.block_start), state.block_end)
             state.step_in_block = torch.where(moving, torch.zeros_like(state.step_in_block), state.step_in_block)
             state.active &= (state.is_mask() & state.in_generation()).any(1)
 

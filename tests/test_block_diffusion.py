@@ -168,3 +168,120 @@ def test_training_layout_halves_match_inference_forwards(ref):
         mixed = torch.cat([x0[:, :8], xt[:, 8:16]], 1)  # block 1 noisy, block 0 clean
         # row j of x_t's block 1 (targets 9..15) = a block-causal forward of [x_0 block 0 ; x_t block 1]
         assert torch.allclose(both[:, 9:16], model.net(mixed)[:, 9:16], atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------- decoding
+def _threshold():
+    return dllm.samplers.get("fast-dllm", threshold=0.9)
+
+
+@pytest.mark.parametrize("prompt_len", [13, 16])
+@pytest.mark.parametrize("cache,key", [("none", "nocache"), ("block-cache", "blockcache")])
+def test_generate_matches_reference_generate(ref, prompt_len, cache, key):
+    """Fast_dLLM_QwenForCausalLM.generate (block 8, sub-block 4, threshold 0.9, greedy) on the random fixture:
+    13 = a partial first block; 16 = the AR step right after the prefill."""
+    model, expected = ref
+    prompt = expected[f"gen{prompt_len}_prompt"][0].tolist()
+    want = expected[f"gen{prompt_len}_{key}"][0].tolist()[prompt_len:]
+    [out] = dllm.generate(model, [prompt], sampler=_threshold(), cache=cache, gen_length=32, block_length=8,
+                          sub_block_length=4)
+    assert out.canvas[: len(want)] == want
+
+
+def _ragged(expected):
+    base = expected["prefill_input_ids"][0].tolist()
+    return [base[:13], base[:16], base[:5], base[:9]]
+
+
+def _cleaned(prompts):
+    return [[t if t != 250 else 7 for t in p] for p in prompts]
+
+
+@pytest.mark.parametrize("cache", ["none", "block-cache"])
+def test_batch_equals_alone(ref, cache):
+    model, expected = ref
+    prompts = _cleaned(_ragged(expected))
+    kwargs = dict(sampler=_threshold(), cache=cache, gen_length=24, block_length=8, sub_block_length=4)
+    together = dllm.generate(model, prompts, **kwargs)
+    for prompt, got in zip(prompts, together):
+        [alone] = dllm.generate(model, [prompt], **kwargs)
+        assert (got.canvas, got.nfe, got.steps) == (alone.canvas, alone.nfe, alone.steps)
+
+
+def test_block_cache_refreshed_every_step_is_no_cache(ref):
+    model, expected = ref
+    prompts = _cleaned(_ragged(expected))
+    kwargs = dict(sampler=_threshold(), gen_length=24, block_length=8, sub_block_length=4)
+    plain = dllm.generate(model, prompts, cache="none", **kwargs)
+    refreshed = dllm.generate(model, prompts, cache=dllm.caches.get("block-cache", refresh_interval=1), **kwargs)
+    assert [r.canvas for r in plain] == [r.canvas for r in refreshed]
+    assert [r.nfe for r in plain] == [r.nfe for r in refreshed]
+
+
+def test_block_cache_recomputes_fewer_columns(ref):
+    """The K/V reuse is real: the block cache's forwards query only the block (or sub-block) columns."""
+    model, expected = ref
+    seen = []
+    original = model.net.forward
+
+    def spy(tokens, *args, query=None, **kwargs):
+        seen.append(tokens.shape[1] if query is None else query.shape[1])
+        return original(tokens, *args, query=query, **kwargs)
+
+    model.net.forward = spy
+    try:
+        dllm.generate(model, [_cleaned(_ragged(expected))[1]], sampler=_threshold(), cache="block-cache",
+                      gen_length=32, block_length=8, sub_block_length=4)
+    finally:
+        del model.net.forward
+    assert seen[0] == 16 + 32 and max(seen[1:]) <= 9 and min(seen[1:]) <= 5, seen
+
+
+def test_one_block_over_everything_decodes_like_plain_masked_diffusion(ref):
+    """bd 64 covers the prompt and the first 48 generated columns: attention there is full, so sub-blocks of
+    16 decode exactly what the Dream-layout copy of the weights decodes with blocks of 16."""
+    model, expected = ref
+    cfg = model.config.to_dict()
+    prompt = _cleaned([expected["prefill_input_ids"][0].tolist()[:16]])[0]
+    outs = []
+    for arch, bd, gen, block, sub in (("fast_dllm_v2", 64, 64, 64, 16), ("dream", None, 48, 16, None)):
+        net = Transformer(model.config.__class__(**{**cfg, "arch": arch, "block_size": bd}))
+        net.load_state_dict(model.net.state_dict())
+        other = dllm.models.loading.DiffusionModel(net=net.eval(), config=net.cfg, tokenizer=None, mask_id=250,
+                                                   eos_ids=[251], pad_id=251, bos_id=249, name=arch)
+        [out] = dllm.generate(other, [prompt], sampler=_threshold(), gen_length=gen, block_length=block,
+                              sub_block_length=sub)
+        outs.append(out.canvas[:48])
+    assert outs[0] == outs[1]
+
+
+def test_blocks_follow_positions_with_an_ar_step(ref):
+    from dllm import canvas
+
+    model, _ = ref
+    cfg = dllm.GenerationConfig(gen_length=24, block_length=8, sub_block_length=4)
+    state = canvas.new_state(model, [[5] * 13, [5] * 16], cfg)
+    ends = []
+    for _ in range(6):
+        ends.append((state.block_start.tolist(), state.block_end.tolist()))
+        state.block_start = state.block_end
+        state.block_end = canvas.block_end(state, state.block_start)
+    # row 0 (P = 13, left-padded by 3: column = position + 3): positions [13,16), AR 16, [17,20), [20,24), AR 24, ...
+    assert [(s[0], e[0]) for s, e in ends] == [(16, 19), (19, 20), (20, 23), (23, 27), (27, 28), (28, 31)]
+    # row 1 (P = 16): the AR step comes first
+    assert [(s[1], e[1]) for s, e in ends] == [(16, 17), (17, 20), (20, 24), (24, 25), (25, 28), (28, 32)]
+
+
+def test_block_size_errors_in_decoding(ref):
+    model, _ = ref
+    with pytest.raises(ValueError, match=r"block_length=16, but .* trained with bd_size=8"):
+        dllm.generate(model, [[5, 6, 7]], gen_length=16, block_length=16)
+    with pytest.raises(ValueError, match=r"sub_block_length=3 does not divide block_length=8"):
+        dllm.GenerationConfig(gen_length=16, block_length=8, sub_block_length=3)
+    dream = dllm.load("tiny-dream")
+    with pytest.raises(ValueError, match=r"sub_block_length=8 is for block-diffusion models"):
+        dllm.generate(dream, ["copy: a\n"], gen_length=32, block_length=32, sub_block_length=8)
+    with pytest.raises(ValueError, match=r"block-cache needs a block-diffusion model"):
+        dllm.generate(dream, ["copy: a\n"], cache="block-cache", gen_length=32, block_length=32)
+    assert dllm.caches.get("block-cache").unsupported_reason(dream)
+    assert dllm.caches.get("block-cache").unsupported_reason(model) is None

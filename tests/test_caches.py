@@ -28,7 +28,8 @@ EVERY_STEP = {
     "dual": {"refresh_interval": 1},
     "dkv-decode": {"refresh_interval": 1},
     "dkv-greedy": {"refresh_interval": 1},
-    "elastic": {"gamma": 1.5},  # drift always detected at layer 0 -> every layer recomputed
+    "elastic": {"gamma": 1.5},
+    "block-cache": {"refresh_interval": 1},  # block-diffusion models only: skipped on the others  # drift always detected at layer 0 -> every layer recomputed
 }
 
 
@@ -47,6 +48,9 @@ def models():
 
 
 def run(model, cache="none", sampler="llada", prompts=PROMPTS, **settings):
+    reason = dllm.caches.get(cache).unsupported_reason(model)
+    if reason:
+        pytest.skip(reason)
     return dllm.generate(model, prompts, sampler=sampler, cache=cache, **{**SETTINGS, **settings})
 
 
@@ -252,6 +256,9 @@ def _matrix_models():
     models = [
         ("random-llada", lambda: _with_tokenizer("llada")),
         ("random-dream", lambda: _with_tokenizer("dream")),
+        ("random-fdllm2", lambda: dataclasses.replace(random_model(
+            "fast_dllm_v2", vocab=936, shift_logits=True, qkv_bias=True, rope_fp32=False, n_kv_heads=2, block_size=8),
+            tokenizer=load_tokenizer())),
     ]
     shipped = shipped_models()
     for name in ("tiny-llada", "tiny-dream"):
