@@ -398,3 +398,8 @@ def test_broken_causal_lm_folder(tmp_path, breaker, match):
     breaker(folder)
     with pytest.raises(ValueError, match=match):
         dllm.load(folder)
+
+
+def test_a_nul_character_in_the_model_name_is_named():
+    with pytest.raises(ValueError, match=r"model 'tiny\\x00llada' is not a valid name or path \(it contains a NUL"):
+        dllm.load("tiny\x00llada")

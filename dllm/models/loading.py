@@ -196,6 +196,8 @@ def resolve_path(name_or_path: str | Path) -> Path:
     shipped = _shipped_models()
     if str(name_or_path) in shipped:
         return shipped[str(name_or_path)]
+    if "\x00" in str(name_or_path):
+        raise ValueError(f"model {str(name_or_path)!r} is not a valid name or path (it contains a NUL character)")
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir():
