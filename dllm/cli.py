@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("-c", "--cache-arg", action="append", metavar="KEY=VALUE", help="cache parameter")
     gen.add_argument("--gen-length", type=int, default=64)
     gen.add_argument("--block-length", type=int, default=32)
+    gen.add_argument("--sub-block-length", type=int,
+                     help="block-diffusion models (Fast-dLLM v2): decode each block in sub-blocks of this size")
     gen.add_argument("--steps", type=int, help="denoising steps (default: gen length, one token per step)")
     gen.add_argument("--temperature", type=float, default=0.0)
     gen.add_argument("--seed", type=int, default=0)
@@ -284,6 +286,7 @@ def _generate(args) -> int:
         gen_length=args.gen_length, block_length=args.block_length, steps=args.steps, temperature=args.temperature,
         seed=args.seed, cfg_scale=args.cfg_scale, logits_eos_inf=args.logits_eos_inf,
         confidence_eos_eot_inf=args.confidence_eos_eot_inf, stop_at_eos=args.stop_at_eos, trace=args.show_steps,
+        sub_block_length=args.sub_block_length,
     )
     prompts = _prompts(args)
     _set_threads(args.threads)
@@ -294,8 +297,9 @@ def _generate(args) -> int:
     ids = dllm.encode_prompts(model, prompts, chat=args.chat, allow_special=args.allow_special)
     # untimed warm-up: one forward over the first prompt's canvas (same shape as the timed call's), so the
     # timed call does not pay the first forward's one-time costs
+    bd = model.config.block_size  # a block-diffusion model decodes its own blocks: one step each
     dllm.generate(model, [ids[0]], sampler="llada", cache="none", gen_length=config.gen_length,
-                  block_length=config.gen_length, steps=1)
+                  block_length=bd or config.gen_length, steps=config.gen_length // bd if bd else 1)
     results = dllm.generate(model, ids, sampler=sampler, cache=cache, config=config)
     if args.json:
         payload = [{"prompt": p, **r.to_dict(with_trace=args.show_steps)} for p, r in zip(prompts, results)]
