@@ -87,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     spec.add_argument("--top-p", type=float)
     spec.add_argument("--seed", type=int, default=0)
     spec.add_argument("--device", default="cpu")
+    spec.add_argument("--threads", type=int, default=1,
+                      help="torch CPU threads (default 1: fastest and steadiest for the tiny models; 0 = torch's default)")
     spec.add_argument("--chat", action="store_true", help="wrap prompts in the tokenizer's chat template")
     spec.add_argument("--show-rounds", action="store_true", help="render each round's draft and verdict")
     spec.add_argument("--json", action="store_true", help="machine-readable output")
@@ -404,6 +406,7 @@ def _speculate(args) -> int:
     config = SpeculativeConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                                top_p=args.top_p, seed=args.seed, trace=args.show_rounds)
     prompts = _prompts(args)
+    _set_threads(args.threads)
     verifier = as_verifier(dllm.load(args.verifier, device=args.device))
     baseline = None
     if drafter is not None and not args.no_baseline:

@@ -111,6 +111,7 @@ CASES = [
     ("json-with-a-value", ["generate", M, "copy: Ava\\n", "--json=yes"], "ignored explicit argument 'yes'"),
     ("no-prompt", ["generate", M], "the following arguments are required: prompt"),
     ("speculate-empty-prompt", ["speculate", "tiny-ar", "", "--max-new-tokens", "4"], "empty prompt"),
+    ("speculate-negative-threads", ["speculate", "tiny-ar", "copy: Ava\\n", "--threads", "-2"], "--threads=-2"),
     ("speculate-bad-drafter", ["speculate", "tiny-ar", "copy: Ava\\n", "--drafter", "nope"], "nope"),
     (
         "speculate-gpt2-over-llada",
