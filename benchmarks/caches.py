@@ -5,7 +5,7 @@
     python benchmarks/caches.py --models /path/to/llada /path/to/dream   # any loadable dLLM folders
     python benchmarks/caches.py --caches dkv-decode:refresh_interval=32 dkv-greedy:refresh_interval=8,window=8
     python benchmarks/caches.py --models tiny-llada --gen 512 --samples 64 --first 64 --json b.json  # a shard
-    python benchmarks/caches.py --merge a.json b.json       # one table pooled over shards (--first 0 / 64 ...)
+    python benchmarks/caches.py --merge a.json b.json  # one table pooled over shards (--first 0 / 64 ...)
 
 For each model x gen length x sampler (``llada`` one token per step, ``fast-dllm`` threshold 0.9,
 ``learn2pd`` + EoTP at its defaults)
@@ -16,8 +16,8 @@ steadier number), speedup over no cache with the same sampler (wall / CPU), answ
 canvas positions/s, NFE per prompt, accuracy (task scorer, %), fraction of canvas tokens and of
 answers (text before EOS) identical to the no-cache run, ``gained / lost`` (prompts scored right by
 this cache and wrong without one / the reverse) and the paired accuracy change in points with a 95 %
-interval, peak RSS of the process, the cache's own buffers (K/V store, Elastic's per-layer inputs and queries) in MiB, and for Elastic the share of
-(row, layer) pairs recomputed over every column.
+interval, peak RSS of the process, the cache's own buffers (K/V store, Elastic's per-layer inputs and
+queries) in MiB, and for Elastic the share of (row, layer) pairs recomputed over every column.
 
 Models: the shipped ``tiny-llada`` / ``tiny-dream`` when present, else random-weight models of a
 tiny-model size (answers are noise then, and their chaotic attention drifts at every step). The shipped
@@ -446,8 +446,9 @@ def compare(rows: list[dict], base: list[dict]) -> dict:
 
 def print_header(gpu: bool) -> None:
     header = (
-        "| model | gen | sampler | cache | wall s | CPU s | speedup wall | speedup CPU | ans tok/s | canvas pos/s "
-        "| NFE | acc % | gained / lost | Δ acc (95 % CI) | same tokens | same answers | peak RSS MiB | cache MiB | full layers |"
+        "| model | gen | sampler | cache | wall s | CPU s | speedup wall | speedup CPU "
+        "| ans tok/s | canvas pos/s | NFE | acc % | gained / lost | Δ acc (95 % CI) "
+        "| same tokens | same answers | peak RSS MiB | cache MiB | full layers |"
         + (" peak GPU MiB |" if gpu else "")
     )
     print(header)
@@ -463,7 +464,8 @@ def accuracy_change(gained: int, lost: int, n: int) -> tuple[float, float]:
 
 
 def table_row(entry: dict, base: dict) -> str:
-    """One table line; ``gained / lost``: prompts this cache gets right / wrong that no cache gets wrong / right."""
+    """One table line; ``gained / lost``: prompts this cache gets right / wrong that no cache gets
+    wrong / right."""
     n = entry["prompts"]
     delta, half_width = accuracy_change(entry["gained"], entry["lost"], n)
     full = f"{100 * entry['full_layer_fraction']:.0f}%" if "full_layer_fraction" in entry else ""
@@ -472,7 +474,8 @@ def table_row(entry: dict, base: dict) -> str:
         f"| {entry['wall']:.1f} | {entry['cpu']:.1f} "
         f"| {base['wall'] / entry['wall']:.2f}x | {base['cpu'] / entry['cpu']:.2f}x "
         f"| {entry['gen_tokens'] / entry['wall']:.1f} | {entry['canvas_tokens'] / entry['wall']:.1f} "
-        f"| {entry['nfe_total'] / n:.1f} | {100 * entry['correct'] / n:.1f} | +{entry['gained']} / -{entry['lost']} "
+        f"| {entry['nfe_total'] / n:.1f} | {100 * entry['correct'] / n:.1f} "
+        f"| +{entry['gained']} / -{entry['lost']} "
         f"| {delta:+.1f} ± {half_width:.1f} "
         f"| {entry['same_token_count'] / entry['canvas_tokens']:.3f} | {entry['same_answer_count'] / n:.2f} "
         f"| {entry['peak_rss_mb']:.0f} | {entry['cache_mb']:.1f} | {full} |"

@@ -52,10 +52,10 @@ def start_server(concurrency: int):
         try:
             urllib.request.urlopen(url, timeout=5)
             return proc, url, log.name
-        except OSError:
+        except OSError as err:
             if time.time() > deadline:
                 proc.terminate()
-                raise SystemExit(f"dllm demo did not answer within 180 s; log: {log.name}")
+                raise SystemExit(f"dllm demo did not answer within 180 s; log: {log.name}") from err
             time.sleep(0.5)
 
 
@@ -186,11 +186,12 @@ def main(argv=None) -> int:
         f"(server concurrency {figures['server_concurrency']})"
     )
     print(
-        f"  completed {figures['completed']} / failed {figures['failed']} / results differing from the direct "
-        f"API {figures['mismatched']}"
+        f"  completed {figures['completed']} / failed {figures['failed']} / "
+        f"results differing from the direct API {figures['mismatched']}"
     )
     print(
-        f"  latency p50 {figures['p50_s']:.2f} s, p95 {figures['p95_s']:.2f} s, max {figures['max_s']:.2f} s; "
+        f"  latency p50 {figures['p50_s']:.2f} s, p95 {figures['p95_s']:.2f} s, "
+        f"max {figures['max_s']:.2f} s; "
         f"wall {figures['wall_s']:.2f} s, {figures['requests_per_s']} requests/s, "
         f"{figures['served_tokens_per_s']} tokens/s served"
     )

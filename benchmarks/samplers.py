@@ -105,7 +105,8 @@ def print_tables(rows: list[dict], file=sys.stdout) -> None:
         for r in sorted(group, key=order):
             delta = r["quality"] - ref["quality"] if ref else float("nan")
             print(
-                f"| {label(r)} | {r['gen_length']} | {r['quality']:.1f} | {delta:+.1f} | {r['agree']:.0f} | {r['steps']:.1f} |"
+                f"| {label(r)} | {r['gen_length']} | {r['quality']:.1f} | {delta:+.1f} "
+                f"| {r['agree']:.0f} | {r['steps']:.1f} |"
                 f" {r['nfe']:.1f} | {r['tokens_per_forward']:.2f} | {r['tokens_per_second']:.0f} |",
                 file=file,
             )
@@ -121,7 +122,8 @@ def print_oracle_table(records: list[dict], file=sys.stdout) -> None:
     for r in rows:
         settings.setdefault((r["family"], r["sampler_params"], r["k"]), {})[r["task"]] = r
     print(
-        "\n### oracle (ideal marginals, one block of 16, accuracy % per task; par = canvas tokens per step)\n",
+        "\n### oracle (ideal marginals, one block of 16, accuracy % per task; "
+        "par = canvas tokens per step)\n",
         file=file,
     )
     print("| sampler | " + " | ".join(tasks) + " | par |", file=file)

@@ -5,12 +5,12 @@
 Held-out (eval split) prompts of the 8 tasks the sampler benchmark uses, greedy, ``max_new_tokens``
 = the task's budget, every prompt decoded alone (batch 1) and timed. The wall-clock baseline, plain
 AR, is the faster of ``transformers``' own ``generate`` (greedy, KV cache) and the same decoding
-through ``dllm.speculate`` without a drafter (one verifier forward per token). Columns (definitions in ``dllm.metrics``):
-tokens per verifier forward (TPVF), τ (accepted draft tokens per round), τ + bonus (committed
-tokens per round), acceptance by draft position (positions 1, 2, 4, 8), drafter forwards per
-round, wall-clock speedup over plain AR (summed seconds), and the share of outputs identical to
-plain AR. The last table runs the best dLLM drafter on batches of ``--batch`` prompts: TPVF and
-identity must stay those of batch 1 (each row is decoded as it would be alone).
+through ``dllm.speculate`` without a drafter (one verifier forward per token). Columns
+(definitions in ``dllm.metrics``): tokens per verifier forward (TPVF), τ (accepted draft tokens per
+round), τ + bonus (committed tokens per round), acceptance by draft position (positions 1, 2, 4,
+8), drafter forwards per round, wall-clock speedup over plain AR (summed seconds), and the share of
+outputs identical to plain AR. The last table runs the best dLLM drafter on batches of ``--batch``
+prompts: TPVF and identity must stay those of batch 1 (each row is decoded as it would be alone).
 """
 
 from __future__ import annotations
@@ -211,8 +211,9 @@ def deer_suite(verifier, items, reference, args) -> int:
                 flush=True,
             )
     print(
-        f"# DEER ablation, verifier tiny-ar: {len(items)} held-out prompts ({args.samples} per task), batch 1, "
-        f"{args.threads} CPU thread(s); speedup over the loop without a drafter at the same temperature\n"
+        f"# DEER ablation, verifier tiny-ar: {len(items)} held-out prompts ({args.samples} per task), "
+        f"batch 1, {args.threads} CPU thread(s); "
+        "speedup over the loop without a drafter at the same temperature\n"
     )
     print(
         "| drafter | τ (T = 0) | TPVF (T = 0) | accept @1 / 2 / 4 / 8 | speedup (T = 0) | identical | "
@@ -294,14 +295,14 @@ def main(argv=None) -> int:
         for label, results, seconds in runs
     ]
     print(
-        f"# Speculative decoding, verifier tiny-ar, greedy: {len(items)} held-out prompts ({args.samples} per task: "
-        f"{', '.join(TASKS)}), batch 1, {args.threads} CPU thread(s)\n"
+        f"# Speculative decoding, verifier tiny-ar, greedy: {len(items)} held-out prompts "
+        f"({args.samples} per task: {', '.join(TASKS)}), batch 1, {args.threads} CPU thread(s)\n"
     )
     print(table(rows, baseline, generate_seconds))
     print(
-        f"\nSpeedup: over plain AR = the faster of transformers' generate ({generate_seconds:.2f} s) and the loop "
-        f"without a drafter ({loop_seconds:.2f} s), summed over the prompts.\n*plain AR: one forward per generated "
-        "token plus one for the EOS, so its TPVF is slightly below 1."
+        f"\nSpeedup: over plain AR = the faster of transformers' generate ({generate_seconds:.2f} s) "
+        f"and the loop without a drafter ({loop_seconds:.2f} s), summed over the prompts.\n"
+        "*plain AR: one forward per generated token plus one for the EOS, so its TPVF is slightly below 1."
     )
     dllm_rows = [r for r in rows if r["config"] != LOOP_AR and not r["config"].startswith("ar:")]
     best = max(dllm_rows, key=lambda r: r["tpvf"]) if dllm_rows else None
@@ -337,8 +338,8 @@ def main(argv=None) -> int:
             f"{tokens / seconds:.0f} |"
         )
         print(
-            f"\nBatch {args.batch} keeps {100 * batched['tpvf'] / best['tpvf']:.0f} % of batch 1's tokens per "
-            f"verifier forward."
+            f"\nBatch {args.batch} keeps {100 * batched['tpvf'] / best['tpvf']:.0f} % of batch 1's "
+            "tokens per verifier forward."
         )
         rows.append({**batched, "config": f"{label} (batch {args.batch})"})
     if args.json:

@@ -111,8 +111,8 @@ def print_table(title: str, rows: dict[str, dict], with_speed: bool) -> None:
         for k in ("steps", "nfe", "tpf", "tps"):
             avg[k] = sum(r[k] for r in rows.values()) / n
         print(
-            f"| **average** | **{_pct(avg['acc'])}** | | {avg['steps']:.1f} | {avg['nfe']:.1f} | {avg['tpf']:.2f} "
-            f"| {avg['tps']:.1f} |"
+            f"| **average** | **{_pct(avg['acc'])}** | | {avg['steps']:.1f} | {avg['nfe']:.1f} "
+            f"| {avg['tpf']:.2f} | {avg['tps']:.1f} |"
         )
     else:
         print(f"| **average** | **{_pct(avg['acc'])}** | |")
@@ -176,7 +176,8 @@ def main(argv=None) -> int:
             print("tiny-ar is not shipped (no dllm/zoo/models/tiny-ar/config.json)")
             return 1
         print(
-            "Decoding: transformers `generate`, greedy, max_new_tokens = the task's max_new_tokens, stop at EOS."
+            "Decoding: transformers `generate`, greedy, max_new_tokens = the task's max_new_tokens, "
+            "stop at EOS."
         )
         model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
         # Not AutoTokenizer: for a folder whose config.json says model_type "qwen2", transformers 5

@@ -421,7 +421,7 @@ def api_generate(
     try:
         result = runner.run(settings, prompt)
     except ValueError as exc:
-        raise gr.Error(str(exc))
+        raise gr.Error(str(exc)) from exc
     return result.to_dict()
 
 
@@ -437,7 +437,8 @@ COLOUR_JS = """
 
 
 def build_app(concurrency: int = 4, max_queue: int = 64) -> gr.Blocks:
-    """The demo as a ``gr.Blocks`` (queued: at most ``concurrency`` generations at a time, ``max_queue`` waiting)."""
+    """The demo as a ``gr.Blocks`` (queued: at most ``concurrency`` generations at a time, ``max_queue``
+    waiting)."""
     defaults = examples.default_examples()
     blocks_kwargs = {} if _CSS_IN_LAUNCH else {"css": render.CSS}
     with gr.Blocks(title="dllm demo", **blocks_kwargs) as app:
@@ -507,7 +508,8 @@ def build_app(concurrency: int = 4, max_queue: int = 64) -> gr.Blocks:
                 )
             with gr.Tab("Speculative", id="speculative"):
                 gr.Markdown(
-                    "A drafter proposes, the autoregressive verifier checks every draft token in one forward. "
+                    "A drafter proposes, the autoregressive verifier checks every draft token "
+                    "in one forward. "
                     "Plain AR decoding runs in the same click for the speedup."
                 )
                 spec = SpeculativeUI(defaults[0].prompt)

@@ -10,7 +10,8 @@ _GUARD = threading.Lock()
 
 
 def shipped(kind: str = "diffusion") -> list[str]:
-    """Names of the shipped models of one kind: ``diffusion`` (dLLMs) or ``causal`` (verifiers, AR drafters)."""
+    """Names of the shipped models of one kind: ``diffusion`` (dLLMs) or ``causal`` (verifiers, AR
+    drafters)."""
     import json
 
     from dllm.models.loading import _CAUSAL_LM_TYPES

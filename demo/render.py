@@ -47,7 +47,8 @@ def text_on(background: str) -> str:
 
 
 def step_colour(step: int, max_step: int) -> str:
-    """Colour of a token committed at 1-based ``step`` of ``max_step`` (first = dark purple, last = yellow)."""
+    """Colour of a token committed at 1-based ``step`` of ``max_step`` (first = dark purple, last =
+    yellow)."""
     if max_step <= 1:
         return _STEP_STOPS[0]
     return _interpolate(_STEP_STOPS, (step - 1) / (max_step - 1))
@@ -160,7 +161,8 @@ def heatmap_html(canvas: Canvas, colour_by: str = "step") -> str:
             f'background:{bg}" title="{html.escape(tip)}"></div>'
         )
     return (
-        f'<div class="dl-heat"><div class="dl-heat-axis">step ↓ {steps} steps · position → {n} positions</div>'
+        '<div class="dl-heat">'
+        f'<div class="dl-heat-axis">step ↓ {steps} steps · position → {n} positions</div>'
         f'<div class="dl-heat-grid" style="grid-template-columns:repeat({n},1fr);'
         f'grid-template-rows:repeat({steps},{height}px)" data-steps="{steps}" data-positions="{n}">'
         f"{''.join(cells)}</div></div>"
@@ -338,7 +340,8 @@ SPECULATIVE_HEADERS = [
 
 CSS = """
 .dl-canvas{line-height:2.1;font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:13px;
-  padding:6px;border:1px solid #e5e7eb;border-radius:8px;background:#fafafa;min-height:3em;word-break:break-all}
+  padding:6px;border:1px solid #e5e7eb;border-radius:8px;background:#fafafa;min-height:3em;
+  word-break:break-all}
 .dl-tok{display:inline-block;white-space:pre;padding:0 3px;margin:1px;border-radius:4px;min-width:.9em;
   text-align:center;line-height:1.5;border:1px solid transparent}
 .dl-mask{background:#e5e7eb;color:#9ca3af;border:1px dashed #9ca3af;font-size:10px}

@@ -2,8 +2,9 @@
 
 Each round the drafter's own KV cache is rolled back to the longest prefix it shares with the
 committed tokens, the uncached tail is fed, then ``k`` tokens are drafted one forward each: the
-argmax when the verifier is greedy (or ``greedy=True``: then a deterministic proposal), else a sample from q = the drafter's distribution under the
-verifier's logits processors (``sequential`` proposals: token i is drawn given tokens < i).
+argmax when the verifier is greedy (or ``greedy=True``: then a deterministic proposal), else a
+sample from q = the drafter's distribution under the verifier's logits processors (``sequential``
+proposals: token i is drawn given tokens < i).
 
 Source: Leviathan et al. 2023 (arXiv 2211.17192), Chen et al. 2023 (arXiv 2302.01318); the same
 loop as ``transformers``' ``generate(assistant_model=...)`` (HF's heuristic length schedule is
@@ -77,7 +78,7 @@ class ARDrafter(Drafter):
         drafts = [[] for _ in requests]
         dists = [[] for _ in requests]
         forwards = [0] * len(requests)
-        for step in range(max(r.k for r in requests)):
+        for _step in range(max(r.k for r in requests)):
             live = [
                 i for i, r in enumerate(requests) if len(drafts[i]) < r.k and not self._stopped(drafts[i])
             ]
@@ -96,7 +97,7 @@ class ARDrafter(Drafter):
                 feeds[i] = [token]
                 forwards[i] += 1
         out = []
-        for i, request in enumerate(requests):
+        for i, _request in enumerate(requests):
             tokens = stop_cut(drafts[i], self.stop_ids)
             q = torch.stack(dists[i][: len(tokens)]) if dists[i] else None
             out.append(

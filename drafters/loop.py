@@ -260,12 +260,14 @@ class _Run:
             for request, proposal in zip(requests, self.drafter.propose(requests)):
                 if len(proposal.tokens) > request.k:
                     raise ValueError(
-                        f"drafter {self.drafter.name!r} proposed {len(proposal.tokens)} tokens for k={request.k}"
+                        f"drafter {self.drafter.name!r} proposed {len(proposal.tokens)} tokens "
+                        f"for k={request.k}"
                     )
                 bad = [t for t in proposal.tokens if not 0 <= t < self.verifier.vocab_size]
                 if bad:
                     raise ValueError(
-                        f"drafter {self.drafter.name!r} proposed ids {bad[:4]} outside the verifier's vocabulary"
+                        f"drafter {self.drafter.name!r} proposed ids {bad[:4]} "
+                        "outside the verifier's vocabulary"
                     )
                 proposals[request.row] = proposal
         return proposals

@@ -44,7 +44,7 @@ class AdaBlockState:
 @register("adablock")
 @dataclass
 class AdaBlockSampler(Sampler):
-    """AdaBlock: end each block at a confidently predicted delimiter in a look-ahead window (else default size)."""
+    """AdaBlock: end each block at a confidently predicted delimiter in a look-ahead window (or default)."""
 
     threshold: float = 0.9
     delimiter_threshold: float | None = None

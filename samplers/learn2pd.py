@@ -113,7 +113,8 @@ def find_filter(model: str | None = None, path: str | Path | None = None) -> Con
             shipped = sorted(zoo.shipped_filters())
             who = f"model {model!r}" if path is None else f"path {str(path)!r}"
             raise FileNotFoundError(
-                f"no Learn2PD filter for {who} (looked in {folder}); shipped filters: {', '.join(shipped) or 'none'}."
+                f"no Learn2PD filter for {who} (looked in {folder}); "
+                f"shipped filters: {', '.join(shipped) or 'none'}."
                 f" Train one with `python -m dllm.zoo.learn2pd_train {model or 'MODEL'}` (writes"
                 f" dllm/zoo/filters/{key if model else 'MODEL'}/) or pass filter_path=FOLDER"
             )

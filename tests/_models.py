@@ -14,9 +14,23 @@ VOCAB, MASK, EOS, PAD = 64, 63, 62, 61
 def random_model(arch: str, seed: int = 0, vocab: int = VOCAB, **overrides) -> DiffusionModel:
     shifted = arch == "dream"
     fields = dict(
-        arch=arch, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2 if shifted else 4, head_dim=8, mlp_hidden=64,
-        vocab_size=vocab, rope_theta=10000.0, rms_eps=1e-5, qkv_bias=shifted, shift_logits=shifted,
-        rope_fp32=not shifted, max_seq_len=256, mask_token_id=MASK, eos_token_ids=[EOS], pad_token_id=PAD,
+        arch=arch,
+        d_model=32,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2 if shifted else 4,
+        head_dim=8,
+        mlp_hidden=64,
+        vocab_size=vocab,
+        rope_theta=10000.0,
+        rms_eps=1e-5,
+        qkv_bias=shifted,
+        shift_logits=shifted,
+        rope_fp32=not shifted,
+        max_seq_len=256,
+        mask_token_id=MASK,
+        eos_token_ids=[EOS],
+        pad_token_id=PAD,
     )
     fields.update(overrides)
     cfg = ModelConfig(**fields)
@@ -26,8 +40,16 @@ def random_model(arch: str, seed: int = 0, vocab: int = VOCAB, **overrides) -> D
         for p in net.parameters():
             if p.dim() > 1:
                 p.normal_(0, 0.3)
-    return DiffusionModel(net=net, config=cfg, tokenizer=None, mask_id=MASK, eos_ids=[EOS], pad_id=PAD, bos_id=None,
-                          name=f"random-{arch}")
+    return DiffusionModel(
+        net=net,
+        config=cfg,
+        tokenizer=None,
+        mask_id=MASK,
+        eos_ids=[EOS],
+        pad_id=PAD,
+        bos_id=None,
+        name=f"random-{arch}",
+    )
 
 
 def load_benchmark(name: str = "caches"):

@@ -5,10 +5,10 @@ imported, so pytest cannot run these in its own process).
 Usage: ``TRITON_INTERPRET=1 python tests/_triton_attention_checks.py [CASE ...]`` (no case =
 all); on a CUDA machine ``DLLM_CHECKS_DEVICE=cuda python tests/_triton_attention_checks.py`` runs the
 same cases with the compiled kernel on the GPU (every tensor is created there; SDPA on the GPU is
-the reference; fp32 matmuls stay IEEE, TF32 off). Prints one JSON object per case on stdout, ``{"case", "ok", "max_abs_err", "seconds",
-"error"}``; ``max_abs_err`` maps each comparison to its max |triton - reference| over the rows
-that see at least one key. Exit status 1 when a case fails. Used by
-``tests/test_triton_attention.py``.
+the reference; fp32 matmuls stay IEEE, TF32 off). Prints one JSON object per case on stdout,
+``{"case", "ok", "max_abs_err", "seconds", "error"}``; ``max_abs_err`` maps each comparison to its
+max |triton - reference| over the rows that see at least one key. Exit status 1 when a case fails.
+Used by ``tests/test_triton_attention.py``.
 """
 
 import json

@@ -28,8 +28,8 @@ EVERY_STEP = {
     "dual": {"refresh_interval": 1},
     "dkv-decode": {"refresh_interval": 1},
     "dkv-greedy": {"refresh_interval": 1},
-    "elastic": {"gamma": 1.5},
-    "block-cache": {"refresh_interval": 1},  # block-diffusion models only: skipped on the others  # drift always detected at layer 0 -> every layer recomputed
+    "elastic": {"gamma": 1.5},  # drift always detected at layer 0 -> every layer recomputed
+    "block-cache": {"refresh_interval": 1},  # block-diffusion models only: skipped on the others
 }
 
 
@@ -256,9 +256,21 @@ def _matrix_models():
     models = [
         ("random-llada", lambda: _with_tokenizer("llada")),
         ("random-dream", lambda: _with_tokenizer("dream")),
-        ("random-fdllm2", lambda: dataclasses.replace(random_model(
-            "fast_dllm_v2", vocab=936, shift_logits=True, qkv_bias=True, rope_fp32=False, n_kv_heads=2, block_size=8),
-            tokenizer=load_tokenizer())),
+        (
+            "random-fdllm2",
+            lambda: dataclasses.replace(
+                random_model(
+                    "fast_dllm_v2",
+                    vocab=936,
+                    shift_logits=True,
+                    qkv_bias=True,
+                    rope_fp32=False,
+                    n_kv_heads=2,
+                    block_size=8,
+                ),
+                tokenizer=load_tokenizer(),
+            ),
+        ),
     ]
     shipped = shipped_models()
     for name in ("tiny-llada", "tiny-dream"):
@@ -436,7 +448,8 @@ def test_cache_benchmark_rejects_an_empty_random_prompt(capsys):
 
 
 def test_cache_benchmark_full_size_random_models_have_the_real_shapes():
-    """random:llada-8b / random:dream-7b (GPU speed runs) are built in their dtype, with 8.0B / 7.6B parameters."""
+    """random:llada-8b / random:dream-7b (GPU speed runs) are built in their dtype, with 8.0B / 7.6B
+    parameters."""
     bench = load_benchmark()
     llada = bench._full_size_model("llada-8b", "meta", torch.bfloat16)
     dream = bench._full_size_model("dream-7b", "meta", torch.bfloat16)

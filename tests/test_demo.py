@@ -371,8 +371,8 @@ def column_values(column, **changes):
 
 def last(handler, *args):
     out = None
-    for out in handler(*args):
-        pass
+    for item in handler(*args):
+        out = item
     return out
 
 

@@ -110,7 +110,8 @@ def test_relative_imports_are_resolved(tmp_path, monkeypatch):
 
 
 def _looked_up(path: Path, owner: str) -> set[str]:
-    """Attributes the file reads on ``owner`` / ``self.owner``, and names it asks ``getattr(plugin, name)``."""
+    """Attributes the file reads on ``owner`` / ``self.owner``, and names it asks
+    ``getattr(plugin, name)``."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Attribute):

@@ -252,7 +252,7 @@ def test_same_seed_gives_each_row_its_output_alone_when_sampling():
         assert alone.ids == row.ids
 
 
-# ---------------------------------------------------------------------------- greedy identity on shipped models
+# ------------------------------------------------------------------------ greedy identity on shipped models
 @pytest.fixture(scope="module")
 def tiny_ar():
     return dllm.load("tiny-ar")

@@ -51,7 +51,9 @@ import dllm, dllm.samplers, dllm.caches, dllm.zoo
 
 venv = Path(sys.prefix).resolve()
 for module in (dllm, dllm.samplers, dllm.caches, dllm.zoo):
-    assert venv in Path(module.__file__).resolve().parents, f"{module.__name__} imported from {module.__file__}"
+    assert venv in Path(module.__file__).resolve().parents, (
+        f"{module.__name__} imported from {module.__file__}"
+    )
 out = {"models": sorted(dllm.zoo.shipped_models()), "filters": sorted(dllm.zoo.shipped_filters()), "runs": {}}
 for name in out["models"]:
     model = dllm.load(name)

@@ -19,8 +19,10 @@ ALL = DIFFUSION + ("tiny-ar",)
 def _folder(name):
     folder = shipped_models().get(name)
     if folder is None:
-        pytest.skip(f"{name} is not shipped yet (no dllm/zoo/models/{name}/config.json); train it with "
-                    f"`python -m dllm.zoo.train {name}`")
+        pytest.skip(
+            f"{name} is not shipped yet (no dllm/zoo/models/{name}/config.json); train it with "
+            f"`python -m dllm.zoo.train {name}`"
+        )
     return folder
 
 
@@ -72,8 +74,12 @@ def test_tiny_llada_uses_native_llada_names():
     assert config["model_type"] == "llada" and "hidden_size" not in config
     with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
         keys = set(f.keys())
-    for key in ("model.transformer.wte.weight", "model.transformer.blocks.0.q_proj.weight",
-                "model.transformer.blocks.0.ff_proj.weight", "model.transformer.ff_out.weight"):
+    for key in (
+        "model.transformer.wte.weight",
+        "model.transformer.blocks.0.q_proj.weight",
+        "model.transformer.blocks.0.ff_proj.weight",
+        "model.transformer.ff_out.weight",
+    ):
         assert key in keys
 
 
@@ -84,7 +90,9 @@ def test_tiny_llada_answers_held_out_prompts():
     model = dllm.load("tiny-llada")
     cases = [(tasks.get("copy"), e) for e in tasks.get("copy").examples("eval", 2, seed=0)]
     cases += [(tasks.get("reverse"), tasks.get("reverse").examples("eval", 1, seed=0)[0])]
-    results = dllm.generate(model, [e.prompt for _, e in cases], sampler="llada", gen_length=48, block_length=48)
+    results = dllm.generate(
+        model, [e.prompt for _, e in cases], sampler="llada", gen_length=48, block_length=48
+    )
     for (task, example), result in zip(cases, results):
         assert task.score(result.text, example) == 1.0, (example.prompt, example.target, result.text)
 
@@ -110,6 +118,7 @@ def test_binding_probe_scores_positional_copying_as_bound(name):
     (and the chance column is the mean of 1/n)."""
     _folder(name)
     from _models import load_benchmark
+
     from dllm.eval import tasks
     from dllm.zoo.train import load_tokenizer
 
@@ -123,7 +132,9 @@ def test_binding_probe_scores_positional_copying_as_bound(name):
     assert probe.chance(examples) == pytest.approx(sum(1 / e.meta["n"] for e in examples) / 6)
 
 
-@pytest.mark.parametrize("task, message", [("cumsum", "not a Waiting Line task"), ("nope", "unknown task 'nope'")])
+@pytest.mark.parametrize(
+    "task, message", [("cumsum", "not a Waiting Line task"), ("nope", "unknown task 'nope'")]
+)
 def test_binding_probe_rejects_tasks_without_names(task, message, capsys):
     from _models import load_benchmark
 
@@ -136,8 +147,19 @@ def test_binding_probe_rejects_tasks_without_names(task, message, capsys):
 def _tiny(kind):
     from dllm.zoo import train
 
-    return replace(train.RECIPES[f"tiny-{kind}"], d_model=32, n_layers=1, n_heads=2, n_kv_heads=2 if kind == "llada" else 1,
-                   mlp_hidden=64, batch_size=8, lr=3e-3, warmup=1, steps=30, init_from=None)
+    return replace(
+        train.RECIPES[f"tiny-{kind}"],
+        d_model=32,
+        n_layers=1,
+        n_heads=2,
+        n_kv_heads=2 if kind == "llada" else 1,
+        mlp_hidden=64,
+        batch_size=8,
+        lr=3e-3,
+        warmup=1,
+        steps=30,
+        init_from=None,
+    )
 
 
 def _fixed_loss(trainer, batch):
@@ -173,7 +195,10 @@ def test_diffusion_batch_layout_matches_generate():
     from dllm.zoo.train import EOS_ID, PAD_ID, layout_diffusion
 
     tokens, positions, valid, in_canvas = layout_diffusion([[1, 10, 11], [1, 12]], [[20, 21], [22]], [4, 3])
-    assert tokens.tolist() == [[1, 10, 11, 20, 21, EOS_ID, EOS_ID], [PAD_ID, 1, 12, 22, EOS_ID, EOS_ID, PAD_ID]]
+    assert tokens.tolist() == [
+        [1, 10, 11, 20, 21, EOS_ID, EOS_ID],
+        [PAD_ID, 1, 12, 22, EOS_ID, EOS_ID, PAD_ID],
+    ]
     assert valid.tolist() == [[True] * 7, [False] + [True] * 5 + [False]]
     assert positions[1, 1:6].tolist() == [0, 1, 2, 3, 4]
     assert in_canvas.tolist() == [[False] * 3 + [True] * 4, [False] * 3 + [True] * 3 + [False]]
@@ -230,7 +255,9 @@ def test_trainer_uses_the_recipe_canvas_modes():
 def test_stage_errors_name_the_problem(capsys, monkeypatch):
     from dllm.zoo import train as train_mod
 
-    monkeypatch.setitem(train_mod.RECIPES, "tiny-dream", replace(train_mod.RECIPES["tiny-dream"], second_stage=None))
+    monkeypatch.setitem(
+        train_mod.RECIPES, "tiny-dream", replace(train_mod.RECIPES["tiny-dream"], second_stage=None)
+    )
     with pytest.raises(SystemExit):
         train_mod.main(["tiny-dream", "--stage", "2"])
     assert "recipe tiny-dream has a single stage" in capsys.readouterr().err

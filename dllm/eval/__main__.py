@@ -1,4 +1,7 @@
-"""``python -m dllm.eval ...``: the ``dllm eval`` commands (usable with ``accelerate launch -m`` / ``torchrun -m``)."""
+"""``python -m dllm.eval ...``: the ``dllm eval`` commands.
+
+Usable with ``accelerate launch -m`` / ``torchrun -m``.
+"""
 
 import sys
 

@@ -270,7 +270,7 @@ def aggregate_runs(records: list[dict]) -> list[dict]:
             }
         )
     _add_speedups(rows)
-    for (model, task), group in _group(rows, lambda r: (r["model"], r["task"])).items():
+    for (_model, _task), group in _group(rows, lambda r: (r["model"], r["task"])).items():
         for row, flag in zip(group, pareto_front([(r["parallelism"], r["quality"]) for r in group])):
             row["pareto"] = flag
     rows.sort(
@@ -380,7 +380,7 @@ def averages(rows: list[dict], task_sets: dict) -> list[dict]:
                     },
                 }
             )
-    for (model, set_name), group in _group(out, lambda r: (r["model"], r["task_set"])).items():
+    for (_model, _set_name), group in _group(out, lambda r: (r["model"], r["task_set"])).items():
         for row, flag in zip(group, pareto_front([(r["parallelism"], r["quality"]) for r in group])):
             row["pareto"] = flag
     out.sort(key=lambda r: (r["model"], r["task_set"], r["family"], r["cache"], r["block"], r["parallelism"]))
@@ -397,7 +397,7 @@ def oracle(records: list[dict], task_sets: dict) -> list[dict]:
         per_task = {}
         for task, trecs in _group(recs, lambda r: r["task"]).items():
             chosen = []
-            for sid, srecs in _group(trecs, lambda r: r["sample_id"]).items():
+            for _sid, srecs in _group(trecs, lambda r: r["sample_id"]).items():
                 chosen.append(min(srecs, key=lambda r: (-float(r["score"]), r["steps"])))
             per_task[task] = {
                 "quality": 100 * mean(float(r["score"]) for r in chosen),

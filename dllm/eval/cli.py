@@ -1,4 +1,5 @@
-"""``dllm eval ...`` (also ``python -m dllm.eval ...``, which ``accelerate launch -m`` / ``torchrun -m`` can run).
+"""``dllm eval ...`` (also ``python -m dllm.eval ...``, which ``accelerate launch -m`` / ``torchrun -m``
+can run).
 
 dllm eval run SPEC.yaml [--out DIR] [--batch-size N] [--max-configs N] [--no-report]
 dllm eval report DIR [--no-plots]

@@ -1,8 +1,10 @@
 """lm-evaluation-harness model ``dllm``: any dllm model x sampler x cache behind lm-eval's ``LM`` API.
 
-    dllm eval lm-eval --model dllm --model_args model=tiny-llada,sampler=fast-dllm,threshold=0.9,gen_length=64 \\
+    dllm eval lm-eval --model dllm \\
+        --model_args model=tiny-llada,sampler=fast-dllm,threshold=0.9,gen_length=64 \\
         --tasks dllm_gsm8k --limit 4
-    lm_eval --model dllm --model_args model=tiny-llada --tasks dllm/eval/lm_eval_tasks/dllm_gsm8k.yaml --limit 4
+    lm_eval --model dllm --model_args model=tiny-llada \\
+        --tasks dllm/eval/lm_eval_tasks/dllm_gsm8k.yaml --limit 4
     accelerate launch --multi_gpu --num_processes 2 -m dllm.eval lm-eval --model dllm ...   # data parallel
 
 Registration: importing this module registers the model. ``dllm eval lm-eval`` (or
@@ -129,8 +131,9 @@ class DLLMEvalLM(LM):
                 config[key] = value
             else:
                 raise ValueError(
-                    f"model_args {key}={raw!r} is not a parameter of sampler {sampler!r} ({sorted(sampler_fields)}),"
-                    f" cache {cache!r} ({sorted(cache_fields)}) or GenerationConfig ({sorted(_CONFIG_FIELDS)})"
+                    f"model_args {key}={raw!r} is not a parameter of sampler {sampler!r} "
+                    f"({sorted(sampler_fields)}), cache {cache!r} ({sorted(cache_fields)}) "
+                    f"or GenerationConfig ({sorted(_CONFIG_FIELDS)})"
                 )
         config.setdefault("gen_length", 128)
         config.setdefault("block_length", min(32, config["gen_length"]))
@@ -218,8 +221,8 @@ class DLLMEvalLM(LM):
     # ---- requests ----------------------------------------------------------------------------------
     def loglikelihood(self, requests):
         raise NotImplementedError(
-            "the dllm lm-eval model does not implement loglikelihood (multiple-choice / perplexity tasks need a"
-            " Monte-Carlo ELBO estimate); run generate_until tasks such as dllm_gsm8k or dllm_humaneval"
+            "the dllm lm-eval model does not implement loglikelihood (multiple-choice / perplexity tasks "
+            "need a Monte-Carlo ELBO estimate); run generate_until tasks such as dllm_gsm8k or dllm_humaneval"
         )
 
     def loglikelihood_rolling(self, requests):

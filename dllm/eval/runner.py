@@ -332,7 +332,8 @@ def unsupported_reason(model, sampler, cache) -> str | None:
     Plugins may define ``unsupported_reason(model) -> str | None`` to declare their own limits.
     """
     if getattr(cache, "needs_kv", False) and not getattr(model, "supports_kv", True):
-        return f"cache {cache.name!r} needs K/V buffers, which model {getattr(model, 'name', '?')!r} does not have"
+        model_name = getattr(model, "name", "?")
+        return f"cache {cache.name!r} needs K/V buffers, which model {model_name!r} does not have"
     for plugin in (sampler, cache):
         hook = getattr(plugin, "unsupported_reason", None)
         if callable(hook):

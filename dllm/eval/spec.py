@@ -256,7 +256,8 @@ def _check_keys(where: str, data: dict, allowed: set) -> None:
 
 
 def plugin_params(kind: str, registry, name: str) -> set[str]:
-    """Parameter names of the plugin registered as ``name``; ValueError listing the known plugins otherwise."""
+    """Parameter names of the plugin registered as ``name``; ValueError listing the known plugins
+    otherwise."""
     described = {row["name"]: row for row in registry.describe()}
     if name not in described:
         raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(sorted(described))}")

@@ -140,7 +140,7 @@ LAST_NAMES: tuple[str, ...] = (
     "Lee",
 )
 
-FULL_NAMES: tuple[str, ...] = tuple(f"{f} {l}" for f in FIRST_NAMES for l in LAST_NAMES)
+FULL_NAMES: tuple[str, ...] = tuple(f"{first} {last}" for first in FIRST_NAMES for last in LAST_NAMES)
 
 LETTERS: tuple[str, ...] = tuple(string.ascii_uppercase)
 
