@@ -90,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     spec.add_argument("--threads", type=int, default=1,
                       help="torch CPU threads (default 1: fastest and steadiest for the tiny models; 0 = torch's default)")
     spec.add_argument("--chat", action="store_true", help="wrap prompts in the tokenizer's chat template")
+    spec.add_argument("--allow-special", action="store_true",
+                      help="let prompt text contain special-token text, read as those tokens; refused by default")
     spec.add_argument("--show-rounds", action="store_true", help="render each round's draft and verdict")
     spec.add_argument("--json", action="store_true", help="machine-readable output")
     spec.add_argument("--no-baseline", action="store_true",
@@ -412,10 +414,13 @@ def _speculate(args) -> int:
     if drafter is not None and not args.no_baseline:
         # plain AR decoding of the same prompts, same config: the speedup's denominator; a two-token
         # speculative call first loads and binds the drafter, so neither timing includes loading
-        baseline = dllm.speculate(verifier, prompts, drafter=None, config=config, chat=args.chat)
+        baseline = dllm.speculate(verifier, prompts, drafter=None, config=config, chat=args.chat,
+                                  allow_special=args.allow_special)
         dllm.speculate(verifier, prompts[:1], drafter=drafter, length=controller, chat=args.chat,
+                       allow_special=args.allow_special,
                        config=dataclasses.replace(config, max_new_tokens=2, trace=False))
-    results = dllm.speculate(verifier, prompts, drafter=drafter, length=controller, config=config, chat=args.chat)
+    results = dllm.speculate(verifier, prompts, drafter=drafter, length=controller, config=config, chat=args.chat,
+                             allow_special=args.allow_special)
     name = drafter.name if drafter is not None else "none"
     length_name = controller.name if controller is not None else None
     comparisons = [None] * len(results) if baseline is None else [

@@ -107,7 +107,9 @@ def _as_batch(prompts) -> list:
     return list(prompts)
 
 
-def encode_prompts(model, prompts, chat: bool = False, allow_special: bool = False) -> list[list[int]]:
+def encode_prompts(
+    model, prompts, chat: bool = False, allow_special: bool = False, *, vocabulary: str = "the vocabulary"
+) -> list[list[int]]:
     """One prompt or a batch (text or token ids) -> checked token id lists, one per prompt.
 
     ``chat=True`` wraps text in the tokenizer's chat template (its own special tokens are fine).
@@ -140,9 +142,9 @@ def encode_prompts(model, prompts, chat: bool = False, allow_special: bool = Fal
                     )
                     raise ValueError(
                         f"{label} contains the text of {kind} {token!r} (id {found[0]}), which would be read as that"
-                        " token, not as text; remove it, or, if you mean the token, encode with"
-                        " dllm.encode_prompts(model, prompts, allow_special=True) and pass the ids"
-                        " (CLI: --allow-special)"
+                        " token, not as text; remove it, or opt in if you mean the token: allow_special=True"
+                        " (dllm.encode_prompts, then pass the ids to dllm.generate; dllm.speculate),"
+                        " --allow-special on the command line"
                     )
             ids = model.encode(prompt, chat=chat)
         elif isinstance(prompt, numbers.Number):
@@ -158,6 +160,6 @@ def encode_prompts(model, prompts, chat: bool = False, allow_special: bool = Fal
         if vocab is not None:
             bad = [t for t in ids if not 0 <= t < vocab]
             if bad:
-                raise ValueError(f"{label}: token ids {bad[:5]} are outside the vocabulary of size {vocab}")
+                raise ValueError(f"{label}: token ids {bad[:5]} are outside {vocabulary} of size {vocab}")
         encoded.append(ids)
     return encoded

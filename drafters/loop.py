@@ -22,6 +22,7 @@ import torch
 
 from dllm.config import check_fields, check_range
 from dllm.metrics import RoundRecord, SpeculativeResult, answer_length
+from dllm.prompts import encode_prompts
 
 from .base import DraftRequest, Sampling, stop_cut
 from .runner import CausalRunner
@@ -96,13 +97,15 @@ def speculate(
     length=None,
     config: SpeculativeConfig | None = None,
     chat: bool = False,
+    allow_special: bool = False,
     **settings,
 ) -> list[SpeculativeResult]:
     """Speculative decoding of one prompt or a batch (text or verifier token ids); one result each.
 
     ``verifier``: a causal LM (name, folder, hub id or ``dllm.load`` result). ``drafter``: a registered
     drafter name, class or instance (None: plain AR decoding). ``length``: a length-controller name or
-    instance (default: the drafter's). ``settings``: ``SpeculativeConfig`` fields.
+    instance (default: the drafter's). ``settings``: ``SpeculativeConfig`` fields. Prompts follow
+    ``dllm.prompts``' rules; ``allow_special=True`` lets text contain special-token text.
     """
     from . import get as get_drafter
     from . import length as length_registry
@@ -110,7 +113,8 @@ def speculate(
     config = SpeculativeConfig(**settings) if config is None else config
     verifier = as_verifier(verifier)
     drafter = None if drafter is None else get_drafter(drafter)
-    prompts = _encode(verifier, prompts, chat)
+    prompts = encode_prompts(verifier, prompts, chat=chat, allow_special=allow_special,
+                             vocabulary="the verifier's vocabulary")
     limit = verifier.max_length
     for ids in prompts:
         if len(ids) + config.max_new_tokens > limit:
@@ -130,32 +134,6 @@ def speculate(
     elif length is not None:
         raise ValueError("a draft-length controller was given without a drafter")
     return _Run(verifier, drafter, controller if drafter else None, config).run(prompts)
-
-
-def _encode(verifier, prompts, chat: bool) -> list[list[int]]:
-    if isinstance(prompts, str) or (
-        isinstance(prompts, (list, tuple)) and prompts and isinstance(prompts[0], int)
-    ):
-        prompts = [prompts]
-    if not prompts:
-        raise ValueError("no prompts given")
-    out = []
-    for prompt in prompts:
-        if isinstance(prompt, str):
-            if not prompt.strip():
-                raise ValueError("empty prompt: a prompt needs some text")
-            ids = verifier.encode(prompt, chat=chat)
-        else:
-            ids = [int(t) for t in prompt]
-        if not ids:
-            raise ValueError("empty prompt: a prompt needs at least one token")
-        bad = [t for t in ids if not 0 <= t < verifier.vocab_size]
-        if bad:
-            raise ValueError(
-                f"prompt token ids {bad[:5]} are outside the verifier's vocabulary of {verifier.vocab_size}"
-            )
-        out.append(ids)
-    return out
 
 
 class _Run:

@@ -112,3 +112,17 @@ def test_models_without_tokenizer_take_ids_only():
     assert encode_prompts(model, [[1, 63]]) == [[1, 63]]
     with pytest.raises(ValueError, match="loaded without a tokenizer"):
         encode_prompts(model, "text")
+
+
+def test_speculate_follows_the_same_rules():
+    verifier = dllm.load("tiny-ar")
+    with pytest.raises(ValueError, match=r"the prompt contains the text of the special token '<\|mask\|>'"):
+        dllm.speculate(verifier, "copy: Ava <|mask|>\n", max_new_tokens=2)
+    with pytest.raises(TypeError, match=r"prompts are bytes"):
+        dllm.speculate(verifier, b"copy: Ava\n", max_new_tokens=2)
+    with pytest.raises(ValueError, match=r"empty prompt: prompt 1 \(of 2\) is only whitespace"):
+        dllm.speculate(verifier, ["copy: Ava\n", "  "], max_new_tokens=2)
+    with pytest.raises(ValueError, match=r"token ids \[100000\] are outside the verifier's vocabulary of size"):
+        dllm.speculate(verifier, [[1, 100000]], max_new_tokens=2)
+    [result] = dllm.speculate(verifier, "copy: Ava <|mask|>\n", max_new_tokens=2, allow_special=True)
+    assert result.gen_tokens <= 2
