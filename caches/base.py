@@ -129,7 +129,8 @@ class IncrementalState:
 
 class IncrementalCache(Cache):
     """Base of the policies that reuse K/V: subclasses define ``columns`` and optionally
-    ``schedule`` (rows due for a full refresh) and ``hook`` (per-layer callbacks)."""
+    ``schedule`` (rows due for a full refresh), ``horizon`` (what a full refresh covers) and
+    ``hook`` (per-layer callbacks)."""
 
     needs_kv = True
 
@@ -155,6 +156,11 @@ class IncrementalCache(Cache):
     def hook(self, state: DecodeState, own: IncrementalState, full: torch.Tensor, query):
         return None
 
+    def horizon(self, state: DecodeState) -> torch.Tensor | None:
+        """``[B, L]`` the columns a full refresh recomputes (None: every column). A block-causal
+        model's current block never sees the blocks after it, so a policy for it may leave them out."""
+        return None
+
     def plan(self, state, logit_cols):
         own = state.cache_state
         if own is None or own.tokens.shape != state.tokens.shape:
@@ -163,10 +169,12 @@ class IncrementalCache(Cache):
         edited = ((state.tokens != own.tokens) & ~own.committed).any(1)
         full = (own.refresh | edited | self.schedule(state, own)) & state.active
         need = self.columns(state, own) & state.valid & state.active[:, None]
-        if (full | ~state.active).all():
+        horizon = self.horizon(state)
+        if horizon is None and (full | ~state.active).all():
             query = None
         else:
-            need = need | full[:, None] | logit_sources(state, logit_cols)
+            refresh = full[:, None] if horizon is None else full[:, None] & horizon
+            need = need | refresh | logit_sources(state, logit_cols)
             query = mask_to_query(need)
         plan = StepPlan(query=query, use_kv=True, hook=self.hook(state, own, full, query))
         own.tokens = state.tokens.clone()

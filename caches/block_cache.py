@@ -20,7 +20,7 @@ and "overwrite" is the model's column scatter; rows of a batch keep their own bl
 count from each row's first real token, so ragged prompts decode as they would alone). The
 rows a sampler's logits need (column ``j`` is predicted from row ``j - 1``) are recomputed too,
 so samplers that look outside the block work (their far-away logits are approximate, as with every
-cache). The AR step recomputes only the finished block (the reference's extra "block complete"
+cache). A full refresh (start, canvas edits) covers the blocks up to the current one only. The AR step recomputes only the finished block (the reference's extra "block complete"
 forward, merged with the next block's first decision). ``refresh_interval`` adds full refreshes
 inside a sub-block (1 = every step, identical to no cache).
 """
@@ -71,6 +71,13 @@ class BlockCache(IncrementalCache):
         if self.refresh_interval is None:
             return torch.zeros_like(own.refresh)
         return block_schedule(state, self.refresh_interval)
+
+    def horizon(self, state):
+        """A full refresh covers the prompt and the blocks up to the current one: the later (masked)
+        blocks are invisible to it, as the reference never forwards them."""
+        pos = state.positions
+        start = state.block_start.clamp(max=state.width - 1)[:, None]
+        return (pos // state.model.config.block_size) <= (pos.gather(1, start) // state.model.config.block_size)
 
     def columns(self, state, own):
         bd = state.model.config.block_size
