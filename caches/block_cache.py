@@ -4,8 +4,9 @@ Idea: a block-diffusion model (block-causal attention, ``bd_size`` blocks over p
 changes the K/V of a finished block, so those form an append-only, AR-style prefix cache: each
 finished block is recomputed once, with its final tokens, by the forward that decodes the next
 block's first token (the AR step), and never again. Inside the current block a second,
-block-local level: at the first step of every sub-block the whole block is recomputed (its
-K/V become the block cache), and the other steps of that sub-block recompute only the sub-block,
+block-local level: at the first step of every sub-block (and while its first token is still
+masked) the whole block is recomputed (its K/V become the block cache), and the other steps of
+that sub-block recompute only the sub-block,
 overwriting its rows of the block cache in place, while the block's other sub-blocks (the
 decoded ones and the still-masked ones after it) are read from the cache.
 
@@ -20,7 +21,8 @@ and "overwrite" is the model's column scatter; rows of a batch keep their own bl
 count from each row's first real token, so ragged prompts decode as they would alone). The
 rows a sampler's logits need (column ``j`` is predicted from row ``j - 1``) are recomputed too,
 so samplers that look outside the block work (their far-away logits are approximate, as with every
-cache). A full refresh (start, canvas edits) covers the blocks up to the current one only. The AR step recomputes only the finished block (the reference's extra "block complete"
+cache). A full refresh (start, canvas edits) covers the blocks up to the current one only.
+The AR step recomputes only the finished block (the reference's extra "block complete"
 forward, merged with the next block's first decision). ``refresh_interval`` adds full refreshes
 inside a sub-block (1 = every step, identical to no cache).
 """
@@ -43,7 +45,7 @@ class BlockCacheState(IncrementalState):
 @register("block-cache")
 @dataclass
 class BlockCache(IncrementalCache):
-    """Fast-dLLM v2 hierarchical cache: finished blocks frozen (append-only), sub-block overwrite inside the block."""
+    """Fast-dLLM v2 hierarchical cache: finished blocks frozen (append-only), sub-blocks overwritten."""
 
     refresh_interval: int | None = None
 
@@ -52,9 +54,11 @@ class BlockCache(IncrementalCache):
 
     def unsupported_reason(self, model) -> str | None:
         if getattr(getattr(model, "config", None), "block_size", None) is None:
-            return (f"block-cache needs a block-diffusion model (bd_size in config.json, e.g. Fast-dLLM v2);"
-                    f" {getattr(model, 'name', 'this model')} has bidirectional attention over the whole canvas:"
-                    " use the prefix or dual cache")
+            return (
+                f"block-cache needs a block-diffusion model (bd_size in config.json, e.g. Fast-dLLM v2);"
+                f" {getattr(model, 'name', 'this model')} has bidirectional attention over the whole canvas:"
+                " use the prefix or dual cache"
+            )
         return None
 
     def begin(self, state):
@@ -77,7 +81,9 @@ class BlockCache(IncrementalCache):
         blocks are invisible to it, as the reference never forwards them."""
         pos = state.positions
         start = state.block_start.clamp(max=state.width - 1)[:, None]
-        return (pos // state.model.config.block_size) <= (pos.gather(1, start) // state.model.config.block_size)
+        return (pos // state.model.config.block_size) <= (
+            pos.gather(1, start) // state.model.config.block_size
+        )
 
     def columns(self, state, own):
         bd = state.model.config.block_size
@@ -91,7 +97,9 @@ class BlockCache(IncrementalCache):
         need = (block < current) & (block >= own.final_blocks[:, None])
         ar_step = (start_pos % bd) == 0
         sub = state.config.sub_block_length or bd
-        sub_start = start - (start_pos % bd) % sub  # the sub-block's first column (the reference's replace_position)
+        sub_start = (
+            start - (start_pos % bd) % sub
+        )  # the sub-block's first column (the reference's replace_position)
         in_block = block == current
         # the whole block at a sub-block's first step, and while the sub-block's first token is still masked
         # (the reference's ``block_past_key_values is None or x_t[sub-block start] == mask``)

@@ -1,5 +1,6 @@
 """Block-diffusion models (Fast-dLLM v2 layout): parity with the reference modeling code, loading errors,
-the training layout, the block-cache policy and the shipped tiny-fdllm2 (fixtures: fixtures/parity/README.md)."""
+the training layout, the block-cache policy and the shipped tiny-fdllm2 (fixtures: fixtures/parity/README.md).
+"""
 
 import json
 import shutil
@@ -34,7 +35,13 @@ def test_fixture_config_is_read_as_block_diffusion(ref):
     model, _ = ref
     cfg = model.config
     assert (cfg.arch, cfg.block_size, model.mask_id, model.shift, cfg.n_kv_heads, cfg.qkv_bias) == (
-        "fast_dllm_v2", 8, 250, 1, 2, True)
+        "fast_dllm_v2",
+        8,
+        250,
+        1,
+        2,
+        True,
+    )
 
 
 def test_multi_block_prefill_matches_reference(ref):
@@ -48,7 +55,11 @@ def test_multi_block_prefill_matches_reference(ref):
 def test_block_cache_path_matches_reference(ref):
     """Prefix cache (16 prompt tokens), one block forward over it, then a sub-block overwrite in place."""
     model, expected = ref
-    prompt, block, sub = expected["cache_prompt_ids"], expected["cache_block_ids"], expected["cache_subblock_ids"]
+    prompt, block, sub = (
+        expected["cache_prompt_ids"],
+        expected["cache_block_ids"],
+        expected["cache_subblock_ids"],
+    )
     kv = KVStore.empty(model.config, 2, 24, torch.float32, "cpu")
     targets = (torch.arange(16, 24) + 1).clamp(max=23).expand(2, -1)
     with torch.no_grad():
@@ -60,8 +71,12 @@ def test_block_cache_path_matches_reference(ref):
     assert (kv.k[1][:, :, 16:] - expected["block_k_layer1"]).abs().max().item() < TOL
     query = torch.arange(20, 24).expand(2, -1)
     with torch.no_grad():
-        sub_logits = model.net(torch.cat([prompt, sub], 1), kv=kv, query=query,
-                               logits_for=torch.tensor([21, 22, 23]).expand(2, -1))
+        sub_logits = model.net(
+            torch.cat([prompt, sub], 1),
+            kv=kv,
+            query=query,
+            logits_for=torch.tensor([21, 22, 23]).expand(2, -1),
+        )
     assert (sub_logits - expected["subblock_logits"][:, :3]).abs().max().item() < TOL
     assert (kv.k[1][:, :, 16:] - expected["subblock_k_layer1"]).abs().max().item() < TOL
 
@@ -73,7 +88,9 @@ def test_block_as_large_as_the_canvas_is_plain_masked_diffusion(ref):
     ids = expected["prefill_input_ids"]
     big = Transformer(model.config.__class__(**{**model.config.to_dict(), "block_size": 64}))
     big.load_state_dict(model.net.state_dict())
-    dream = Transformer(model.config.__class__(**{**model.config.to_dict(), "arch": "dream", "block_size": None}))
+    dream = Transformer(
+        model.config.__class__(**{**model.config.to_dict(), "arch": "dream", "block_size": None})
+    )
     dream.load_state_dict(model.net.state_dict())
     with torch.no_grad():
         assert torch.allclose(big(ids), dream(ids), atol=1e-6)
@@ -84,7 +101,11 @@ def test_native_round_trip_keeps_bd_size(ref, tmp_path):
     model, expected = ref
     dllm.models.loading.save_pretrained(model.net, tmp_path / "m")
     raw = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert (raw["model_type"], raw["bd_size"], raw["architectures"]) == ("Fast_dLLM_Qwen", 8, ["Fast_dLLM_QwenForCausalLM"])
+    assert (raw["model_type"], raw["bd_size"], raw["architectures"]) == (
+        "Fast_dLLM_Qwen",
+        8,
+        ["Fast_dLLM_QwenForCausalLM"],
+    )
     again = dllm.load(tmp_path / "m", tokenizer=False)
     ids = expected["prefill_input_ids"]
     assert torch.equal(_unshifted(again, ids), _unshifted(model, ids))
@@ -138,8 +159,16 @@ def test_mask_token_added_to_the_tokenizer_is_found(ref, tmp_path):
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir()))
     tok.mask_token = None
     tok.add_special_tokens({"additional_special_tokens": ["|<MASK>|"]})
-    cfg = model.config.__class__(**{**model.config.to_dict(), "vocab_size": len(tok), "mask_token_id": None,
-                                    "eos_token_ids": [tok.eos_token_id], "pad_token_id": 0, "bos_token_id": 1})
+    cfg = model.config.__class__(
+        **{
+            **model.config.to_dict(),
+            "vocab_size": len(tok),
+            "mask_token_id": None,
+            "eos_token_ids": [tok.eos_token_id],
+            "pad_token_id": 0,
+            "bos_token_id": 1,
+        }
+    )
     torch.manual_seed(0)
     save_pretrained(Transformer(cfg), tmp_path / "m", tokenizer=tok)
     assert json.loads((tmp_path / "m" / "config.json").read_text()).get("mask_token_id") is None
@@ -161,8 +190,13 @@ def test_training_layout_halves_match_inference_forwards(ref):
     valid = torch.ones_like(x0, dtype=torch.bool)
     pos = torch.arange(16).expand(2, -1)
     with torch.no_grad():
-        both = model.net(torch.cat([xt, x0], 1), torch.cat([pos, pos], 1), torch.cat([valid, valid], 1),
-                         logits_for=torch.arange(32).expand(2, -1) + 1 - 1, attn_mask=training_mask(valid, bd))
+        both = model.net(
+            torch.cat([xt, x0], 1),
+            torch.cat([pos, pos], 1),
+            torch.cat([valid, valid], 1),
+            logits_for=torch.arange(32).expand(2, -1) + 1 - 1,
+            attn_mask=training_mask(valid, bd),
+        )
         clean = model.net(x0)
         assert torch.allclose(both[:, 17:], clean[:, 1:], atol=1e-5)  # shifted logits of the x_0 half
         mixed = torch.cat([x0[:, :8], xt[:, 8:16]], 1)  # block 1 noisy, block 0 clean
@@ -183,8 +217,9 @@ def test_generate_matches_reference_generate(ref, prompt_len, cache, key):
     model, expected = ref
     prompt = expected[f"gen{prompt_len}_prompt"][0].tolist()
     want = expected[f"gen{prompt_len}_{key}"][0].tolist()[prompt_len:]
-    [out] = dllm.generate(model, [prompt], sampler=_threshold(), cache=cache, gen_length=32, block_length=8,
-                          sub_block_length=4)
+    [out] = dllm.generate(
+        model, [prompt], sampler=_threshold(), cache=cache, gen_length=32, block_length=8, sub_block_length=4
+    )
     assert out.canvas[: len(want)] == want
 
 
@@ -213,7 +248,9 @@ def test_block_cache_refreshed_every_step_is_no_cache(ref):
     prompts = _cleaned(_ragged(expected))
     kwargs = dict(sampler=_threshold(), gen_length=24, block_length=8, sub_block_length=4)
     plain = dllm.generate(model, prompts, cache="none", **kwargs)
-    refreshed = dllm.generate(model, prompts, cache=dllm.caches.get("block-cache", refresh_interval=1), **kwargs)
+    refreshed = dllm.generate(
+        model, prompts, cache=dllm.caches.get("block-cache", refresh_interval=1), **kwargs
+    )
     assert [r.canvas for r in plain] == [r.canvas for r in refreshed]
     assert [r.nfe for r in plain] == [r.nfe for r in refreshed]
 
@@ -231,8 +268,15 @@ def test_block_cache_recomputes_fewer_columns(ref):
 
     model.net.forward = spy
     try:
-        dllm.generate(model, [_cleaned(_ragged(expected))[1]], sampler=_threshold(), cache="block-cache",
-                      gen_length=32, block_length=8, sub_block_length=4)
+        dllm.generate(
+            model,
+            [_cleaned(_ragged(expected))[1]],
+            sampler=_threshold(),
+            cache="block-cache",
+            gen_length=32,
+            block_length=8,
+            sub_block_length=4,
+        )
     finally:
         del model.net.forward
     assert seen[0] == 16 + 8 and max(seen[1:]) <= 9 and min(seen[1:]) <= 5, seen
@@ -248,10 +292,19 @@ def test_one_block_over_everything_decodes_like_plain_masked_diffusion(ref):
     for arch, bd, gen, block, sub in (("fast_dllm_v2", 64, 64, 64, 16), ("dream", None, 48, 16, None)):
         net = Transformer(model.config.__class__(**{**cfg, "arch": arch, "block_size": bd}))
         net.load_state_dict(model.net.state_dict())
-        other = dllm.models.loading.DiffusionModel(net=net.eval(), config=net.cfg, tokenizer=None, mask_id=250,
-                                                   eos_ids=[251], pad_id=251, bos_id=249, name=arch)
-        [out] = dllm.generate(other, [prompt], sampler=_threshold(), gen_length=gen, block_length=block,
-                              sub_block_length=sub)
+        other = dllm.models.loading.DiffusionModel(
+            net=net.eval(),
+            config=net.cfg,
+            tokenizer=None,
+            mask_id=250,
+            eos_ids=[251],
+            pad_id=251,
+            bos_id=249,
+            name=arch,
+        )
+        [out] = dllm.generate(
+            other, [prompt], sampler=_threshold(), gen_length=gen, block_length=block, sub_block_length=sub
+        )
         outs.append(out.canvas[:48])
     assert outs[0] == outs[1]
 
@@ -267,7 +320,8 @@ def test_blocks_follow_positions_with_an_ar_step(ref):
         ends.append((state.block_start.tolist(), state.block_end.tolist()))
         state.block_start = state.block_end
         state.block_end = canvas.block_end(state, state.block_start)
-    # row 0 (P = 13, left-padded by 3: column = position + 3): positions [13,16), AR 16, [17,20), [20,24), AR 24, ...
+    # row 0 (P = 13, left-padded by 3: column = position + 3):
+    # positions [13,16), AR 16, [17,20), [20,24), AR 24, ...
     assert [(s[0], e[0]) for s, e in ends] == [(16, 19), (19, 20), (20, 23), (23, 27), (27, 28), (28, 31)]
     # row 1 (P = 16): the AR step comes first
     assert [(s[1], e[1]) for s, e in ends] == [(16, 17), (17, 20), (20, 24), (24, 25), (25, 28), (28, 32)]
@@ -302,9 +356,22 @@ def test_tiny_fdllm2_loads_offline_in_the_fast_dllm_v2_layout(monkeypatch):
     model = _tiny()
     raw = json.loads((model.path / "config.json").read_text())
     assert (raw["model_type"], raw["bd_size"]) == ("Fast_dLLM_Qwen", 32)
-    assert (model.config.arch, model.config.block_size, model.shift, model.mask_id) == ("fast_dllm_v2", 32, 1, 3)
-    [out] = dllm.generate(model, "copy: Nora Diaz, Oscar Cook, Noah Clark\n", sampler=_threshold(), cache="block-cache",
-                          gen_length=64, block_length=32, sub_block_length=8, stop_at_eos=True)
+    assert (model.config.arch, model.config.block_size, model.shift, model.mask_id) == (
+        "fast_dllm_v2",
+        32,
+        1,
+        3,
+    )
+    [out] = dllm.generate(
+        model,
+        "copy: Nora Diaz, Oscar Cook, Noah Clark\n",
+        sampler=_threshold(),
+        cache="block-cache",
+        gen_length=64,
+        block_length=32,
+        sub_block_length=8,
+        stop_at_eos=True,
+    )
     assert out.text == "Nora Diaz, Oscar Cook, Noah Clark"
 
 
@@ -331,6 +398,21 @@ def test_cli_generates_with_the_block_cache(capsys):
     _tiny()
     from dllm.cli import main
 
-    assert main(["generate", "tiny-fdllm2", "copy: Nora Diaz, Oscar Cook\n", "--sampler", "fast-dllm",
-                 "--cache", "block-cache", "--sub-block-length", "8", "--stop-at-eos"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "tiny-fdllm2",
+                "copy: Nora Diaz, Oscar Cook\n",
+                "--sampler",
+                "fast-dllm",
+                "--cache",
+                "block-cache",
+                "--sub-block-length",
+                "8",
+                "--stop-at-eos",
+            ]
+        )
+        == 0
+    )
     assert "output Nora Diaz, Oscar Cook" in capsys.readouterr().out

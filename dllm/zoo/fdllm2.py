@@ -1,4 +1,4 @@
-"""Training recipe of ``tiny-fdllm2``: ``tiny-ar`` adapted into a block-diffusion LM with Fast-dLLM v2's recipe.
+"""Training recipe of ``tiny-fdllm2``: ``tiny-ar`` adapted into a block-diffusion LM (Fast-dLLM v2 recipe).
 
 ``python -m dllm.zoo.fdllm2 [--steps N] [--out DIR] [--threads 1]``
 
@@ -44,17 +44,35 @@ from dllm.zoo import train as zoo_train
 from dllm.zoo.train import BOS_ID, EOS_ID, MASK_ID, PAD_ID
 
 NAME = "tiny-fdllm2"
-BD_SIZE = 32          # Fast-dLLM v2's bd_size
-SUB_BLOCK = 8         # its small_block_size (decoding default)
+BD_SIZE = 32  # Fast-dLLM v2's bd_size
+SUB_BLOCK = 8  # its small_block_size (decoding default)
 NOISE_EPS = 1e-3
 EXTRA_EOS_BLOCK = 0.15  # probability of one more all-EOS block after the answer's block
 
 RECIPE = zoo_train.Recipe(
-    NAME, "dream", n_kv_heads=3, qkv_bias=True, steps=1500, batch_size=24, lr=5e-4, warmup=50,
-    eval_every=500, init_from="tiny-ar", seed=0,
+    NAME,
+    "dream",
+    n_kv_heads=3,
+    qkv_bias=True,
+    steps=1500,
+    batch_size=24,
+    lr=5e-4,
+    warmup=50,
+    eval_every=500,
+    init_from="tiny-ar",
+    seed=0,
 )
-EVAL_TASKS = ("copy", "reverse", "insert_index", "remove_index", "replace_index", "sort", "sudoku", "cumsum",
-              "math_op")
+EVAL_TASKS = (
+    "copy",
+    "reverse",
+    "insert_index",
+    "remove_index",
+    "replace_index",
+    "sort",
+    "sudoku",
+    "cumsum",
+    "math_op",
+)
 
 
 def model_config(recipe=RECIPE, bd_size: int = BD_SIZE):
@@ -89,7 +107,7 @@ def layout(prompts, targets, bd_size: int, rng: random.Random):
     for i, (r, s) in enumerate(zip(rows, starts)):
         tokens[i, : len(r)] = torch.tensor(r)
         valid[i, : len(r)] = True
-        response[i, s: len(r)] = True
+        response[i, s : len(r)] = True
     return tokens, valid, response
 
 
@@ -128,8 +146,11 @@ def block_diffusion_loss(net: Transformer, tokens, valid, response, generator, b
     length = tokens.shape[1]
     positions = torch.arange(length).expand(clean.shape[0], -1)
     logits = net(
-        torch.cat([x_t, clean], dim=1), torch.cat([positions, positions], dim=1), torch.cat([valid2, valid2], dim=1),
-        logits_for=positions, attn_mask=training_mask(valid2, bd_size),
+        torch.cat([x_t, clean], dim=1),
+        torch.cat([positions, positions], dim=1),
+        torch.cat([valid2, valid2], dim=1),
+        logits_for=positions,
+        attn_mask=training_mask(valid2, bd_size),
     )
     ce = F.cross_entropy(logits[noise].float(), clean[noise])
     return ce, {"masked": int(noise.sum())}
@@ -137,8 +158,9 @@ def block_diffusion_loss(net: Transformer, tokens, valid, response, generator, b
 
 # ----------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def block_decode(net: Transformer, prompt: list[int], gen_length: int, sub_block: int = SUB_BLOCK,
-                 threshold: float = 0.9) -> tuple[list[int], int]:
+def block_decode(
+    net: Transformer, prompt: list[int], gen_length: int, sub_block: int = SUB_BLOCK, threshold: float = 0.9
+) -> tuple[list[int], int]:
     """Fast-dLLM v2 decoding without caches (batch 1), for the trainer's held-out checks: blocks
     aligned to ``bd_size`` over positions, sub-blocks left to right, every masked token of the
     sub-block above ``threshold`` plus the arg-max committed per forward; stop after the block
@@ -164,9 +186,9 @@ def block_decode(net: Transformer, prompt: list[int], gen_length: int, sub_block
                 take &= open_
                 x[0, s:e] = torch.where(take, pred, x[0, s:e])
         ids = x[0].tolist()
-        if EOS_ID in ids[len(prompt):]:
+        if EOS_ID in ids[len(prompt) :]:
             break
-    answer = ids[len(prompt):]
+    answer = ids[len(prompt) :]
     return (answer[: answer.index(EOS_ID)] if EOS_ID in answer else answer), forwards
 
 
@@ -190,7 +212,9 @@ def quick_eval(net: Transformer, tokenizer, n: int = 16, tasks=EVAL_TASKS) -> di
 
 
 # ----------------------------------------------------------------------------------- training
-def train(recipe=RECIPE, out: Path | None = None, threads: int = 1, bd_size: int = BD_SIZE, log=print) -> dict:
+def train(
+    recipe=RECIPE, out: Path | None = None, threads: int = 1, bd_size: int = BD_SIZE, log=print
+) -> dict:
     torch.set_num_threads(threads)
     start = time.time()
     torch.manual_seed(recipe.seed)
@@ -200,15 +224,18 @@ def train(recipe=RECIPE, out: Path | None = None, threads: int = 1, bd_size: int
     generator = torch.Generator().manual_seed(recipe.seed + 2)
     net = build(recipe, bd_size).train()
     optimizer = zoo_train.make_optimizer(net.parameters(), recipe)
-    log(f"[{recipe.name}] {sum(p.numel() for p in net.parameters()):,} parameters; bd_size {bd_size}; {threads} threads;"
-        f" recipe {json.dumps({k: v for k, v in vars(recipe).items() if k != 'task_weights'})}")
+    log(
+        f"[{recipe.name}] {sum(p.numel() for p in net.parameters()):,} parameters; bd_size {bd_size};"
+        f" {threads} threads;"
+        f" recipe {json.dumps({k: v for k, v in vars(recipe).items() if k != 'task_weights'})}"
+    )
     history, running, queue = [], [], []
     for step in range(recipe.steps):
         if not queue:  # length-sorted pools, as in dllm.zoo.train
             examples = stream.draw(recipe.batch_size * zoo_train.POOL)
             prompts, targets = zoo_train.encode_batch(tokenizer, examples)
             rows = sorted(zip(prompts, targets), key=lambda r: len(r[0]) + len(r[1]))
-            queue = [rows[i: i + recipe.batch_size] for i in range(0, len(rows), recipe.batch_size)]
+            queue = [rows[i : i + recipe.batch_size] for i in range(0, len(rows), recipe.batch_size)]
             rng.shuffle(queue)
         batch = queue.pop()
         tokens, valid, response = layout([r[0] for r in batch], [r[1] for r in batch], bd_size, rng)
@@ -224,13 +251,19 @@ def train(recipe=RECIPE, out: Path | None = None, threads: int = 1, bd_size: int
         if done % recipe.log_every == 0 or done == recipe.steps:
             mean = sum(running) / len(running)
             running = []
-            log(f"[{recipe.name}] step {done}/{recipe.steps} loss {mean:.4f} lr {zoo_train.lr_at(step, recipe):.2e} "
-                f"elapsed {time.time() - start:.0f}s")
+            log(
+                f"[{recipe.name}] step {done}/{recipe.steps} loss {mean:.4f}"
+                f" lr {zoo_train.lr_at(step, recipe):.2e} "
+                f"elapsed {time.time() - start:.0f}s"
+            )
             history.append({"step": done, "loss": round(mean, 5)})
         if recipe.eval_every and (done % recipe.eval_every == 0 or done == recipe.steps):
             scores = quick_eval(net, tokenizer)
-            log(f"[{recipe.name}] step {done} held-out acc {sum(scores.values()) / len(scores):.3f} "
-                + " ".join(f"{k}={v:.2f}" for k, v in scores.items()) + f" elapsed {time.time() - start:.0f}s")
+            log(
+                f"[{recipe.name}] step {done} held-out acc {sum(scores.values()) / len(scores):.3f} "
+                + " ".join(f"{k}={v:.2f}" for k, v in scores.items())
+                + f" elapsed {time.time() - start:.0f}s"
+            )
             if out is not None and done < recipe.steps:
                 zoo_train.save_diffusion(net, zoo_train.partial_folder(out))
     seconds = time.time() - start
@@ -252,7 +285,11 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: dllm/zoo/models/tiny-fdllm2")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    changes = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "eval_every") if getattr(args, k) is not None}
+    changes = {
+        k: getattr(args, k)
+        for k in ("steps", "batch_size", "lr", "eval_every")
+        if getattr(args, k) is not None
+    }
     recipe = replace(RECIPE, **changes)
     out = args.out if args.out is not None else MODELS_DIR / NAME
     train(recipe, out, threads=args.threads, bd_size=args.bd_size, log=lambda m: print(m, flush=True))
