@@ -17,8 +17,8 @@ from typing import Callable
 
 import torch
 
-from dllm import canvas
 from dllm import caches as cache_registry
+from dllm import canvas
 from dllm import logits as logit_lib
 from dllm import samplers as sampler_registry
 from dllm.config import GenerationConfig
@@ -26,7 +26,7 @@ from dllm.metrics import GenerationResult, StepRecord, answer_length
 from dllm.models.transformer import KVStore
 from dllm.prompts import encode_prompts
 from dllm.selection import best_candidate
-from dllm.state import Decision, DecodeState, StepView
+from dllm.state import Decision, DecodeState, StepView, take_rows
 
 
 @dataclasses.dataclass
@@ -36,6 +36,7 @@ class StepEvent:
     step: int
     state: DecodeState
     committed: torch.Tensor  # [B, L] columns committed at this step
+    rows: list[int]  # the prompt index of each row of ``state`` (finished rows leave the batch)
 
 
 class Loop:
@@ -47,11 +48,15 @@ class Loop:
         self.kv = None
         self.traces: list[list[StepRecord]] = []
         self.rules: list = []
+        self.rows: list[int] = []  # prompt index of each row still in the batch
+        self.finished: dict[int, GenerationResult] = {}
+        self.row_forwards = 0  # rows the model computed, summed over forwards (metrics.py)
 
     def run(self, prompts: list[list[int]]) -> list[GenerationResult]:
         start_time = time.perf_counter()
         state = canvas.new_state(self.model, prompts, self.cfg)
         self.traces = [[] for _ in range(state.batch)]
+        self.rows = list(range(state.batch))
         self.rules = logit_lib.logit_rules(self.cfg, state)
         self.restart_cache(state)
         state.sampler_state = self.sampler.init_state(state)
@@ -60,13 +65,19 @@ class Loop:
             canvas.set_lengths(state, lengths)
             self.restart_cache(state)
         self.advance(state)
+        self.retire(state)
         guard = 4 * state.limit * state.batch + 16
         while state.active.any():
             guard -= 1
             if guard < 0:
                 raise RuntimeError(f"sampler {self.sampler.name!r} made no progress; decoding aborted")
             self.step(state)
-        return _results(self.model, state, self.traces, time.perf_counter() - start_time)
+            self.retire(state)
+        seconds = time.perf_counter() - start_time
+        results = [self.finished[row] for row in range(len(prompts))]
+        for result in results:
+            result.seconds, result.batch_row_forwards = seconds, self.row_forwards
+        return results
 
     def step(self, state: DecodeState) -> None:
         view = self.look(state, *self.sampler.logit_region(state))
@@ -76,7 +87,24 @@ class Loop:
         self.sampler.observe(view, decision)
         self.advance(state)
         if self.callback is not None:
-            self.callback(StepEvent(step=int(state.steps.max()), state=state, committed=committed))
+            self.callback(StepEvent(int(state.steps.max()), state, committed, list(self.rows)))
+
+    def retire(self, state: DecodeState) -> None:
+        """Finished rows leave the batch: their results are kept and no later forward computes them.
+
+        Under classifier-free guidance they stay (computed, ignored): their unconditional twins
+        share the batch's K/V layout."""
+        for row in (~state.active).nonzero()[:, 0].tolist():
+            if self.rows[row] not in self.finished:
+                self.finished[self.rows[row]] = _result(self.model, state, row, self.traces[row])
+        keep = state.active.nonzero()[:, 0]
+        if len(keep) in (0, state.batch) or self.cfg.cfg_scale > 0:
+            return
+        batch = state.batch
+        take_rows(state, keep, batch)
+        self.kv = take_rows(self.kv, keep, batch)
+        self.rows = [self.rows[i] for i in keep.tolist()]
+        self.traces = [self.traces[i] for i in keep.tolist()]
 
     def look(self, state: DecodeState, start: torch.Tensor, end: torch.Tensor) -> StepView:
         """One forward over the columns ``[start, end)`` of each row, as the sampler sees it."""
@@ -85,8 +113,15 @@ class Loop:
         pred = logit_lib.propose(logits, state, cols)
         conf = logit_lib.confidence(logits, pred)
         view = StepView(
-            state=state, cols=cols, col_valid=col_valid, logits=logits, pred=pred, conf=conf,
-            score=logit_lib.ranking_score(conf, pred, state), cand=col_valid, first_of_block=state.step_in_block == 0,
+            state=state,
+            cols=cols,
+            col_valid=col_valid,
+            logits=logits,
+            pred=pred,
+            conf=conf,
+            score=logit_lib.ranking_score(conf, pred, state),
+            cand=col_valid,
+            first_of_block=state.step_in_block == 0,
         )
         view.recompute_candidates()
         return view
@@ -99,21 +134,33 @@ class Loop:
         if guided:
             unconditional = tokens.clone()
             unconditional[:, : state.gen_start][valid[:, : state.gen_start]] = state.mask_id
-            tokens, positions, valid = torch.cat([tokens, unconditional]), positions.repeat(2, 1), valid.repeat(2, 1)
+            tokens, positions, valid = (
+                torch.cat([tokens, unconditional]),
+                positions.repeat(2, 1),
+                valid.repeat(2, 1),
+            )
             cols = cols.repeat(2, 1)
             query = None if query is None else query.repeat(2, 1)
         with torch.no_grad():
             logits = self.model.net(
-                tokens, positions, valid, query=query, kv=self.kv if plan.use_kv else None, logits_for=cols,
-                hook=plan.hook, attention_backend=self.attention_backend,
+                tokens,
+                positions,
+                valid,
+                query=query,
+                kv=self.kv if plan.use_kv else None,
+                logits_for=cols,
+                hook=plan.hook,
+                attention_backend=self.attention_backend,
             ).float()
         state.nfe += state.active.long()
+        self.row_forwards += state.batch
         if guided:
             return logit_lib.classifier_free_guidance(*logits.chunk(2), self.cfg.cfg_scale)
         return logits
 
     def probe(self, state: DecodeState):
         """For length planning: ``run(lengths)`` lays the canvas out at those lengths and looks at it."""
+
         def run(lengths: torch.Tensor) -> StepView:
             canvas.set_lengths(state, lengths)
             self.restart_cache(state)
@@ -127,7 +174,9 @@ class Loop:
         planned = self.sampler.plan_block(view) if view.first_of_block.any() else None
         if planned is None:
             return
-        planned = torch.minimum(torch.maximum(planned.to(state.block_end), state.block_start + 1), state.gen_end)
+        planned = torch.minimum(
+            torch.maximum(planned.to(state.block_end), state.block_start + 1), state.gen_end
+        )
         state.block_end = torch.where(view.first_of_block & state.active, planned, state.block_end)
         view.recompute_candidates()
 
@@ -169,8 +218,13 @@ class Loop:
             moving = done & state.active
             state.block_start = torch.where(moving, state.block_end, state.block_start)
             state.block_end = torch.where(
-                moving, canvas.block_end(state, state.block_start), state.block_end)
-            state.step_in_block = torch.where(moving, torch.zeros_like(state.step_in_block), state.step_in_block)
+                moving,
+                canvas.block_end(state, state.block_start),
+                state.block_end,
+            )
+            state.step_in_block = torch.where(
+                moving, torch.zeros_like(state.step_in_block), state.step_in_block
+            )
             state.active &= (state.is_mask() & state.in_generation()).any(1)
 
     def restart_cache(self, state: DecodeState) -> None:
@@ -186,7 +240,8 @@ def _commit_with_progress(sampler, state: DecodeState, view: StepView, decision:
     commit = decision.commit
     if commit.shape != view.cand.shape:
         raise ValueError(
-            f"sampler returned a commit mask of shape {tuple(commit.shape)}, expected {tuple(view.cand.shape)}")
+            f"sampler returned a commit mask of shape {tuple(commit.shape)}, expected {tuple(view.cand.shape)}"
+        )
     if (commit & ~view.cand).any():
         raise ValueError(f"sampler {sampler.name!r} committed positions that are not masked candidates")
     acting = torch.zeros_like(state.active)
@@ -200,27 +255,34 @@ def _commit_with_progress(sampler, state: DecodeState, view: StepView, decision:
     return commit
 
 
-
-def _results(model, state: DecodeState, traces, seconds: float) -> list[GenerationResult]:
-    out = []
-    for row in range(state.batch):
-        tokens = state.tokens[row, state.gen_start: int(state.gen_end[row])].tolist()
-        n = answer_length(tokens, state.eos_ids)
-        out.append(GenerationResult(
-            ids=tokens[:n], text=model.decode(tokens[:n]), canvas=tokens, steps=int(state.steps[row]),
-            nfe=int(state.nfe[row]), gen_tokens=n, seconds=seconds, trace=traces[row],
-        ))
-    return out
+def _result(model, state: DecodeState, row: int, trace: list[StepRecord]) -> GenerationResult:
+    tokens = state.tokens[row, state.gen_start : int(state.gen_end[row])].tolist()
+    n = answer_length(tokens, state.eos_ids)
+    return GenerationResult(
+        ids=tokens[:n],
+        text=model.decode(tokens[:n]),
+        canvas=tokens,
+        steps=int(state.steps[row]),
+        nfe=int(state.nfe[row]),
+        gen_tokens=n,
+        seconds=0.0,  # the whole call's, set when the last row finishes
+        trace=trace,
+    )
 
 
 def _trace(traces: list[list[StepRecord]], state: DecodeState, view: StepView, commit, tokens) -> None:
     """Append this step's commits to each committing row's trace."""
     for row in commit.any(1).nonzero()[:, 0].tolist():
         sel = commit[row]
-        traces[row].append(StepRecord(
-            step=int(state.steps[row]), nfe=int(state.nfe[row]), positions=(view.cols[row][sel] - state.gen_start).tolist(),
-            tokens=tokens[row][sel].tolist(), confidences=[round(c, 6) for c in view.conf[row][sel].tolist()],
-        ))
+        traces[row].append(
+            StepRecord(
+                step=int(state.steps[row]),
+                nfe=int(state.nfe[row]),
+                positions=(view.cols[row][sel] - state.gen_start).tolist(),
+                tokens=tokens[row][sel].tolist(),
+                confidences=[round(c, 6) for c in view.conf[row][sel].tolist()],
+            )
+        )
 
 
 def generate(

@@ -6,6 +6,9 @@
 - **generated tokens**: tokens of the answer, i.e. before the first EOS; EOS padding excluded.
 - **tokens per forward (TPF)**: generated tokens / NFE.
 - **tokens per step**: generated tokens / steps.
+- **row-forwards** (``GenerationResult.batch_row_forwards``): rows the model computed, summed
+  over a ``generate`` call's forwards: a forward over a batch of 8 rows counts 8. Rows leave the
+  batch when they finish, so a batch needs about the sum of its prompts' NFE run alone.
 - **throughput**: generated tokens / wall seconds (for a batch: summed tokens / batch seconds).
   ``GenerationResult.seconds`` is the decoding call only: the denoising loop from building the
   canvas to the last step; model loading and tokenisation are outside it.
@@ -62,14 +65,15 @@ class StepRecord:
 class GenerationResult:
     """One row of a generation: the answer and the counts defined in this module."""
 
-    ids: list[int]                  # answer tokens, stopped before the first EOS
+    ids: list[int]  # answer tokens, stopped before the first EOS
     text: str
-    canvas: list[int]               # the whole generated region, EOS padding included
+    canvas: list[int]  # the whole generated region, EOS padding included
     steps: int
     nfe: int
     gen_tokens: int
     seconds: float
     trace: list[StepRecord] = field(default_factory=list)
+    batch_row_forwards: int = 0  # the call's row-forwards (see the module docstring), same for every row
 
     @property
     def tokens_per_forward(self) -> float:
@@ -128,18 +132,18 @@ def acceptance_rate(accepted: int, drafted: int) -> float:
 class RoundRecord:
     """One round of one row: the draft, how much of it was accepted, the token that followed."""
 
-    k: int                          # draft length asked for
+    k: int  # draft length asked for
     draft: list[int]
     accepted: int
-    token: int | None               # the correction (accepted < len(draft)) or bonus token; None if cut
-    committed: list[int]            # what the round added (after the EOS / budget cut)
+    token: int | None  # the correction (accepted < len(draft)) or bonus token; None if cut
+    committed: list[int]  # what the round added (after the EOS / budget cut)
 
 
 @dataclass
 class SpeculativeResult:
     """One row of speculative decoding: the answer and the counts defined above."""
 
-    ids: list[int]                  # answer tokens, stopped before the first EOS
+    ids: list[int]  # answer tokens, stopped before the first EOS
     text: str
     gen_tokens: int
     rounds: int
@@ -148,11 +152,11 @@ class SpeculativeResult:
     committed: int
     verifier_forwards: int
     drafter_forwards: int
-    seconds: float                  # batch wall time, like GenerationResult.seconds
+    seconds: float  # batch wall time, like GenerationResult.seconds
     draft_seconds: float
     verify_seconds: float
-    reached: list[int] = field(default_factory=list)        # rounds whose verification reached position i
-    accepted_at: list[int] = field(default_factory=list)    # ... and accepted it
+    reached: list[int] = field(default_factory=list)  # rounds whose verification reached position i
+    accepted_at: list[int] = field(default_factory=list)  # ... and accepted it
     trace: list[RoundRecord] = field(default_factory=list)
 
     @property
@@ -185,14 +189,21 @@ class SpeculativeResult:
 
     def stats(self) -> dict:
         return {
-            "gen_tokens": self.gen_tokens, "rounds": self.rounds, "drafted": self.drafted, "accepted": self.accepted,
-            "tau": round(self.tau, 4), "tau_with_bonus": round(self.tau_with_bonus, 4),
+            "gen_tokens": self.gen_tokens,
+            "rounds": self.rounds,
+            "drafted": self.drafted,
+            "accepted": self.accepted,
+            "tau": round(self.tau, 4),
+            "tau_with_bonus": round(self.tau_with_bonus, 4),
             "tokens_per_verifier_forward": round(self.tokens_per_verifier_forward, 4),
             "acceptance_rate": round(self.acceptance_rate, 4),
             "acceptance_by_position": [round(a, 4) for a in self.acceptance_by_position],
-            "verifier_forwards": self.verifier_forwards, "drafter_forwards": self.drafter_forwards,
-            "seconds": round(self.seconds, 4), "draft_seconds": round(self.draft_seconds, 4),
-            "verify_seconds": round(self.verify_seconds, 4), "other_seconds": round(self.other_seconds, 4),
+            "verifier_forwards": self.verifier_forwards,
+            "drafter_forwards": self.drafter_forwards,
+            "seconds": round(self.seconds, 4),
+            "draft_seconds": round(self.draft_seconds, 4),
+            "verify_seconds": round(self.verify_seconds, 4),
+            "other_seconds": round(self.other_seconds, 4),
             "tokens_per_second": round(self.tokens_per_second, 2),
         }
 

@@ -11,7 +11,7 @@ length planning or mask insertion; columns past a row's end are padding, invisib
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from functools import cached_property
 from typing import Any, Literal
 
@@ -38,6 +38,30 @@ def hash_uniform(
     return (bits.double() + 0.5) / float(1 << 53)
 
 
+# Field metadata for a tensor in a per-request state that is not indexed by row (``take_rows``
+# leaves it alone), e.g. a list of token ids. Every other tensor whose first dimension is the
+# batch is taken to be per-row.
+SHARED = {"per_row": False}
+
+
+def take_rows(value, keep: torch.Tensor, batch: int):
+    """Keep only the rows ``keep`` (indices into a batch of ``batch`` rows) of every per-row tensor
+    in ``value``: tensors whose first dimension is ``batch``, inside lists, tuples, dicts and
+    (mutable, updated in place) dataclasses, except fields marked ``SHARED``. Used when finished
+    rows leave a running batch, so plugin states need no code of their own for it."""
+    if torch.is_tensor(value):
+        return value[keep] if value.dim() and value.shape[0] == batch else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(take_rows(v, keep, batch) for v in value)
+    if isinstance(value, dict):
+        return {k: take_rows(v, keep, batch) for k, v in value.items()}
+    if is_dataclass(value) and not isinstance(value, type) and not value.__dataclass_params__.frozen:
+        for f in fields(value):
+            if f.metadata.get("per_row", True):
+                setattr(value, f.name, take_rows(getattr(value, f.name), keep, batch))
+    return value
+
+
 @dataclass
 class DecodeState:
     tokens: torch.Tensor  # [B, L] canvas
@@ -53,8 +77,8 @@ class DecodeState:
     step_in_block: torch.Tensor  # [B]
     mask_id: int
     eos_ids: list[int]
-    config: Any  # GenerationConfig
-    model: Any  # DiffusionModel (read-only for plugins: never call it)
+    config: Any = field(metadata=SHARED)  # GenerationConfig
+    model: Any = field(metadata=SHARED)  # DiffusionModel (read-only for plugins: never call it)
     pads: torch.Tensor  # [B] left padding of each row's prompt
     limit: int  # context limit: prompt + generation columns a row may hold
     eos_fill: int  # the token written where a finished row leaves masks

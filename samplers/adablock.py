@@ -21,13 +21,13 @@ blocks (the reference asserts batch size 1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from dllm.config import check_range
 from dllm.selection import threshold_mask
-from dllm.state import Decision, StepView
+from dllm.state import SHARED, Decision, StepView
 
 from . import register
 from .base import Sampler
@@ -37,7 +37,7 @@ DEFAULT_DELIMITER_THRESHOLD = {False: 0.3, True: 0.5}  # LLaDA / Dream (shifted 
 
 @dataclass
 class AdaBlockState:
-    delimiters: torch.Tensor  # token ids of the delimiter strings
+    delimiters: torch.Tensor = field(metadata=SHARED)  # token ids of the delimiter strings
     delimiter_threshold: float  # the configured one, else the model family's default
 
 

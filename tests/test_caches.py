@@ -303,8 +303,9 @@ def test_every_sampler_with_every_cache(model_name, loader, sampler, cache):
     prompt_cols = {}
 
     def check_prompt(event):
-        head = event.state.tokens[:, : event.state.gen_start]
-        assert torch.equal(prompt_cols.setdefault("head", head.clone()), head), "prompt changed"
+        for i, row in enumerate(event.rows):  # finished rows leave the batch
+            head = event.state.tokens[i, : event.state.gen_start]
+            assert torch.equal(prompt_cols.setdefault(row, head.clone()), head), "prompt changed"
 
     results = run(model, cache, sampler, prompts=prompts, callback=check_prompt)
     assert all(MASK not in r.canvas and model.mask_id not in r.canvas for r in results)

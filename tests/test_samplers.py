@@ -450,15 +450,16 @@ def _check_properties(name, filter_dir, arch, heavy, prompts, shape, temperature
     model, make = MODELS[(arch, heavy)], _factories(filter_dir)[name]
     gen_length, block_length = shape
     assume(name != "learn2pd" or block_length == 8)  # a filter is trained for one block length
-    states = []
+    last_seen = {}  # prompt index -> its canvas row at the last step it took part in
+
+    def record(event):
+        for i, row in enumerate(event.rows):  # finished rows leave the batch
+            last_seen[row] = event.state.tokens[i, : event.state.gen_start].tolist()
+
     settings_ = dict(gen_length=gen_length, block_length=block_length, temperature=temperature, seed=5)
-    batch = dllm.generate(
-        model, prompts, sampler=make(), callback=lambda e: states.append(e.state), **settings_
-    )
-    state = states[-1]
-    width = state.gen_start
+    batch = dllm.generate(model, prompts, sampler=make(), callback=record, **settings_)
     for row, (prompt, result) in enumerate(zip(prompts, batch)):
-        assert state.tokens[row, width - len(prompt) : width].tolist() == prompt  # prompt untouched
+        assert last_seen[row][len(last_seen[row]) - len(prompt) :] == prompt  # prompt untouched
         assert MASK not in result.canvas  # no mask left
         limit = 20 if name == "daedal" else gen_length
         assert 1 <= len(result.canvas) <= limit  # length bound

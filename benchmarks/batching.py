@@ -1,0 +1,118 @@
+"""Batch scaling: tokens/s and row-forwards as the batch grows (issue 21).
+
+    python benchmarks/batching.py                          # tiny-llada, fast-dllm 0.9, dual and none, gen 128
+    python benchmarks/batching.py --models tiny-llada tiny-dream --samplers fast-dllm learn2pd --gen 128 256
+    python benchmarks/batching.py --json before.json       # run from another checkout for a before/after table
+
+The same held-out prompts (8 per task over 8 tasks the tiny models solve, eval split) are decoded
+at batch 1, 4, 16 and 64 in order (the last batch of a size may be smaller). Columns: the summed
+answer tokens / summed wall seconds of the batches (``dllm.metrics.throughput``), its ratio to
+batch 1, row-forwards (``dllm.metrics``: rows the model computed, summed over forwards; read from
+``GenerationResult.batch_row_forwards``, or for a checkout without it the number of forwards x the
+batch, since every forward then computed every row) and its ratio to batch 1's sum, and whether
+every prompt's canvas equals its batch-1 canvas. One torch thread (``--threads``). Targets:
+row-forwards <= 1.1x batch 1's at every size; tokens/s at batch 16 and 64 >= batch 1's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+import dllm
+from dllm.eval import tasks
+from dllm.metrics import throughput
+
+TASKS = (
+    "copy",
+    "reverse",
+    "insert_index",
+    "remove_index",
+    "replace_index",
+    "sudoku",
+    "letters_copy",
+    "letters_reverse",
+)
+
+
+def prompts(n_per_task: int) -> list[str]:
+    return [e.prompt for t in TASKS for e in tasks.get(t).examples("eval", n_per_task)]
+
+
+def row_forwards(results) -> int:
+    counted = getattr(results[0], "batch_row_forwards", 0)
+    return counted or max(r.nfe for r in results) * len(results)
+
+
+def run(model, texts, sampler, cache, gen, batch) -> dict:
+    canvases, tokens, seconds, forwards = [], 0, 0.0, 0
+    for start in range(0, len(texts), batch):
+        chunk = texts[start : start + batch]
+        began = time.perf_counter()
+        results = dllm.generate(model, chunk, sampler=sampler, cache=cache, gen_length=gen, block_length=32)
+        seconds += time.perf_counter() - began
+        tokens += sum(r.gen_tokens for r in results)
+        forwards += row_forwards(results)
+        canvases += [r.canvas for r in results]
+    return {"tokens": tokens, "seconds": seconds, "row_forwards": forwards, "canvases": canvases}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["tiny-llada"])
+    parser.add_argument("--samplers", nargs="+", default=["fast-dllm"])
+    parser.add_argument("--caches", nargs="+", default=["dual", "none"])
+    parser.add_argument("--gen", nargs="+", type=int, default=[128])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 16, 64])
+    parser.add_argument("--per-task", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", help="write the rows here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    texts = prompts(args.per_task)
+    rows = []
+    print("| model | sampler | cache | gen | batch | tok/s | vs b1 | row-forwards | vs b1 | = batch 1 |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for name in args.models:
+        model = dllm.load(name)
+        dllm.generate(model, texts[:1], gen_length=32, block_length=32)  # warm-up, untimed
+        for sampler in args.samplers:
+            for cache in args.caches:
+                for gen in args.gen:
+                    base = None
+                    for batch in args.batches:
+                        out = run(model, texts, sampler, cache, gen, batch)
+                        base = base or out
+                        speed, speed1 = (
+                            throughput(out["tokens"], out["seconds"]),
+                            throughput(base["tokens"], base["seconds"]),
+                        )
+                        row = {
+                            "model": name,
+                            "sampler": sampler,
+                            "cache": cache,
+                            "gen": gen,
+                            "batch": batch,
+                            "tokens_per_second": round(speed, 1),
+                            "speed_vs_b1": round(speed / speed1, 2),
+                            "row_forwards": out["row_forwards"],
+                            "forwards_vs_b1": round(out["row_forwards"] / base["row_forwards"], 2),
+                            "same_as_b1": out["canvases"] == base["canvases"],
+                        }
+                        rows.append(row)
+                        print(
+                            f"| {name} | {sampler} | {cache} | {gen} | {batch} | {row['tokens_per_second']} | "
+                            f"{row['speed_vs_b1']}x | {row['row_forwards']} | {row['forwards_vs_b1']}x | "
+                            f"{'yes' if row['same_as_b1'] else 'NO'} |",
+                            flush=True,
+                        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
