@@ -240,7 +240,8 @@ def _commit_with_progress(sampler, state: DecodeState, view: StepView, decision:
     commit = decision.commit
     if commit.shape != view.cand.shape:
         raise ValueError(
-            f"sampler returned a commit mask of shape {tuple(commit.shape)}, expected {tuple(view.cand.shape)}"
+            f"sampler returned a commit mask of shape {tuple(commit.shape)},"
+            f" expected {tuple(view.cand.shape)}"
         )
     if (commit & ~view.cand).any():
         raise ValueError(f"sampler {sampler.name!r} committed positions that are not masked candidates")
@@ -295,6 +296,7 @@ def generate(
     callback: Callable[[StepEvent], None] | None = None,
     attention_backend: str | None = None,
     chat: bool = False,
+    allow_special: bool = False,
     **settings,
 ) -> list[GenerationResult]:
     """Generate for one prompt or a batch (text or token ids); one result per prompt.
@@ -302,6 +304,8 @@ def generate(
     ``sampler`` / ``cache``: a registered name, a plugin class or an instance. ``settings`` are
     ``GenerationConfig`` fields (``gen_length=64, block_length=32, ...``) applied on top of
     ``config``. ``chat=True`` wraps text prompts in the tokenizer's chat template (instruct models).
+    Text that spells a special token (the mask, EOS, ...) is refused unless ``allow_special=True``
+    (``dllm.prompts``).
     """
     if config is None:
         config = GenerationConfig(**settings)
@@ -312,4 +316,4 @@ def generate(
     sampler = sampler_registry.get(sampler)
     cache = cache_registry.get(cache)
     loop = Loop(model, sampler, cache, config, callback, attention_backend)
-    return loop.run(encode_prompts(model, prompts, chat))
+    return loop.run(encode_prompts(model, prompts, chat, allow_special))

@@ -143,7 +143,7 @@ def encode_prompts(
                     raise ValueError(
                         f"{label} contains the text of {kind} {token!r} (id {found[0]}), which would be read as that"
                         " token, not as text; remove it, or opt in if you mean the token: allow_special=True"
-                        " (dllm.encode_prompts, then pass the ids to dllm.generate; dllm.speculate),"
+                        " (dllm.generate, dllm.speculate, dllm.encode_prompts),"
                         " --allow-special on the command line"
                     )
             ids = model.encode(prompt, chat=chat)

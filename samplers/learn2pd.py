@@ -105,6 +105,9 @@ def _fingerprint(files: tuple) -> str:
 
 def find_filter(model: str | None = None, path: str | Path | None = None) -> ConfidenceFilter:
     """The filter at ``path``, or the shipped one of ``model``; a clear error when there is none."""
+    for field_name, value in (("model", model), ("filter_path", path)):
+        if value is not None and "\x00" in str(value):
+            raise ValueError(f"learn2pd.{field_name}={str(value)!r} contains a NUL character")
     key = Path(str(model)).name
     folder = Path(path) if path is not None else zoo.shipped_path(zoo.FILTERS, key)
     cache_key = str(folder.resolve())

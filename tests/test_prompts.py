@@ -122,7 +122,16 @@ def test_speculate_follows_the_same_rules():
         dllm.speculate(verifier, b"copy: Ava\n", max_new_tokens=2)
     with pytest.raises(ValueError, match=r"empty prompt: prompt 1 \(of 2\) is only whitespace"):
         dllm.speculate(verifier, ["copy: Ava\n", "  "], max_new_tokens=2)
-    with pytest.raises(ValueError, match=r"token ids \[100000\] are outside the verifier's vocabulary of size"):
+    with pytest.raises(
+        ValueError, match=r"token ids \[100000\] are outside the verifier's vocabulary of size"
+    ):
         dllm.speculate(verifier, [[1, 100000]], max_new_tokens=2)
     [result] = dllm.speculate(verifier, "copy: Ava <|mask|>\n", max_new_tokens=2, allow_special=True)
     assert result.gen_tokens <= 2
+
+
+def test_generate_opts_in_to_special_token_text(model):
+    with pytest.raises(ValueError, match="mask token"):
+        dllm.generate(model, "copy: <|mask|>\n", gen_length=8, block_length=8)
+    [result] = dllm.generate(model, "copy: <|mask|>\n", gen_length=8, block_length=8, allow_special=True)
+    assert model.mask_id not in result.canvas
