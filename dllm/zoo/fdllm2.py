@@ -1,6 +1,10 @@
 """Training recipe of ``tiny-fdllm2``: ``tiny-ar`` adapted into a block-diffusion LM (Fast-dLLM v2 recipe).
 
-``python -m dllm.zoo.fdllm2 [--steps N] [--out DIR] [--threads 1]``
+``python -m dllm.zoo.fdllm2 [--stage all|1|2] [--steps N] [--out DIR] [--threads 1]``
+
+Two stages (``--stage all``, the default): 1,500 steps from ``tiny-ar`` (kept in ``~/.cache/dllm/zoo``),
+then 600 steps from them with a fresh optimizer (``SECOND_STAGE``). ``--stage 2 --init-from DIR`` runs
+the second alone.
 
 Idea (Wu et al., "Fast-dLLM v2: Efficient Block-Diffusion LLM", arXiv:2509.26328; the
 ``Fast_dLLM_QwenForCausalLM.forward`` training branch of ``Efficient-Large-Model/Fast_dLLM_v2_7B``):
@@ -62,6 +66,8 @@ RECIPE = zoo_train.Recipe(
     init_from="tiny-ar",
     seed=0,
 )
+# Second stage, from the first stage's weights: a fresh optimizer and cosine cycle, a new data seed.
+SECOND_STAGE = {"steps": 600, "lr": 3e-4, "warmup": 20, "seed": 1, "eval_every": 300}
 EVAL_TASKS = (
     "copy",
     "reverse",
@@ -281,18 +287,33 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--eval-every", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--init-from", default=None, help="checkpoint to continue from (default: tiny-ar)")
     parser.add_argument("--bd-size", type=int, default=BD_SIZE)
     parser.add_argument("--out", type=Path, default=None, help="default: dllm/zoo/models/tiny-fdllm2")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--stage", choices=["all", "1", "2"], default="all",
+                        help="both stages (default; the first is kept in ~/.cache/dllm/zoo), or one of them")
     args = parser.parse_args(argv)
     changes = {
         k: getattr(args, k)
-        for k in ("steps", "batch_size", "lr", "eval_every")
+        for k in ("steps", "batch_size", "lr", "eval_every", "warmup", "seed", "init_from")
         if getattr(args, k) is not None
     }
-    recipe = replace(RECIPE, **changes)
     out = args.out if args.out is not None else MODELS_DIR / NAME
-    train(recipe, out, threads=args.threads, bd_size=args.bd_size, log=lambda m: print(m, flush=True))
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    if args.stage == "1":
+        train(replace(RECIPE, **changes), out, threads=args.threads, bd_size=args.bd_size, log=log)
+        return
+    if args.stage == "2":
+        second = replace(RECIPE, **{**SECOND_STAGE, **changes})
+        train(second, out, threads=args.threads, bd_size=args.bd_size, log=log)
+        return
+    first = zoo_train.STAGE_CACHE / f"{NAME}-stage1"
+    train(replace(RECIPE, **changes), first, threads=args.threads, bd_size=args.bd_size, log=log)
+    second = replace(RECIPE, **{**SECOND_STAGE, "init_from": str(first)})
+    train(second, out, threads=args.threads, bd_size=args.bd_size, log=log)
 
 
 if __name__ == "__main__":
