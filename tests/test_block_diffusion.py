@@ -379,7 +379,6 @@ def test_tiny_fdllm2_loads_offline_in_the_fast_dllm_v2_layout(monkeypatch):
 UNSUPPORTED = {"learn2pd": r"no Learn2PD filter for model 'tiny-fdllm2'"}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("cache", ["none", "block-cache"])
 def test_every_sampler_runs_on_tiny_fdllm2(cache):
     model = _tiny()
@@ -387,7 +386,7 @@ def test_every_sampler_runs_on_tiny_fdllm2(cache):
     for name in dllm.samplers.names():
         settings = dict(sampler=name, cache=cache, gen_length=64, block_length=32, sub_block_length=8)
         if name in UNSUPPORTED:
-            with pytest.raises(ValueError, match=UNSUPPORTED[name]):
+            with pytest.raises((ValueError, FileNotFoundError), match=UNSUPPORTED[name]):
                 dllm.generate(model, prompts, **settings)
             continue
         results = dllm.generate(model, prompts, **settings)
@@ -403,7 +402,7 @@ def test_cli_generates_with_the_block_cache(capsys):
             [
                 "generate",
                 "tiny-fdllm2",
-                "copy: Nora Diaz, Oscar Cook\n",
+                "copy: Nora Diaz, Oscar Cook, Noah Clark\n",
                 "--sampler",
                 "fast-dllm",
                 "--cache",
@@ -415,4 +414,5 @@ def test_cli_generates_with_the_block_cache(capsys):
         )
         == 0
     )
-    assert "output Nora Diaz, Oscar Cook" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "output Nora Diaz, Oscar Cook, Noah Clark\n" in out and "cache=block-cache" in out
