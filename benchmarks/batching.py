@@ -2,10 +2,11 @@
 
     python benchmarks/batching.py                          # tiny-llada, fast-dllm 0.9, dual and none, gen 128
     python benchmarks/batching.py --models tiny-llada tiny-dream --samplers fast-dllm learn2pd --gen 128 256
-    python benchmarks/batching.py --json before.json       # run from another checkout for a before/after table
+    python benchmarks/batching.py --json before.json  # from another checkout, for a before/after table
 
 The same held-out prompts (8 per task over 8 tasks the tiny models solve, eval split) are decoded
-at batch 1, 4, 16 and 64 in order (the last batch of a size may be smaller). Columns: the summed
+at batch 1, 4, 16 and 64 in order (the last batch of a size may be smaller), and with continuous
+batching (``--continuous 16``: one ``generate`` call, ``max_batch=16``). Columns: the summed
 answer tokens / summed wall seconds of the batches (``dllm.metrics.throughput``), its ratio to
 batch 1, row-forwards (``dllm.metrics``: rows the model computed, summed over forwards; read from
 ``GenerationResult.batch_row_forwards``, or for a checkout without it the number of forwards x the
@@ -47,17 +48,42 @@ def row_forwards(results) -> int:
     return counted or max(r.nfe for r in results) * len(results)
 
 
-def run(model, texts, sampler, cache, gen, batch) -> dict:
+def run(model, texts, sampler, cache, gen, batch, continuous=False) -> dict:
+    """Fixed batches of ``batch`` prompts, or (``continuous``) one call keeping ``batch`` rows running."""
     canvases, tokens, seconds, forwards = [], 0, 0.0, 0
-    for start in range(0, len(texts), batch):
-        chunk = texts[start : start + batch]
+    per_call, extra = (len(texts), {"max_batch": batch}) if continuous else (batch, {})
+    for start in range(0, len(texts), per_call):
         began = time.perf_counter()
-        results = dllm.generate(model, chunk, sampler=sampler, cache=cache, gen_length=gen, block_length=32)
+        results = dllm.generate(
+            model,
+            texts[start : start + per_call],
+            sampler=sampler,
+            cache=cache,
+            gen_length=gen,
+            block_length=32,
+            **extra,
+        )
         seconds += time.perf_counter() - began
         tokens += sum(r.gen_tokens for r in results)
         forwards += row_forwards(results)
         canvases += [r.canvas for r in results]
     return {"tokens": tokens, "seconds": seconds, "row_forwards": forwards, "canvases": canvases}
+
+
+def table_row(name, sampler, cache, gen, label, out, base) -> dict:
+    speed, speed1 = throughput(out["tokens"], out["seconds"]), throughput(base["tokens"], base["seconds"])
+    return {
+        "model": name,
+        "sampler": sampler,
+        "cache": cache,
+        "gen": gen,
+        "batch": label,
+        "tokens_per_second": round(speed, 1),
+        "speed_vs_b1": round(speed / speed1, 2),
+        "row_forwards": out["row_forwards"],
+        "forwards_vs_b1": round(out["row_forwards"] / base["row_forwards"], 2),
+        "same_as_b1": out["canvases"] == base["canvases"],
+    }
 
 
 def main(argv=None) -> None:
@@ -67,48 +93,44 @@ def main(argv=None) -> None:
     parser.add_argument("--caches", nargs="+", default=["dual", "none"])
     parser.add_argument("--gen", nargs="+", type=int, default=[128])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 16, 64])
+    parser.add_argument(
+        "--continuous", nargs="*", type=int, default=[16], help="max_batch of continuous runs"
+    )
     parser.add_argument("--per-task", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     texts = prompts(args.per_task)
+    plans = [(b, False) for b in args.batches] + [(b, True) for b in args.continuous]
     rows = []
     print("| model | sampler | cache | gen | batch | tok/s | vs b1 | row-forwards | vs b1 | = batch 1 |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     for name in args.models:
         model = dllm.load(name)
         dllm.generate(model, texts[:1], gen_length=32, block_length=32)  # warm-up, untimed
-        for sampler in args.samplers:
-            for cache in args.caches:
-                for gen in args.gen:
-                    base = None
-                    for batch in args.batches:
-                        out = run(model, texts, sampler, cache, gen, batch)
-                        base = base or out
-                        speed, speed1 = (
-                            throughput(out["tokens"], out["seconds"]),
-                            throughput(base["tokens"], base["seconds"]),
-                        )
-                        row = {
-                            "model": name,
-                            "sampler": sampler,
-                            "cache": cache,
-                            "gen": gen,
-                            "batch": batch,
-                            "tokens_per_second": round(speed, 1),
-                            "speed_vs_b1": round(speed / speed1, 2),
-                            "row_forwards": out["row_forwards"],
-                            "forwards_vs_b1": round(out["row_forwards"] / base["row_forwards"], 2),
-                            "same_as_b1": out["canvases"] == base["canvases"],
-                        }
-                        rows.append(row)
-                        print(
-                            f"| {name} | {sampler} | {cache} | {gen} | {batch} | {row['tokens_per_second']} | "
-                            f"{row['speed_vs_b1']}x | {row['row_forwards']} | {row['forwards_vs_b1']}x | "
-                            f"{'yes' if row['same_as_b1'] else 'NO'} |",
-                            flush=True,
-                        )
+        for sampler, cache, gen in [(s, c, g) for s in args.samplers for c in args.caches for g in args.gen]:
+            base = None
+            for batch, continuous in plans:
+                out = run(model, texts, sampler, cache, gen, batch, continuous)
+                base = base or out
+                row = table_row(
+                    name, sampler, cache, gen, f"cont. {batch}" if continuous else str(batch), out, base
+                )
+                rows.append(row)
+                cells = [
+                    name,
+                    sampler,
+                    cache,
+                    gen,
+                    row["batch"],
+                    row["tokens_per_second"],
+                    f"{row['speed_vs_b1']}x",
+                    row["row_forwards"],
+                    f"{row['forwards_vs_b1']}x",
+                    "yes" if row["same_as_b1"] else "NO",
+                ]
+                print("| " + " | ".join(map(str, cells)) + " |", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -22,12 +22,12 @@ from dllm.state import DecodeState, Edit, StepView
 
 @dataclass
 class Layout:
-    tokens: torch.Tensor     # [B, L]
-    valid: torch.Tensor      # [B, L] visible columns
+    tokens: torch.Tensor  # [B, L]
+    valid: torch.Tensor  # [B, L] visible columns
     positions: torch.Tensor  # [B, L] RoPE positions (visible columns before this one)
-    pads: torch.Tensor       # [B] left padding of each row
-    gen_start: int           # first canvas column (shared)
-    gen_end: torch.Tensor    # [B] end of each row's canvas (exclusive)
+    pads: torch.Tensor  # [B] left padding of each row
+    gen_start: int  # first canvas column (shared)
+    gen_end: torch.Tensor  # [B] end of each row's canvas (exclusive)
 
 
 def visibility(pads: torch.Tensor, gen_end: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,17 +38,25 @@ def visibility(pads: torch.Tensor, gen_end: torch.Tensor, width: int) -> tuple[t
     return valid, positions
 
 
-def layout(prompts: list[list[int]], canvases: list[list[int]], pad_id: int, fill: int | None = None,
-           device=None) -> Layout:
-    """Left-pad ``prompts`` with ``pad_id`` and append each row's canvas, right-padded with ``fill``."""
+def layout(
+    prompts: list[list[int]],
+    canvases: list[list[int]],
+    pad_id: int,
+    fill: int | None = None,
+    device=None,
+    prompt_width: int | None = None,
+) -> Layout:
+    """Left-pad ``prompts`` with ``pad_id`` (to ``prompt_width``, default the longest) and append
+    each row's canvas, right-padded with ``fill``."""
     batch, width_p = len(prompts), max(len(p) for p in prompts)
+    width_p = width_p if prompt_width is None else max(width_p, prompt_width)
     width_c = max(len(c) for c in canvases)
     fill = pad_id if fill is None else fill
     tokens = torch.full((batch, width_p + width_c), fill, dtype=torch.long, device=device)
     tokens[:, :width_p] = pad_id
     for row, (prompt, canvas) in enumerate(zip(prompts, canvases)):
-        tokens[row, width_p - len(prompt): width_p] = torch.tensor(prompt, device=device)
-        tokens[row, width_p: width_p + len(canvas)] = torch.tensor(canvas, dtype=torch.long, device=device)
+        tokens[row, width_p - len(prompt) : width_p] = torch.tensor(prompt, device=device)
+        tokens[row, width_p : width_p + len(canvas)] = torch.tensor(canvas, dtype=torch.long, device=device)
     pads = torch.tensor([width_p - len(p) for p in prompts], device=device)
     gen_end = torch.tensor([width_p + len(c) for c in canvases], device=device)
     valid, positions = visibility(pads, gen_end, tokens.shape[1])
@@ -59,25 +67,44 @@ def context_limit(model, cfg: GenerationConfig) -> int:
     return min(cfg.max_length or model.max_length, model.max_length)
 
 
-def new_state(model, prompts: list[list[int]], cfg: GenerationConfig) -> DecodeState:
-    """The starting state: every row's ``gen_length`` columns masked, the first block open."""
+def new_state(
+    model, prompts: list[list[int]], cfg: GenerationConfig, prompt_width: int | None = None
+) -> DecodeState:
+    """The starting state: every row's ``gen_length`` columns masked, the first block open.
+
+    ``prompt_width`` lays the prompts out wider than the longest (rows that join a running batch
+    must start their generation at its ``gen_start``)."""
     limit = context_limit(model, cfg)
     check_blocks(model, cfg)
     for ids in prompts:
         if len(ids) + cfg.gen_length > limit:
             raise ValueError(
-                f"prompt of {len(ids)} tokens + gen_length {cfg.gen_length} exceeds the context limit of {limit}"
+                f"prompt of {len(ids)} tokens + gen_length {cfg.gen_length}"
+                f" exceeds the context limit of {limit}"
             )
-    canvas = layout(prompts, [[model.mask_id] * cfg.gen_length] * len(prompts), model.pad_id, device=model.device)
+    masks = [[model.mask_id] * cfg.gen_length] * len(prompts)
+    canvas = layout(prompts, masks, model.pad_id, device=model.device, prompt_width=prompt_width)
     zeros = torch.zeros(len(prompts), dtype=torch.long, device=model.device)
     eos_fill = model.config.eos_token_ids[0] if model.config.eos_token_ids else model.eos_ids[0]
     state = DecodeState(
-        tokens=canvas.tokens, valid=canvas.valid, positions=canvas.positions, gen_start=canvas.gen_start,
-        gen_end=canvas.gen_end, block_start=zeros + canvas.gen_start,
+        tokens=canvas.tokens,
+        valid=canvas.valid,
+        positions=canvas.positions,
+        gen_start=canvas.gen_start,
+        gen_end=canvas.gen_end,
+        block_start=zeros + canvas.gen_start,
         block_end=torch.minimum(zeros + canvas.gen_start + cfg.block_length, canvas.gen_end),
-        active=torch.ones(len(prompts), dtype=torch.bool, device=model.device), steps=zeros.clone(),
-        nfe=zeros.clone(), step_in_block=zeros.clone(), mask_id=model.mask_id, eos_ids=list(model.eos_ids),
-        config=cfg, model=model, pads=canvas.pads, limit=limit, eos_fill=eos_fill,
+        active=torch.ones(len(prompts), dtype=torch.bool, device=model.device),
+        steps=zeros.clone(),
+        nfe=zeros.clone(),
+        step_in_block=zeros.clone(),
+        mask_id=model.mask_id,
+        eos_ids=list(model.eos_ids),
+        config=cfg,
+        model=model,
+        pads=canvas.pads,
+        limit=limit,
+        eos_fill=eos_fill,
     )
     state.block_end = block_end(state, state.block_start)
     return state
@@ -94,13 +121,17 @@ def check_blocks(model, cfg: GenerationConfig) -> None:
     name = getattr(model, "name", "the model")
     if bd is None:
         if cfg.sub_block_length is not None:
-            raise ValueError(f"sub_block_length={cfg.sub_block_length} is for block-diffusion models (a bd_size in"
-                             f" config.json); {name} is not one: use block_length alone")
+            raise ValueError(
+                f"sub_block_length={cfg.sub_block_length} is for block-diffusion models (a bd_size in"
+                f" config.json); {name} is not one: use block_length alone"
+            )
         return
     if cfg.block_length != bd:
-        raise ValueError(f"block_length={cfg.block_length}, but {name} is a block-diffusion model trained with"
-                         f" bd_size={bd}: its attention only matches blocks of {bd}; decode with block_length={bd}"
-                         f" (and sub_block_length for smaller steps)")
+        raise ValueError(
+            f"block_length={cfg.block_length}, but {name} is a block-diffusion model trained with"
+            f" bd_size={bd}: its attention only matches blocks of {bd}; decode with block_length={bd}"
+            f" (and sub_block_length for smaller steps)"
+        )
 
 
 def block_end(state: DecodeState, start: torch.Tensor) -> torch.Tensor:
@@ -150,12 +181,13 @@ def insert_masks(state: DecodeState, row: int, col: int, n: int) -> None:
     if not state.gen_start <= col <= end:
         raise ValueError(f"insert at column {col} is outside row {row}'s generation")
     if end + n > state.width:
-        extra = torch.full((state.batch, end + n - state.width), state.mask_id, dtype=torch.long,
-                           device=state.tokens.device)
+        extra = torch.full(
+            (state.batch, end + n - state.width), state.mask_id, dtype=torch.long, device=state.tokens.device
+        )
         state.tokens = torch.cat([state.tokens, extra], dim=1)
     segment = state.tokens[row, col:end].clone()
-    state.tokens[row, col: col + n] = state.mask_id
-    state.tokens[row, col + n: end + n] = segment
+    state.tokens[row, col : col + n] = state.mask_id
+    state.tokens[row, col + n : end + n] = segment
     state.gen_end[row] += n
     if col < int(state.block_end[row]) or col == int(state.block_end[row]) == int(state.block_start[row]):
         state.block_end[row] += n
@@ -169,7 +201,9 @@ def apply_edits(state: DecodeState, view: StepView | None, edits: list[Edit]) ->
                 raise ValueError("a fill edit needs a step view")
             cols = view.cols[edit.row][view.col_valid[edit.row]]
             masked = state.tokens[edit.row, cols] == state.mask_id
-            source = view.pred[edit.row][view.col_valid[edit.row]] if edit.source == "pred" else state.eos_fill
+            source = (
+                view.pred[edit.row][view.col_valid[edit.row]] if edit.source == "pred" else state.eos_fill
+            )
             state.tokens[edit.row, cols] = torch.where(masked, source, state.tokens[edit.row, cols])
         elif edit.op == "truncate":
             start, end = max(edit.col + 1, state.gen_start), int(state.gen_end[edit.row])

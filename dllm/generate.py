@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import weakref
 from typing import Callable
 
 import torch
@@ -26,7 +27,7 @@ from dllm.metrics import GenerationResult, StepRecord, answer_length
 from dllm.models.transformer import KVStore
 from dllm.prompts import encode_prompts
 from dllm.selection import best_candidate
-from dllm.state import Decision, DecodeState, StepView, take_rows
+from dllm.state import Decision, DecodeState, StepView, cat_rows, take_rows
 
 
 @dataclasses.dataclass
@@ -42,21 +43,21 @@ class StepEvent:
 class Loop:
     """One ``generate`` call: plan, forward, decide, apply, advance, until every row is done."""
 
-    def __init__(self, model, sampler, cache, cfg: GenerationConfig, callback, attention_backend):
+    def __init__(
+        self, model, sampler, cache, cfg: GenerationConfig, callback, attention_backend, compile=False
+    ):
         self.model, self.sampler, self.cache, self.cfg = model, sampler, cache, cfg
+        self.net = compiled(model.net) if compile else model.net
         self.callback, self.attention_backend = callback, attention_backend
         self.kv = None
-        self.traces: list[list[StepRecord]] = []
+        self.traces: dict[int, list[StepRecord]] = {}  # by prompt index
         self.rules: list = []
-        self.rows: list[int] = []  # prompt index of each row still in the batch
-        self.finished: dict[int, GenerationResult] = {}
+        self.rows: list[int] = []  # prompt index of each row of the running state
         self.row_forwards = 0  # rows the model computed, summed over forwards (metrics.py)
 
-    def run(self, prompts: list[list[int]]) -> list[GenerationResult]:
-        start_time = time.perf_counter()
-        state = canvas.new_state(self.model, prompts, self.cfg)
-        self.traces = [[] for _ in range(state.batch)]
-        self.rows = list(range(state.batch))
+    def start(self, prompts: list[list[int]], prompt_width: int | None = None) -> DecodeState:
+        """A new state for ``prompts``: canvas, fresh K/V and cache plan, sampler state, lengths."""
+        state = canvas.new_state(self.model, prompts, self.cfg, prompt_width)
         self.rules = logit_lib.logit_rules(self.cfg, state)
         self.restart_cache(state)
         state.sampler_state = self.sampler.init_state(state)
@@ -65,19 +66,7 @@ class Loop:
             canvas.set_lengths(state, lengths)
             self.restart_cache(state)
         self.advance(state)
-        self.retire(state)
-        guard = 4 * state.limit * state.batch + 16
-        while state.active.any():
-            guard -= 1
-            if guard < 0:
-                raise RuntimeError(f"sampler {self.sampler.name!r} made no progress; decoding aborted")
-            self.step(state)
-            self.retire(state)
-        seconds = time.perf_counter() - start_time
-        results = [self.finished[row] for row in range(len(prompts))]
-        for result in results:
-            result.seconds, result.batch_row_forwards = seconds, self.row_forwards
-        return results
+        return state
 
     def step(self, state: DecodeState) -> None:
         view = self.look(state, *self.sampler.logit_region(state))
@@ -88,23 +77,6 @@ class Loop:
         self.advance(state)
         if self.callback is not None:
             self.callback(StepEvent(int(state.steps.max()), state, committed, list(self.rows)))
-
-    def retire(self, state: DecodeState) -> None:
-        """Finished rows leave the batch: their results are kept and no later forward computes them.
-
-        Under classifier-free guidance they stay (computed, ignored): their unconditional twins
-        share the batch's K/V layout."""
-        for row in (~state.active).nonzero()[:, 0].tolist():
-            if self.rows[row] not in self.finished:
-                self.finished[self.rows[row]] = _result(self.model, state, row, self.traces[row])
-        keep = state.active.nonzero()[:, 0]
-        if len(keep) in (0, state.batch) or self.cfg.cfg_scale > 0:
-            return
-        batch = state.batch
-        take_rows(state, keep, batch)
-        self.kv = take_rows(self.kv, keep, batch)
-        self.rows = [self.rows[i] for i in keep.tolist()]
-        self.traces = [self.traces[i] for i in keep.tolist()]
 
     def look(self, state: DecodeState, start: torch.Tensor, end: torch.Tensor) -> StepView:
         """One forward over the columns ``[start, end)`` of each row, as the sampler sees it."""
@@ -142,7 +114,7 @@ class Loop:
             cols = cols.repeat(2, 1)
             query = None if query is None else query.repeat(2, 1)
         with torch.no_grad():
-            logits = self.model.net(
+            logits = self.net(
                 tokens,
                 positions,
                 valid,
@@ -189,7 +161,7 @@ class Loop:
         committed[rows, view.cols[rows, idx]] = True
         state.tokens[rows, view.cols[rows, idx]] = tokens[rows, idx]
         if self.cfg.trace:
-            _trace(self.traces, state, view, commit, tokens)
+            _trace(self.traces, self.rows, state, view, commit, tokens)
         state.steps += state.active.long()
         state.step_in_block += state.active.long()
         self.cache.commit(state, committed)
@@ -235,6 +207,93 @@ class Loop:
         self.cache.begin(state)
 
 
+_COMPILED: "weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module]" = weakref.WeakKeyDictionary()
+
+
+def compiled(net: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile`` of the model's forward, once per network and process. Shapes are dynamic
+    (symbolic batch, canvas and query sizes), so a new canvas or block width does not recompile;
+    on CUDA, ``reduce-overhead`` also captures CUDA graphs of the step."""
+    if net not in _COMPILED:
+        on_cuda = next(net.parameters()).is_cuda
+        _COMPILED[net] = torch.compile(net, dynamic=True, mode="reduce-overhead" if on_cuda else None)
+    return _COMPILED[net]
+
+
+class Scheduler:
+    """Which prompts are in the running batch: finished rows leave it, waiting prompts join it.
+
+    Every row is decoded exactly as it would be alone (its noise, steps and canvas are its own),
+    so the batch's make-up never changes a result. With ``max_batch`` below the number of prompts
+    the batch is kept full: after each step, finished rows leave and the next waiting prompts
+    join, their first forward in the next step (continuous batching). Samplers that change the
+    canvas width (``changes_length``) and classifier-free guidance run in consecutive waves of
+    ``max_batch`` prompts instead; under CFG finished rows also stay in the batch (computed,
+    ignored), since their unconditional twins share the K/V layout.
+    """
+
+    def __init__(self, loop: Loop, prompts: list[list[int]], max_batch: int | None):
+        self.loop, self.prompts = loop, prompts
+        self.size = len(prompts) if max_batch is None else min(max_batch, len(prompts))
+        self.finished: dict[int, GenerationResult] = {}
+        self.joins = loop.cfg.cfg_scale == 0 and not loop.sampler.changes_length()
+
+    def run(self) -> list[GenerationResult]:
+        start_time = time.perf_counter()
+        order = list(range(len(self.prompts)))
+        waves = [order] if self.joins else [order[i : i + self.size] for i in range(0, len(order), self.size)]
+        for wave in waves:
+            self.decode(wave)
+        seconds = time.perf_counter() - start_time
+        results = [self.finished[row] for row in order]
+        for result in results:
+            result.seconds, result.batch_row_forwards = seconds, self.loop.row_forwards
+        return results
+
+    def decode(self, ids: list[int]) -> None:
+        loop, waiting = self.loop, ids[self.size :]
+        width = max(len(self.prompts[i]) for i in ids) if waiting else None
+        loop.rows = ids[: self.size]
+        state = loop.start([self.prompts[i] for i in loop.rows], width)
+        guard = 4 * state.limit * len(ids) + 16
+        while True:
+            self.retire(state)
+            if waiting and state.batch < self.size:
+                joining, waiting = waiting[: self.size - state.batch], waiting[self.size - state.batch :]
+                self.join(state, joining)
+            if not state.active.any():
+                return
+            guard -= 1
+            if guard < 0:
+                raise RuntimeError(f"sampler {loop.sampler.name!r} made no progress; decoding aborted")
+            loop.step(state)
+
+    def retire(self, state: DecodeState) -> None:
+        """Keep the results of finished rows and drop them from the state, K/V and plugin states."""
+        loop, active = self.loop, state.active.tolist()  # the step's one read of the row flags
+        for row in [i for i, on in enumerate(active) if not on and loop.rows[i] not in self.finished]:
+            self.finished[loop.rows[row]] = _result(
+                loop.model, state, row, loop.traces.pop(loop.rows[row], [])
+            )
+        if all(active) or loop.cfg.cfg_scale > 0:
+            return
+        kept = [i for i, on in enumerate(active) if on]
+        keep, batch = torch.tensor(kept, dtype=torch.long, device=state.tokens.device), state.batch
+        take_rows(state, keep, batch)
+        loop.kv = take_rows(loop.kv, keep, batch)
+        loop.rows = [loop.rows[i] for i in kept]
+
+    def join(self, state: DecodeState, ids: list[int]) -> None:
+        """Append the prompts ``ids`` as new rows, laid out at the running batch's ``gen_start``."""
+        loop, running_kv = self.loop, self.loop.kv
+        new = loop.start([self.prompts[i] for i in ids], state.gen_start)
+        if (new.gen_start, new.width) != (state.gen_start, state.width):
+            raise RuntimeError("a joining row's canvas does not match the running batch's layout")
+        cat_rows(state, new, state.batch, new.batch)
+        loop.kv = cat_rows(running_kv, loop.kv, state.batch - new.batch, new.batch)
+        loop.rows = loop.rows + ids
+
+
 def _commit_with_progress(sampler, state: DecodeState, view: StepView, decision: Decision) -> torch.Tensor:
     """The decision's commit mask, checked, plus the best candidate of any row that would stall."""
     commit = decision.commit
@@ -271,11 +330,11 @@ def _result(model, state: DecodeState, row: int, trace: list[StepRecord]) -> Gen
     )
 
 
-def _trace(traces: list[list[StepRecord]], state: DecodeState, view: StepView, commit, tokens) -> None:
-    """Append this step's commits to each committing row's trace."""
+def _trace(traces: dict, rows: list[int], state: DecodeState, view: StepView, commit, tokens) -> None:
+    """Append this step's commits to each committing row's trace (``traces`` by prompt index)."""
     for row in commit.any(1).nonzero()[:, 0].tolist():
         sel = commit[row]
-        traces[row].append(
+        traces.setdefault(rows[row], []).append(
             StepRecord(
                 step=int(state.steps[row]),
                 nfe=int(state.nfe[row]),
@@ -297,6 +356,8 @@ def generate(
     attention_backend: str | None = None,
     chat: bool = False,
     allow_special: bool = False,
+    max_batch: int | None = None,
+    compile: bool = False,
     **settings,
 ) -> list[GenerationResult]:
     """Generate for one prompt or a batch (text or token ids); one result per prompt.
@@ -305,7 +366,10 @@ def generate(
     ``GenerationConfig`` fields (``gen_length=64, block_length=32, ...``) applied on top of
     ``config``. ``chat=True`` wraps text prompts in the tokenizer's chat template (instruct models).
     Text that spells a special token (the mask, EOS, ...) is refused unless ``allow_special=True``
-    (``dllm.prompts``).
+    (``dllm.prompts``). ``max_batch`` bounds the running batch: more prompts than that are
+    decoded with continuous batching (``Scheduler``); every result equals the prompt's run alone.
+    ``compile=True`` runs the model through ``torch.compile`` (``compiled``; the first call
+    compiles, minutes on a CPU; the tokens equal eager decoding's in the tests).
     """
     if config is None:
         config = GenerationConfig(**settings)
@@ -315,5 +379,13 @@ def generate(
         config = dataclasses.replace(config, **settings)
     sampler = sampler_registry.get(sampler)
     cache = cache_registry.get(cache)
-    loop = Loop(model, sampler, cache, config, callback, attention_backend)
-    return loop.run(encode_prompts(model, prompts, chat, allow_special))
+    if max_batch is not None and (
+        isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1
+    ):
+        raise ValueError(
+            f"max_batch={max_batch!r} must be a positive integer (or None: one batch of every prompt)"
+        )
+    if not isinstance(compile, bool):
+        raise TypeError(f"compile={compile!r} must be True or False")
+    loop = Loop(model, sampler, cache, config, callback, attention_backend, compile)
+    return Scheduler(loop, encode_prompts(model, prompts, chat, allow_special), max_batch).run()

@@ -62,6 +62,32 @@ def take_rows(value, keep: torch.Tensor, batch: int):
     return value
 
 
+def cat_rows(value, extra, batch: int, extra_batch: int):
+    """``value`` (a batch of ``batch`` rows) with the rows of ``extra`` (``extra_batch`` rows, the
+    same structure) appended to every per-row tensor, the inverse of ``take_rows``. Where ``value``
+    holds a per-row tensor and ``extra`` nothing yet (a buffer its first forward fills), the new
+    rows get zeros."""
+    if torch.is_tensor(value):
+        if not (value.dim() and value.shape[0] == batch):
+            return value
+        if extra is None:
+            extra = value.new_zeros((extra_batch, *value.shape[1:]))
+        return torch.cat([value, extra])
+    if isinstance(value, (list, tuple)):
+        return type(value)(cat_rows(v, e, batch, extra_batch) for v, e in zip(value, extra))
+    if isinstance(value, dict):
+        return {k: cat_rows(v, extra.get(k), batch, extra_batch) for k, v in value.items()}
+    if is_dataclass(value) and not isinstance(value, type) and not value.__dataclass_params__.frozen:
+        for f in fields(value):
+            if f.metadata.get("per_row", True):
+                setattr(
+                    value,
+                    f.name,
+                    cat_rows(getattr(value, f.name), getattr(extra, f.name), batch, extra_batch),
+                )
+    return value
+
+
 @dataclass
 class DecodeState:
     tokens: torch.Tensor  # [B, L] canvas

@@ -25,8 +25,15 @@ class Sampler:
         return None
 
     def init_state(self, state: DecodeState):
-        """Per-request state (a dataclass, or None), stored as ``state.sampler_state``."""
+        """Per-request state (a dataclass, or None), stored as ``state.sampler_state``. Per-row
+        tensors (first dimension the batch) follow their rows when rows leave or join a running
+        batch; mark other tensors with ``field(metadata=dllm.state.SHARED)``."""
         return None
+
+    def changes_length(self) -> bool:
+        """Whether this sampler plans lengths or inserts columns (the canvas width changes while
+        decoding): such rows cannot join a running batch, so ``max_batch`` runs them in waves."""
+        return False
 
     def plan_length(self, state: DecodeState, probe) -> torch.Tensor | None:
         """Before decoding: per-row generation lengths ``[B]``, or None to keep ``gen_length``.
@@ -86,6 +93,9 @@ class Wrapper(Sampler):
 
     def plan_length(self, state, probe):
         return self.inner.plan_length(state, probe)
+
+    def changes_length(self):
+        return self.inner.changes_length()
 
     def extra_region(self, state):
         return state.whole_generation()

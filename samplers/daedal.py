@@ -83,6 +83,9 @@ class DAEDALSampler(Sampler):
     def init_state(self, state):
         return DAEDALState(capacity=self.capacity(state), tail=torch.zeros_like(state.gen_end))
 
+    def changes_length(self):
+        return True
+
     def plan_length(self, state, probe):
         own = state.sampler_state
         cap = own.capacity

@@ -17,6 +17,11 @@ CASES = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    """Tiny tensors: intra-op threads only add synchronisation on a busy CPU."""
+
+
 @pytest.fixture(scope="module")
 def model():
     return dllm.load("tiny-llada")
@@ -58,3 +63,53 @@ def test_classifier_free_guidance_keeps_every_row(model):
     ]
     assert a.canvas == alone.canvas
     assert a.batch_row_forwards == 2 * max(a.nfe, b.nfe)
+
+
+PROMPTS_40 = [
+    e.prompt for t in ("copy", "sort", "sudoku", "latin_square") for e in tasks.get(t).examples("eval", 10)
+]
+JOIN_CASES = [(s, c) for s in ("llada", "fast-dllm", "learn2pd") for c in ("none", "dual", "elastic")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler, cache", JOIN_CASES, ids=[f"{s}-{c}" for s, c in JOIN_CASES])
+def test_continuous_batching_equals_every_prompt_alone(model, sampler, cache):
+    settings = dict(gen_length=64, block_length=32, stop_at_eos=sampler != "llada")
+    seen = []
+    joined = dllm.generate(
+        model,
+        PROMPTS_40,
+        sampler=sampler,
+        cache=cache,
+        max_batch=8,
+        callback=lambda e: seen.append(list(e.rows)),
+        **settings,
+    )
+    alone = [dllm.generate(model, [p], sampler=sampler, cache=cache, **settings)[0] for p in PROMPTS_40]
+    assert [r.canvas for r in joined] == [r.canvas for r in alone]
+    assert [(r.nfe, r.steps) for r in joined] == [(r.nfe, r.steps) for r in alone]
+    assert max(len(rows) for rows in seen) == 8 and sorted({r for rows in seen for r in rows}) == list(
+        range(40)
+    )
+    assert joined[0].batch_row_forwards == sum(r.nfe for r in alone)
+    if sampler != "llada":  # rows finish at different steps: prompts of later batches join running ones
+        assert any(max(rows) // 8 != min(rows) // 8 for rows in seen)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [dict(sampler="daedal"), dict(sampler="eotp", cfg_scale=0.5)],
+    ids=["daedal-waves", "cfg-waves"],
+)
+def test_samplers_that_change_the_width_and_cfg_run_in_waves(model, settings):
+    settings = dict(gen_length=32, block_length=32, **settings)
+    prompts = PROMPTS_40[:5]
+    waves = dllm.generate(model, prompts, max_batch=2, **settings)
+    alone = [dllm.generate(model, [p], **settings)[0] for p in prompts]
+    assert [r.canvas for r in waves] == [r.canvas for r in alone]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True, "8"])
+def test_max_batch_must_be_a_positive_integer(model, bad):
+    with pytest.raises(ValueError, match="max_batch"):
+        dllm.generate(model, PROMPTS[:2], gen_length=8, block_length=8, max_batch=bad)

@@ -26,7 +26,8 @@ prompts are cut from the left). Batch size and device come from lm-eval's own ``
 ``--device`` (``cuda`` falls back to the CPU when there is no GPU). lm-eval's ``max_gen_toks`` is
 ignored (a dLLM decodes a fixed canvas of ``gen_length``); it is kept in the speed records.
 
-``generate_until`` batches requests with the same generation arguments, decodes, cuts the text at
+``generate_until`` groups requests with the same generation arguments, decodes each group in one
+continuous-batching call (``--batch_size`` rows at once), cuts the text at
 the first stop string, and records per request: steps, NFE, generated tokens before and after
 the stop-string cut, tokens per forward / step, latency and throughput (``dllm.metrics``), and
 the per-step unmask counts. ``loglikelihood`` is not implemented (multiple-choice tasks need an
@@ -266,24 +267,25 @@ class DLLMEvalLM(LM):
                 config = dataclasses.replace(config, temperature=float(gen_kwargs["temperature"]))
             encoded = {i: self._encode(requests[i].args[0]) for i in indices}
             order = sorted(indices, key=lambda i: -len(encoded[i][0]))  # similar lengths share a batch
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                results = dllm.generate(
-                    self.model,
-                    [encoded[i][0] for i in batch],
-                    sampler=dllm.samplers.get(self.sampler_name, **self.sampler_params),
-                    cache=dllm.caches.get(self.cache_name, **self.cache_params),
-                    config=config,
-                )
-                for i, res in zip(batch, results):
-                    text, stop = cut_at_stop(res.text, gen_kwargs.get("until"))
-                    outputs[i] = text
-                    rec = self._record(requests[i], res, text, stop, len(batch), encoded[i], gen_kwargs)
-                    self.records.append(rec)
-                    if writer is not None:
-                        writer.write(json.dumps(rec) + "\n")
-                        writer.flush()
-                bar.update(len(batch))
+            # one continuous-batching call per group: batch_size rows run at once, finished rows
+            # leave and waiting requests join (each result equals the request alone)
+            results = dllm.generate(
+                self.model,
+                [encoded[i][0] for i in order],
+                sampler=dllm.samplers.get(self.sampler_name, **self.sampler_params),
+                cache=dllm.caches.get(self.cache_name, **self.cache_params),
+                config=config,
+                max_batch=self.batch_size,
+            )
+            for i, res in zip(order, results):
+                text, stop = cut_at_stop(res.text, gen_kwargs.get("until"))
+                outputs[i] = text
+                rec = self._record(requests[i], res, text, stop, len(order), encoded[i], gen_kwargs)
+                self.records.append(rec)
+                if writer is not None:
+                    writer.write(json.dumps(rec) + "\n")
+                    writer.flush()
+            bar.update(len(order))
         bar.close()
         if writer is not None:
             writer.close()
@@ -324,7 +326,8 @@ class DLLMEvalLM(LM):
             "tokens_per_forward": metrics.tokens_per_forward(kept, res.nfe),
             "tokens_per_step": metrics.tokens_per_step(kept, res.steps),
             "latency_s": latency,
-            "batch_size": batch_size,
+            "batch_size": batch_size,  # requests in the continuous-batching call
+            "max_batch": self.batch_size,
             "tokens_per_second": metrics.throughput(kept, latency),
             "unmask_counts": [len(s.positions) for s in res.trace],
             "time": time.time(),

@@ -12,8 +12,10 @@ forward, tokens per step, throughput). Two raw counts sit beside them so other c
 recomputed: ``canvas_len`` (positions allocated) and ``decoded_positions`` (positions the sampler
 committed; the sum of ``unmask_counts``). ``canvas_tokens_per_step`` is ``metrics.tokens_per_step``
 applied to ``decoded_positions``: the parallelism axis of ParallelBench's plots, EOS padding
-included. Latency is the loop's wall time for the batch divided by the batch size
-(``batch_seconds`` and ``batch_size`` are kept).
+included. Samples are decoded with continuous batching: one ``dllm.generate`` call gets up to
+``4 x batch_size`` prompts and keeps ``batch_size`` rows running (finished rows leave, waiting
+prompts join; each result equals the prompt's run alone). Latency is the call's wall time divided
+by the prompts in the call (``batch_seconds`` and ``batch_size``, the prompts in the call, are kept).
 
 Speculative run configs (``mode: "speculative"``, :mod:`dllm.eval.spec`) run ``dllm.speculate``
 on the same prompts and write records with the same fields, counted in the verifier's terms: a
@@ -579,6 +581,9 @@ def cpu_threads(world_size: int = 1) -> int:
     return max(1, (os.cpu_count() or 1) // (2 * world_size))
 
 
+PROMPTS_PER_CALL = 4  # in batch sizes: prompts given to one continuous-batching generate call
+
+
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -708,9 +713,12 @@ def _append_skipped(layout: Layout, item: Skipped) -> None:
         fh.write(json.dumps({"combo": item.combo, "reason": item.reason}) + "\n")
 
 
-def _decoder(run: RunConfig, model, trace: bool = True) -> tuple[Callable[[list[str]], list], Any]:
+def _decoder(
+    run: RunConfig, model, trace: bool = True, max_batch: int | None = None
+) -> tuple[Callable[[list[str]], list], Any]:
     """``(decode, config)``: ``decode(prompts)`` runs the run's ``dllm.generate`` (fresh sampler and
-    cache) or ``dllm.speculate`` (fresh drafter and length controller) on a batch of prompts."""
+    cache; at most ``max_batch`` rows at once, continuous batching) or ``dllm.speculate`` (fresh
+    drafter and length controller) on a list of prompts."""
     import dllm
 
     config = run.generation_config(trace=trace)
@@ -728,6 +736,7 @@ def _decoder(run: RunConfig, model, trace: bool = True) -> tuple[Callable[[list[
                 sampler=sampler_registry.get(run.sampler, **run.sampler_params),
                 cache=cache_registry.get(run.cache, **run.cache_params),
                 config=config,
+                max_batch=max_batch,
             )
 
     return decode, config
@@ -762,13 +771,16 @@ def _run_config(
         )
         if reason:
             return [], reason
-    decode, config = _decoder(run, model)
+    decode, config = _decoder(run, model, max_batch=batch_size)
+    # generate keeps a batch of batch_size rows full (continuous batching) over a call of several
+    # batches' worth of prompts; records are written at the end of each call (resume granularity)
+    per_call = batch_size if run.speculative else batch_size * PROMPTS_PER_CALL
     path = layout.run_file(run.run_id) if dist.world_size == 1 else layout.rank_file(run.run_id, dist.rank)
     writer = JsonlWriter(path)
     device = model.device if isinstance(model.device, torch.device) else torch.device(model.device)
     records: list[dict] = []
     try:
-        for batch in _chunks(todo, batch_size):
+        for batch in _chunks(todo, per_call):
             prompts = [examples[i].prompt for i in batch]
             started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
             if device.type == "cuda":
