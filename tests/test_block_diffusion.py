@@ -416,3 +416,14 @@ def test_cli_generates_with_the_block_cache(capsys):
     )
     out = capsys.readouterr().out
     assert "output Nora Diaz, Oscar Cook, Noah Clark\n" in out and "cache=block-cache" in out
+
+
+def test_continuous_batching_with_the_block_cache(ref):
+    """max_batch rows running, prompts joining as rows finish: each result is the prompt decoded alone."""
+    model, expected = ref
+    prompts = _cleaned(_ragged(expected))
+    kwargs = dict(sampler=_threshold(), cache="block-cache", gen_length=24, block_length=8, sub_block_length=4)
+    streamed = dllm.generate(model, prompts, max_batch=2, **kwargs)
+    for prompt, got in zip(prompts, streamed):
+        [alone] = dllm.generate(model, [prompt], **kwargs)
+        assert (got.canvas, got.nfe) == (alone.canvas, alone.nfe)
