@@ -279,7 +279,10 @@ def test_block_cache_recomputes_fewer_columns(ref):
         )
     finally:
         del model.net.forward
-    assert seen[0] == 16 + 8 and max(seen[1:]) <= 9 and min(seen[1:]) <= 5, seen
+    refresh = 16 + 8  # the start: prompt + first block, never the whole 48-column canvas
+    assert refresh in seen[:2] and max(seen) == refresh, seen
+    later = seen[seen.index(refresh) + 1 :]
+    assert max(later) <= 9 and min(later) <= 5, seen
 
 
 def test_one_block_over_everything_decodes_like_plain_masked_diffusion(ref):

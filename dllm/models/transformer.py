@@ -101,7 +101,7 @@ class Block(nn.Module):
         self.down = nn.Linear(cfg.mlp_hidden, d, bias=False)
 
     def forward(self, x, cos, sin, q_positions, *, layer, query, positions, key_valid, kv, attention_backend,
-                hook=None, attn_mask=None):
+                hook=None, attn_mask=None, key_end=None):
         cfg = self.cfg
         batch, n_q, _ = x.shape
         h = self.attn_norm(x)
@@ -119,6 +119,9 @@ class Block(nn.Module):
                 kv.k[layer].scatter_(2, index, k.to(kv.k[layer].dtype))
                 kv.v[layer].scatter_(2, index, v.to(kv.v[layer].dtype))
             k, v = kv.k[layer], kv.v[layer]
+            if key_end is not None:  # block-causal: the keys after the queries' last block are invisible
+                k, v, positions = k[:, :, :key_end], v[:, :, :key_end], positions[:, :key_end]
+                key_valid = None if key_valid is None else key_valid[:, :key_end]
         want_lse = hook is not None and hook.wants_lse(layer, query)
         out = attend(
             q, k, v, q_pos=q_positions, k_pos=positions, k_valid=key_valid,
@@ -178,7 +181,10 @@ class Transformer(nn.Module):
             key_valid = None  # no padding: attention without a mask is the same and cheaper
         x = self.embed(tokens if query is None else tokens.gather(1, query))
         rope = self._rope(positions, query)
-        run = dict(positions=positions, key_valid=key_valid, kv=kv, attention_backend=attention_backend, hook=hook,
+        plain = kv is not None and hook is None and attn_mask is None
+        key_end = self._key_end(positions, rope[2]) if plain else None
+        run = dict(positions=positions, key_valid=key_valid, kv=kv, attention_backend=attention_backend,
+                   hook=hook, key_end=key_end,
                    attn_mask=attn_mask)
         for layer, block in enumerate(self.layers):
             if hook is not None:
@@ -194,6 +200,17 @@ class Transformer(nn.Module):
         x = self.norm(x)
         weight = self.embed.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(x, weight)
+
+    def _key_end(self, positions, q_positions) -> int | None:
+        """Block-causal models: the canvas columns before which every key any query can see lies
+        (None: all of them), so attention skips the masked blocks after the queries."""
+        bd = self.cfg.block_size
+        if bd is None:
+            return None
+        last_block = (q_positions // bd).max(1, keepdim=True).values
+        visible = (positions // bd) <= last_block
+        end = int((visible * torch.arange(1, positions.shape[1] + 1, device=positions.device)).max())
+        return None if end >= positions.shape[1] else end
 
     def _layer_input(self, hook, layer, x, query, kv, positions, rope):
         x, widened = hook.layer_input(layer, x, query, kv)
