@@ -149,6 +149,8 @@ class Loop:
         planned = torch.minimum(
             torch.maximum(planned.to(state.block_end), state.block_start + 1), state.gen_end
         )
+        if canvas.block_diffusion_size(state.model) is not None:  # a block model's blocks only shrink
+            planned = torch.minimum(planned, canvas.block_end(state, state.block_start))
         state.block_end = torch.where(view.first_of_block & state.active, planned, state.block_end)
         view.recompute_candidates()
 

@@ -425,8 +425,44 @@ def test_continuous_batching_with_the_block_cache(ref):
     """max_batch rows running, prompts joining as rows finish: each result is the prompt decoded alone."""
     model, expected = ref
     prompts = _cleaned(_ragged(expected))
-    kwargs = dict(sampler=_threshold(), cache="block-cache", gen_length=24, block_length=8, sub_block_length=4)
+    kwargs = dict(
+        sampler=_threshold(), cache="block-cache", gen_length=24, block_length=8, sub_block_length=4
+    )
     streamed = dllm.generate(model, prompts, max_batch=2, **kwargs)
     for prompt, got in zip(prompts, streamed):
         [alone] = dllm.generate(model, [prompt], **kwargs)
         assert (got.canvas, got.nfe) == (alone.canvas, alone.nfe)
+
+
+def test_adaptive_block_planning_stays_inside_the_model_block(ref):
+    """A sampler's plan_block (AdaBlock) may shrink a block-diffusion model's (sub-)block but never stretch
+    it past the model's block: decoding a later block while an earlier one holds masks is outside what the
+    model was trained on."""
+    from dataclasses import dataclass
+
+    from dllm import canvas
+    from samplers.fast_dllm import FastDLLMSampler
+
+    @dataclass
+    class Stretch(FastDLLMSampler):
+        def plan_block(self, view):
+            return view.state.gen_end  # ask for one block over the whole rest of the canvas
+
+    model, expected = ref
+    seen = []
+
+    def check(event):
+        st = event.state
+        seen.append(bool((st.block_end <= canvas.block_end(st, st.block_start)).all()))
+
+    dllm.generate(
+        model,
+        _cleaned(_ragged(expected)),
+        sampler=Stretch(threshold=0.9),
+        cache="block-cache",
+        gen_length=24,
+        block_length=8,
+        sub_block_length=4,
+        callback=check,
+    )
+    assert seen and all(seen)
