@@ -15,7 +15,10 @@ more per-request state subclasses it and overrides ``new_state``) and turns a po
   the model's logit shift: 1 for Dream), so any sampler's ``logit_region`` works with any cache;
 - a full refresh of a row after ``begin`` (start, canvas re-layout) and after a canvas edit that
   did not go through ``commit`` (fill / truncate), and whenever the policy's schedule says so.
-Rows refresh independently, so a row decodes the same alone or inside a batch.
+Rows refresh independently, so a row decodes the same alone or inside a batch. When some rows
+of a batch refresh and the others compute only their few columns, a policy without per-layer
+hooks plans the refresh as a second forward over those rows (``StepPlan.refresh_rows``), so
+the rest of the batch is not padded to the whole canvas.
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ class StepPlan:
     query: torch.Tensor | None = None   # [B, Lq] columns to recompute; None = every column
     use_kv: bool = False                # read/write the KVStore
     hook: LayerHook | None = None       # per-layer callbacks for the model's forward, or None
+    # Rows that need more than ``query`` (a full refresh) while the others compute a few columns:
+    # the loop runs them again, alone, over ``refresh_query`` (indexed like those rows; None =
+    # every column), instead of padding every row of the batch to the refresh's width.
+    refresh_rows: torch.Tensor | None = None  # [B] bool
+    refresh_query: torch.Tensor | None = None  # [R, Lr]
 
     @property
     def full(self) -> bool:
@@ -156,6 +164,11 @@ class IncrementalCache(Cache):
     def hook(self, state: DecodeState, own: IncrementalState, full: torch.Tensor, query):
         return None
 
+    def refreshes_apart(self, state: DecodeState) -> bool:
+        """Whether refreshing rows may run as their own forward (``StepPlan.refresh_rows``): not
+        for policies with per-layer hooks (they see one forward per step), nor under CFG."""
+        return type(self).hook is IncrementalCache.hook and state.config.cfg_scale == 0
+
     def horizon(self, state: DecodeState) -> torch.Tensor | None:
         """``[B, L]`` the columns a full refresh recomputes (None: every column). A block-causal
         model's current block never sees the blocks after it, so a policy for it may leave them out."""
@@ -170,13 +183,22 @@ class IncrementalCache(Cache):
         full = (own.refresh | edited | self.schedule(state, own)) & state.active
         need = self.columns(state, own) & state.valid & state.active[:, None]
         horizon = self.horizon(state)
+        refresh_rows = refresh_query = None
         if horizon is None and (full | ~state.active).all():
             query = None
         else:
             refresh = full[:, None] if horizon is None else full[:, None] & horizon
-            need = need | refresh | logit_sources(state, logit_cols)
+            need = need | logit_sources(state, logit_cols)
+            if self.refreshes_apart(state) and full.any():
+                refresh_rows = full
+                refresh_need = (need | refresh)[full]
+                everything = horizon is None or bool((refresh_need | ~state.valid[full]).all())
+                refresh_query = None if everything else mask_to_query(refresh_need)
+            else:
+                need = need | refresh
             query = mask_to_query(need)
-        plan = StepPlan(query=query, use_kv=True, hook=self.hook(state, own, full, query))
+        plan = StepPlan(query=query, use_kv=True, hook=self.hook(state, own, full, query),
+                        refresh_rows=refresh_rows, refresh_query=refresh_query)
         own.tokens = state.tokens.clone()
         own.committed.zero_()
         own.refresh &= ~state.active

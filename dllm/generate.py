@@ -40,31 +40,90 @@ class StepEvent:
     rows: list[int]  # the prompt index of each row of ``state`` (finished rows leave the batch)
 
 
+class ModelStep:
+    """The only code that calls the model: the cache's plan, K/V storage, CFG, refreshes apart, counts."""
+
+    def __init__(self, model, cache, cfg: GenerationConfig, attention_backend, compile=False):
+        self.model, self.cache, self.cfg, self.attention_backend = model, cache, cfg, attention_backend
+        self.net = compiled(model.net) if compile else model.net
+        self.kv = None
+        self.row_forwards = 0  # rows the model computed, summed over forwards (metrics.py)
+
+    def forward(self, state: DecodeState, cols: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, W, V]`` (float32) for ``cols``, planned by the cache; with CFG, two batches."""
+        plan = self.cache.plan(state, cols)
+        guided = self.cfg.cfg_scale > 0
+        tokens, positions, valid, query = (
+            _with_unconditional(state, plan.query)
+            if guided
+            else (state.tokens, state.positions, state.valid, plan.query)
+        )
+        with torch.no_grad():
+            logits = self.net(
+                tokens,
+                positions,
+                valid,
+                query=query,
+                kv=self.kv if plan.use_kv else None,
+                logits_for=cols.repeat(2, 1) if guided else cols,
+                hook=plan.hook,
+                attention_backend=self.attention_backend,
+            ).float()
+            if plan.refresh_rows is not None:
+                self.refresh_apart(state, plan, cols, logits)
+        state.nfe += state.active.long()
+        self.row_forwards += state.batch  # a row refreshed apart still counts once: one step, one forward
+        if guided:
+            return logit_lib.classifier_free_guidance(*logits.chunk(2), self.cfg.cfg_scale)
+        return logits
+
+    def refresh_apart(self, state: DecodeState, plan, cols: torch.Tensor, logits: torch.Tensor) -> None:
+        """The plan's refreshing rows, again and alone over their whole query set: their K/V and
+        logits replace what the batch's block-only forward computed for them."""
+        rows = plan.refresh_rows.nonzero()[:, 0]
+        kv = KVStore(k=[k[rows] for k in self.kv.k], v=[v[rows] for v in self.kv.v])
+        logits[rows] = self.net(
+            state.tokens[rows],
+            state.positions[rows],
+            state.valid[rows],
+            query=plan.refresh_query,
+            kv=kv,
+            logits_for=cols[rows],
+            attention_backend=self.attention_backend,
+        ).float()
+        for store, part in zip(self.kv.k + self.kv.v, kv.k + kv.v):
+            store[rows] = part
+
+    def restart(self, state: DecodeState) -> None:
+        """A new canvas layout: fresh K/V storage and a fresh cache plan."""
+        if self.cache.needs_kv:
+            rows = state.batch * (2 if self.cfg.cfg_scale > 0 else 1)
+            self.kv = KVStore.empty(self.model.config, rows, state.width, self.model.dtype, self.model.device)
+        self.cache.begin(state)
+
+
 class Loop:
     """One ``generate`` call: plan, forward, decide, apply, advance, until every row is done."""
 
     def __init__(
         self, model, sampler, cache, cfg: GenerationConfig, callback, attention_backend, compile=False
     ):
-        self.model, self.sampler, self.cache, self.cfg = model, sampler, cache, cfg
-        self.net = compiled(model.net) if compile else model.net
-        self.callback, self.attention_backend = callback, attention_backend
-        self.kv = None
+        self.model, self.sampler, self.cache, self.cfg, self.callback = model, sampler, cache, cfg, callback
+        self.model_step = ModelStep(model, cache, cfg, attention_backend, compile)
         self.traces: dict[int, list[StepRecord]] = {}  # by prompt index
         self.rules: list = []
         self.rows: list[int] = []  # prompt index of each row of the running state
-        self.row_forwards = 0  # rows the model computed, summed over forwards (metrics.py)
 
     def start(self, prompts: list[list[int]], prompt_width: int | None = None) -> DecodeState:
         """A new state for ``prompts``: canvas, fresh K/V and cache plan, sampler state, lengths."""
         state = canvas.new_state(self.model, prompts, self.cfg, prompt_width)
         self.rules = logit_lib.logit_rules(self.cfg, state)
-        self.restart_cache(state)
+        self.model_step.restart(state)
         state.sampler_state = self.sampler.init_state(state)
         lengths = self.sampler.plan_length(state, self.probe(state))
         if lengths is not None:
             canvas.set_lengths(state, lengths)
-            self.restart_cache(state)
+            self.model_step.restart(state)
         self.advance(state)
         return state
 
@@ -81,7 +140,7 @@ class Loop:
     def look(self, state: DecodeState, start: torch.Tensor, end: torch.Tensor) -> StepView:
         """One forward over the columns ``[start, end)`` of each row, as the sampler sees it."""
         cols, col_valid = canvas.region(state, start, end)
-        logits = logit_lib.apply_rules(self.rules, self.forward(state, cols), state)
+        logits = logit_lib.apply_rules(self.rules, self.model_step.forward(state, cols), state)
         pred = logit_lib.propose(logits, state, cols)
         conf = logit_lib.confidence(logits, pred)
         view = StepView(
@@ -98,44 +157,12 @@ class Loop:
         view.recompute_candidates()
         return view
 
-    def forward(self, state: DecodeState, cols: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, W, V]`` (float32) for ``cols``, planned by the cache; with CFG, two batches."""
-        plan = self.cache.plan(state, cols)
-        tokens, positions, valid, query = state.tokens, state.positions, state.valid, plan.query
-        guided = self.cfg.cfg_scale > 0
-        if guided:
-            unconditional = tokens.clone()
-            unconditional[:, : state.gen_start][valid[:, : state.gen_start]] = state.mask_id
-            tokens, positions, valid = (
-                torch.cat([tokens, unconditional]),
-                positions.repeat(2, 1),
-                valid.repeat(2, 1),
-            )
-            cols = cols.repeat(2, 1)
-            query = None if query is None else query.repeat(2, 1)
-        with torch.no_grad():
-            logits = self.net(
-                tokens,
-                positions,
-                valid,
-                query=query,
-                kv=self.kv if plan.use_kv else None,
-                logits_for=cols,
-                hook=plan.hook,
-                attention_backend=self.attention_backend,
-            ).float()
-        state.nfe += state.active.long()
-        self.row_forwards += state.batch
-        if guided:
-            return logit_lib.classifier_free_guidance(*logits.chunk(2), self.cfg.cfg_scale)
-        return logits
-
     def probe(self, state: DecodeState):
         """For length planning: ``run(lengths)`` lays the canvas out at those lengths and looks at it."""
 
         def run(lengths: torch.Tensor) -> StepView:
             canvas.set_lengths(state, lengths)
-            self.restart_cache(state)
+            self.model_step.restart(state)
             return self.look(state, *state.whole_generation())
 
         return run
@@ -173,7 +200,7 @@ class Loop:
     def edit(self, state: DecodeState, view: StepView | None, decision: Decision) -> None:
         """A decision's (or a block end's) canvas edits and row stops."""
         if canvas.apply_edits(state, view, decision.edits):
-            self.restart_cache(state)
+            self.model_step.restart(state)
         if decision.stop is not None and decision.stop.any():
             canvas.finish(state, decision.stop & state.active)
 
@@ -200,13 +227,6 @@ class Loop:
                 moving, torch.zeros_like(state.step_in_block), state.step_in_block
             )
             state.active &= (state.is_mask() & state.in_generation()).any(1)
-
-    def restart_cache(self, state: DecodeState) -> None:
-        """A new canvas layout: fresh K/V storage and a fresh cache plan."""
-        if self.cache.needs_kv:
-            rows = state.batch * (2 if self.cfg.cfg_scale > 0 else 1)
-            self.kv = KVStore.empty(self.model.config, rows, state.width, self.model.dtype, self.model.device)
-        self.cache.begin(state)
 
 
 _COMPILED: "weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module]" = weakref.WeakKeyDictionary()
@@ -249,7 +269,7 @@ class Scheduler:
         seconds = time.perf_counter() - start_time
         results = [self.finished[row] for row in order]
         for result in results:
-            result.seconds, result.batch_row_forwards = seconds, self.loop.row_forwards
+            result.seconds, result.batch_row_forwards = seconds, self.loop.model_step.row_forwards
         return results
 
     def decode(self, ids: list[int]) -> None:
@@ -282,18 +302,31 @@ class Scheduler:
         kept = [i for i, on in enumerate(active) if on]
         keep, batch = torch.tensor(kept, dtype=torch.long, device=state.tokens.device), state.batch
         take_rows(state, keep, batch)
-        loop.kv = take_rows(loop.kv, keep, batch)
+        loop.model_step.kv = take_rows(loop.model_step.kv, keep, batch)
         loop.rows = [loop.rows[i] for i in kept]
 
     def join(self, state: DecodeState, ids: list[int]) -> None:
         """Append the prompts ``ids`` as new rows, laid out at the running batch's ``gen_start``."""
-        loop, running_kv = self.loop, self.loop.kv
+        loop, running_kv = self.loop, self.loop.model_step.kv
         new = loop.start([self.prompts[i] for i in ids], state.gen_start)
         if (new.gen_start, new.width) != (state.gen_start, state.width):
             raise RuntimeError("a joining row's canvas does not match the running batch's layout")
         cat_rows(state, new, state.batch, new.batch)
-        loop.kv = cat_rows(running_kv, loop.kv, state.batch - new.batch, new.batch)
+        loop.model_step.kv = cat_rows(running_kv, loop.model_step.kv, state.batch - new.batch, new.batch)
         loop.rows = loop.rows + ids
+
+
+def _with_unconditional(state: DecodeState, query):
+    """CFG's doubled batch: the rows, then the same rows with the prompt masked."""
+    unconditional = state.tokens.clone()
+    unconditional[:, : state.gen_start][state.valid[:, : state.gen_start]] = state.mask_id
+    query = None if query is None else query.repeat(2, 1)
+    return (
+        torch.cat([state.tokens, unconditional]),
+        state.positions.repeat(2, 1),
+        state.valid.repeat(2, 1),
+        query,
+    )
 
 
 def _commit_with_progress(sampler, state: DecodeState, view: StepView, decision: Decision) -> torch.Tensor:
