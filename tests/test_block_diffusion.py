@@ -466,3 +466,14 @@ def test_adaptive_block_planning_stays_inside_the_model_block(ref):
         callback=check,
     )
     assert seen and all(seen)
+
+
+def test_shipped_tiny_fdllm2_matches_reference_code():
+    """The shipped folder, run by the reference Fast-dLLM v2 modeling code (fixtures/parity/README.md), gives
+    our logits: proof that tiny-fdllm2 is a Fast-dLLM v2 checkpoint (40 columns = blocks of 32 and 8)."""
+    model = _tiny()
+    expected = load_file(str(FIXTURE.parent / "tiny-fdllm2-expected.safetensors"))
+    ids = expected["input_ids"]
+    assert ids[0, :12].tolist() == model.encode("copy: Nora Diaz, Oscar Cook, Noah Clark\n")
+    err = (_unshifted(model, ids) - expected["logits"][:, :-1]).abs().max().item()
+    assert err < TOL, f"tiny-fdllm2 max abs logit error {err:.2e} (stale fixture after retraining?)"
