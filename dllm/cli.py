@@ -37,12 +37,17 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("prompt", nargs="+", help="one or more prompts (a batch); use \\n for newlines")
     gen.add_argument("--sampler", default="llada", help="sampler name (see `dllm samplers`)")
     gen.add_argument("--cache", default="none", help="cache policy name (see `dllm caches`)")
-    gen.add_argument("-p", "--sampler-arg", action="append", metavar="KEY=VALUE", help="any other sampler parameter")
+    gen.add_argument(
+        "-p", "--sampler-arg", action="append", metavar="KEY=VALUE", help="any other sampler parameter"
+    )
     gen.add_argument("-c", "--cache-arg", action="append", metavar="KEY=VALUE", help="cache parameter")
     gen.add_argument("--gen-length", type=int, default=64)
     gen.add_argument("--block-length", type=int, default=32)
-    gen.add_argument("--sub-block-length", type=int,
-                     help="block-diffusion models (Fast-dLLM v2): decode each block in sub-blocks of this size")
+    gen.add_argument(
+        "--sub-block-length",
+        type=int,
+        help="block-diffusion models (Fast-dLLM v2): decode each block in sub-blocks of this size",
+    )
     gen.add_argument("--steps", type=int, help="denoising steps (default: gen length, one token per step)")
     gen.add_argument("--temperature", type=float, default=0.0)
     gen.add_argument("--seed", type=int, default=0)
@@ -53,65 +58,119 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--dtype", help="float32 / bfloat16 / float16 (default: float32 on CPU)")
     gen.add_argument("--device", default="cpu")
     gen.add_argument("--chat", action="store_true", help="wrap prompts in the tokenizer's chat template")
-    gen.add_argument("--allow-special", action="store_true",
-                     help="let prompt text contain special-token text (e.g. the mask token's), read as those tokens;"
-                          " refused by default")
-    gen.add_argument("--threads", type=int, default=1,
-                     help="torch CPU threads (default 1: fastest and steadiest for the tiny models; 0 = torch's default)")
-    gen.add_argument("--show-steps", action="store_true",
-                     help="render the unmasking order (with --json: add each row's per-step trace)")
-    gen.add_argument("--json", action="store_true",
-                     help="machine-readable output: a JSON list, one object per prompt (the trace with --show-steps)")
+    gen.add_argument(
+        "--allow-special",
+        action="store_true",
+        help="let prompt text contain special-token text (e.g. the mask token's), read as those tokens;"
+        " refused by default",
+    )
+    gen.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: fastest and steadiest for the tiny models; 0 = torch's default)",
+    )
+    gen.add_argument(
+        "--show-steps",
+        action="store_true",
+        help="render the unmasking order (with --json: add each row's per-step trace)",
+    )
+    gen.add_argument(
+        "--json",
+        action="store_true",
+        help="machine-readable output: a JSON list, one object per prompt (the trace with --show-steps)",
+    )
     taken = {action.dest for action in gen._actions}
-    shortcuts = gen.add_argument_group("sampler parameters", "read from the sampler configs; the chosen sampler"
-                                       " must have the parameter (-p KEY=VALUE takes any, too)")
+    shortcuts = gen.add_argument_group(
+        "sampler parameters",
+        "read from the sampler configs; the chosen sampler"
+        " must have the parameter (-p KEY=VALUE takes any, too)",
+    )
     flags = sampler_flags()
     added = [name for name in flags if name not in taken]  # the others stay reachable through -p
     for name in added:
         kind, owners = flags[name]
-        shortcuts.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, metavar=kind.__name__.upper(),
-                               help=f"sampler parameter of {', '.join(owners)} (see `dllm samplers`)")
+        shortcuts.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=kind,
+            metavar=kind.__name__.upper(),
+            help=f"sampler parameter of {', '.join(owners)} (see `dllm samplers`)",
+        )
     gen.set_defaults(sampler_flags=tuple(added))
 
     spec = sub.add_parser("speculate", help="speculative decoding: a drafter proposes, an AR verifier checks")
     spec.add_argument("verifier", help="causal LM verifier (tiny-ar, a local folder or hub id)")
     spec.add_argument("prompt", nargs="+", help="one or more prompts (a batch); use \\n for newlines")
-    spec.add_argument("--drafter", default="none", help="drafter name (see `dllm drafters`); none = plain AR decoding")
-    spec.add_argument("--drafter-model", help="the drafter's model parameter (tiny-dream, tiny-ar-draft, ...)")
-    spec.add_argument("-d", "--drafter-arg", action="append", metavar="KEY=VALUE", help="any drafter parameter")
-    spec.add_argument("--length", help="draft-length controller (see `dllm drafters`; default: the drafter's)")
-    spec.add_argument("-l", "--length-arg", action="append", metavar="KEY=VALUE", help="length-controller parameter")
+    spec.add_argument(
+        "--drafter", default="none", help="drafter name (see `dllm drafters`); none = plain AR decoding"
+    )
+    spec.add_argument(
+        "--drafter-model", help="the drafter's model parameter (tiny-dream, tiny-ar-draft, ...)"
+    )
+    spec.add_argument(
+        "-d", "--drafter-arg", action="append", metavar="KEY=VALUE", help="any drafter parameter"
+    )
+    spec.add_argument(
+        "--length", help="draft-length controller (see `dllm drafters`; default: the drafter's)"
+    )
+    spec.add_argument(
+        "-l", "--length-arg", action="append", metavar="KEY=VALUE", help="length-controller parameter"
+    )
     spec.add_argument("--max-new-tokens", type=int, default=64)
     spec.add_argument("--temperature", type=float, default=0.0)
     spec.add_argument("--top-k", type=int)
     spec.add_argument("--top-p", type=float)
     spec.add_argument("--seed", type=int, default=0)
     spec.add_argument("--device", default="cpu")
-    spec.add_argument("--threads", type=int, default=1,
-                      help="torch CPU threads (default 1: fastest and steadiest for the tiny models; 0 = torch's default)")
+    spec.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: fastest and steadiest for the tiny models; 0 = torch's default)",
+    )
     spec.add_argument("--chat", action="store_true", help="wrap prompts in the tokenizer's chat template")
-    spec.add_argument("--allow-special", action="store_true",
-                      help="let prompt text contain special-token text, read as those tokens; refused by default")
+    spec.add_argument(
+        "--allow-special",
+        action="store_true",
+        help="let prompt text contain special-token text, read as those tokens; refused by default",
+    )
     spec.add_argument("--show-rounds", action="store_true", help="render each round's draft and verdict")
     spec.add_argument("--json", action="store_true", help="machine-readable output")
-    spec.add_argument("--no-baseline", action="store_true",
-                      help="skip plain AR decoding of the same prompts (run by default with a drafter, for the"
-                           " speedup and the identical-output check)")
+    spec.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip plain AR decoding of the same prompts (run by default with a drafter, for the"
+        " speedup and the identical-output check)",
+    )
 
     sub.add_parser("samplers", help="list sampler plugins and their parameters")
     sub.add_parser("caches", help="list cache policies and their parameters")
     sub.add_parser("drafters", help="list drafter plugins and draft-length controllers")
     sub.add_parser("models", help="list the shipped models")
 
-    demo = sub.add_parser("demo", help="the Gradio demo: decoding configurations side by side (needs the demo extra)")
+    demo = sub.add_parser(
+        "demo", help="the Gradio demo: decoding configurations side by side (needs the demo extra)"
+    )
     demo.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     demo.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for every interface)")
-    demo.add_argument("--share", type=_boolean, default=False, metavar="true|false",
-                      help="also open a public Gradio share link (default false)")
-    demo.add_argument("--concurrency", type=int, default=4, help="generations running at once, all users together")
+    demo.add_argument(
+        "--share",
+        type=_boolean,
+        default=False,
+        metavar="true|false",
+        help="also open a public Gradio share link (default false)",
+    )
+    demo.add_argument(
+        "--concurrency", type=int, default=4, help="generations running at once, all users together"
+    )
     demo.add_argument("--max-queue", type=int, default=64, help="requests allowed to wait in the queue")
-    demo.add_argument("--threads", type=int, default=1,
-                      help="torch threads per process (default 1: fastest for the tiny models; 0 = torch's default)")
+    demo.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per process (default 1: fastest for the tiny models; 0 = torch's default)",
+    )
 
     from dllm.eval.cli import add_parser as add_eval_parser
 
@@ -163,15 +222,25 @@ def _demo(args) -> int:
     try:
         import gradio  # noqa: F401
     except ImportError:
-        print('error: the demo needs Gradio, which is not installed; install the demo extra: pip install -e ".[demo]"'
-              '  (or pip install "dllm[demo]")', file=sys.stderr)
+        print(
+            "error: the demo needs Gradio, which is not installed; install the demo extra:"
+            ' pip install -e ".[demo]"'
+            '  (or pip install "dllm[demo]")',
+            file=sys.stderr,
+        )
         return 2
     if args.concurrency < 1 or args.max_queue < 1 or args.threads < 0:
         raise ValueError("--concurrency and --max-queue must be at least 1, --threads at least 0")
     from dllm.demo import launch
 
-    launch(port=args.port, host=args.host, share=args.share, concurrency=args.concurrency, max_queue=args.max_queue,
-           threads=args.threads or None)
+    launch(
+        port=args.port,
+        host=args.host,
+        share=args.share,
+        concurrency=args.concurrency,
+        max_queue=args.max_queue,
+        threads=args.threads or None,
+    )
     return 0
 
 
@@ -204,8 +273,11 @@ def _render_steps(console, model, result) -> None:
     shown = min(len(result.canvas), result.gen_tokens + 1)  # the answer and the EOS that ends it
     tail = result.canvas[shown:]
     eos = set(getattr(model, "eos_ids", []) or [])
-    padding = (f"{len(tail)} EOS padding positions" if all(t in eos for t in tail)
-               else f"{len(tail)} positions after the first EOS ({sum(t in eos for t in tail)} of them EOS)")
+    padding = (
+        f"{len(tail)} EOS padding positions"
+        if all(t in eos for t in tail)
+        else f"{len(tail)} positions after the first EOS ({sum(t in eos for t in tail)} of them EOS)"
+    )
     text = Text()
     for pos, tok in enumerate(result.canvas[:shown]):
         colour = palette[(step_of[pos][0] - first) * len(palette) // span] if pos in step_of else "dim"
@@ -224,27 +296,38 @@ def _render_steps(console, model, result) -> None:
         if run:
             (s0, n0), (s1, n1) = run[0][:2], run[-1][:2]
             count = sum(r[2] for r in run)
-            table.add_row(f"{s0}–{s1}" if s1 != s0 else str(s0), f"{n0}–{n1}" if n1 != n0 else str(n0),
-                          f"… {count} EOS padding position{'s' if count != 1 else ''}", style="dim")
+            table.add_row(
+                f"{s0}–{s1}" if s1 != s0 else str(s0),
+                f"{n0}–{n1}" if n1 != n0 else str(n0),
+                f"… {count} EOS padding position{'s' if count != 1 else ''}",
+                style="dim",
+            )
             run.clear()
 
     for record in result.trace:
-        cells = [f"{p}:{model.decode([t])!r} {c:.2f}"
-                 for p, t, c in zip(record.positions, record.tokens, record.confidences) if p < shown]
+        cells = [
+            f"{p}:{model.decode([t])!r} {c:.2f}"
+            for p, t, c in zip(record.positions, record.tokens, record.confidences)
+            if p < shown
+        ]
         hidden = sum(p >= shown for p in record.positions)
         if not cells:
             if hidden:
                 run.append((record.step, record.nfe, hidden))
             continue
         flush()
-        table.add_row(str(record.step), str(record.nfe),
-                      ", ".join(cells) + (f" (+{hidden} EOS padding)" if hidden else ""))
+        table.add_row(
+            str(record.step),
+            str(record.nfe),
+            ", ".join(cells) + (f" (+{hidden} EOS padding)" if hidden else ""),
+        )
     flush()
     console.print(table)
 
 
 def _refuse_autoregressive(name: str) -> None:
-    """``dllm generate`` needs a diffusion LM: refuse a causal-LM folder from its config, before loading it."""
+    """``dllm generate`` needs a diffusion LM: refuse a causal-LM folder from its config, before loading
+    it."""
     from dllm.models.loading import _CAUSAL_LM_TYPES, read_json, resolve_path
 
     config = resolve_path(name) / "config.json"
@@ -254,8 +337,10 @@ def _refuse_autoregressive(name: str) -> None:
         except ValueError:
             return  # dllm.load names the problem
         if model_type in _CAUSAL_LM_TYPES:
-            raise ValueError(f"{name!r} is an autoregressive model (model_type={model_type!r}); `dllm generate` needs"
-                             " a diffusion LM (use `dllm speculate` to decode with it)")
+            raise ValueError(
+                f"{name!r} is an autoregressive model (model_type={model_type!r}); `dllm generate` needs"
+                " a diffusion LM (use `dllm speculate` to decode with it)"
+            )
 
 
 def _set_threads(threads: int) -> None:
@@ -287,9 +372,16 @@ def _generate(args) -> int:
     sampler = dllm.samplers.get(args.sampler, **params)
     cache = dllm.caches.get(args.cache, **parse_key_values(args.cache_arg, "--cache-arg"))
     config = dllm.GenerationConfig(
-        gen_length=args.gen_length, block_length=args.block_length, steps=args.steps, temperature=args.temperature,
-        seed=args.seed, cfg_scale=args.cfg_scale, logits_eos_inf=args.logits_eos_inf,
-        confidence_eos_eot_inf=args.confidence_eos_eot_inf, stop_at_eos=args.stop_at_eos, trace=args.show_steps,
+        gen_length=args.gen_length,
+        block_length=args.block_length,
+        steps=args.steps,
+        temperature=args.temperature,
+        seed=args.seed,
+        cfg_scale=args.cfg_scale,
+        logits_eos_inf=args.logits_eos_inf,
+        confidence_eos_eot_inf=args.confidence_eos_eot_inf,
+        stop_at_eos=args.stop_at_eos,
+        trace=args.show_steps,
         sub_block_length=args.sub_block_length,
     )
     prompts = _prompts(args)
@@ -302,8 +394,15 @@ def _generate(args) -> int:
     # untimed warm-up: one forward over the first prompt's canvas (same shape as the timed call's), so the
     # timed call does not pay the first forward's one-time costs
     bd = model.config.block_size  # a block-diffusion model decodes its own blocks: one step each
-    dllm.generate(model, [ids[0]], sampler="llada", cache="none", gen_length=config.gen_length,
-                  block_length=bd or config.gen_length, steps=config.gen_length // bd if bd else 1)
+    dllm.generate(
+        model,
+        [ids[0]],
+        sampler="llada",
+        cache="none",
+        gen_length=config.gen_length,
+        block_length=bd or config.gen_length,
+        steps=config.gen_length // bd if bd else 1,
+    )
     results = dllm.generate(model, ids, sampler=sampler, cache=cache, config=config)
     if args.json:
         payload = [{"prompt": p, **r.to_dict(with_trace=args.show_steps)} for p, r in zip(prompts, results)]
@@ -321,16 +420,20 @@ def _generate(args) -> int:
             f"[dim]sampler={sampler.name} cache={cache.name} steps={stats['steps']} NFE={stats['nfe']}"
             f" tokens={stats['gen_tokens']} tokens/forward={stats['tokens_per_forward']:.2f}"
             f" seconds={result.seconds:.3f} {TOKENS_PER_SECOND_LABEL}={result.tokens_per_second:.1f}[/dim]",
-            soft_wrap=True, highlight=False,
+            soft_wrap=True,
+            highlight=False,
         )
         if args.show_steps:
             _render_steps(console, model, result)
     if len(results) > 1:
         tokens = sum(r.gen_tokens for r in results)
         seconds = results[0].seconds
-        console.print(f"[dim]batch of {len(results)}: tokens={tokens} seconds={seconds:.3f}"
-                      f" {TOKENS_PER_SECOND_LABEL}={throughput(tokens, seconds):.1f}[/dim]", soft_wrap=True,
-                      highlight=False)
+        console.print(
+            f"[dim]batch of {len(results)}: tokens={tokens} seconds={seconds:.3f}"
+            f" {TOKENS_PER_SECOND_LABEL}={throughput(tokens, seconds):.1f}[/dim]",
+            soft_wrap=True,
+            highlight=False,
+        )
     return 0
 
 
@@ -342,15 +445,26 @@ def _build_drafter(args):
     params = parse_key_values(args.drafter_arg, "--drafter-arg")
     if args.drafter_model is not None:
         if "model" in params:
-            raise ValueError("the drafter's model is given twice: --drafter-model and --drafter-arg model=...")
+            raise ValueError(
+                "the drafter's model is given twice: --drafter-model and --drafter-arg model=..."
+            )
         params["model"] = args.drafter_model
     length_params = parse_key_values(args.length_arg, "--length-arg")
     if args.drafter.lower() == "none":
-        given = [flag for flag, value in (("--drafter-model", args.drafter_model), ("--drafter-arg", args.drafter_arg),
-                                          ("--length", args.length), ("--length-arg", args.length_arg)) if value]
+        given = [
+            flag
+            for flag, value in (
+                ("--drafter-model", args.drafter_model),
+                ("--drafter-arg", args.drafter_arg),
+                ("--length", args.length),
+                ("--length-arg", args.length_arg),
+            )
+            if value
+        ]
         if given:
-            raise ValueError(f"{', '.join(given)} given without a drafter; "
-                             "pick one with --drafter (see `dllm drafters`)")
+            raise ValueError(
+                f"{', '.join(given)} given without a drafter; pick one with --drafter (see `dllm drafters`)"
+            )
         return None, None
     try:
         drafter = dllm.drafters.get(args.drafter, **params)
@@ -373,9 +487,15 @@ def _render_rounds(console, verifier, result) -> None:
 
     legend = Text()
     legend.append("legend: ", style="dim")
-    for label, style in (("accepted", "green"), ("rejected", "red strike"), ("rest of draft", "red dim strike"),
-                         ("→correction", "bold yellow"), ("+bonus", "bold cyan"), ("verifier token", "cyan"),
-                         ("■ answer ended", "dim")):
+    for label, style in (
+        ("accepted", "green"),
+        ("rejected", "red strike"),
+        ("rest of draft", "red dim strike"),
+        ("→correction", "bold yellow"),
+        ("+bonus", "bold cyan"),
+        ("verifier token", "cyan"),
+        ("■ answer ended", "dim"),
+    ):
         legend.append(label, style=style)
         legend.append("  ")
     console.print(legend, soft_wrap=True)
@@ -405,8 +525,14 @@ def _speculate(args) -> int:
     from dllm.drafters.loop import as_verifier
 
     drafter, controller = _build_drafter(args)
-    config = SpeculativeConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                               top_p=args.top_p, seed=args.seed, trace=args.show_rounds)
+    config = SpeculativeConfig(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        trace=args.show_rounds,
+    )
     prompts = _prompts(args)
     _set_threads(args.threads)
     verifier = as_verifier(dllm.load(args.verifier, device=args.device))
@@ -414,21 +540,52 @@ def _speculate(args) -> int:
     if drafter is not None and not args.no_baseline:
         # plain AR decoding of the same prompts, same config: the speedup's denominator; a two-token
         # speculative call first loads and binds the drafter, so neither timing includes loading
-        baseline = dllm.speculate(verifier, prompts, drafter=None, config=config, chat=args.chat,
-                                  allow_special=args.allow_special)
-        dllm.speculate(verifier, prompts[:1], drafter=drafter, length=controller, chat=args.chat,
-                       allow_special=args.allow_special,
-                       config=dataclasses.replace(config, max_new_tokens=2, trace=False))
-    results = dllm.speculate(verifier, prompts, drafter=drafter, length=controller, config=config, chat=args.chat,
-                             allow_special=args.allow_special)
+        baseline = dllm.speculate(
+            verifier, prompts, drafter=None, config=config, chat=args.chat, allow_special=args.allow_special
+        )
+        dllm.speculate(
+            verifier,
+            prompts[:1],
+            drafter=drafter,
+            length=controller,
+            chat=args.chat,
+            allow_special=args.allow_special,
+            config=dataclasses.replace(config, max_new_tokens=2, trace=False),
+        )
+    results = dllm.speculate(
+        verifier,
+        prompts,
+        drafter=drafter,
+        length=controller,
+        config=config,
+        chat=args.chat,
+        allow_special=args.allow_special,
+    )
     name = drafter.name if drafter is not None else "none"
     length_name = controller.name if controller is not None else None
-    comparisons = [None] * len(results) if baseline is None else [
-        {"plain_ar_seconds": b.seconds, "speedup": b.seconds / max(r.seconds, 1e-9), "identical": b.ids == r.ids}
-        for b, r in zip(baseline, results)]
+    comparisons = (
+        [None] * len(results)
+        if baseline is None
+        else [
+            {
+                "plain_ar_seconds": b.seconds,
+                "speedup": b.seconds / max(r.seconds, 1e-9),
+                "identical": b.ids == r.ids,
+            }
+            for b, r in zip(baseline, results)
+        ]
+    )
     if args.json:
-        payload = [{"prompt": p, "drafter": name, "length": length_name, **r.to_dict(with_trace=args.show_rounds),
-                    **({"baseline": c} if c else {})} for p, r, c in zip(prompts, results, comparisons)]
+        payload = [
+            {
+                "prompt": p,
+                "drafter": name,
+                "length": length_name,
+                **r.to_dict(with_trace=args.show_rounds),
+                **({"baseline": c} if c else {}),
+            }
+            for p, r, c in zip(prompts, results, comparisons)
+        ]
         print(json.dumps(payload, indent=2))
         return 0
     from rich.console import Console
@@ -447,15 +604,22 @@ def _speculate(args) -> int:
             f" {result.tokens_per_second:.1f} tok/s seconds={result.seconds:.2f}"
             f" (draft {result.draft_seconds:.2f} / verify {result.verify_seconds:.2f}"
             f" / other {result.other_seconds:.2f})[/dim]",
-            soft_wrap=True, highlight=False,
+            soft_wrap=True,
+            highlight=False,
         )
         if comparison:
-            same = ("identical to plain AR decoding" if comparison["identical"] else
-                    "differs from plain AR decoding" + (" (sampling: equal in distribution, not token by token)"
-                                                       if args.temperature > 0 else ""))
-            console.print(f"[dim]speedup {comparison['speedup']:.2f}x over plain AR decoding"
-                          f" ({comparison['plain_ar_seconds']:.2f} s, same call); output {same}[/dim]",
-                          soft_wrap=True, highlight=False)
+            same = (
+                "identical to plain AR decoding"
+                if comparison["identical"]
+                else "differs from plain AR decoding"
+                + (" (sampling: equal in distribution, not token by token)" if args.temperature > 0 else "")
+            )
+            console.print(
+                f"[dim]speedup {comparison['speedup']:.2f}x over plain AR decoding"
+                f" ({comparison['plain_ar_seconds']:.2f} s, same call); output {same}[/dim]",
+                soft_wrap=True,
+                highlight=False,
+            )
         if args.show_rounds:
             _render_rounds(console, verifier, result)
     return 0

@@ -10,7 +10,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass
 
-INT64 = (-(2**63), 2**63 - 1)   # every integer setting ends up in a torch tensor or generator
+INT64 = (-(2**63), 2**63 - 1)  # every integer setting ends up in a torch tensor or generator
 
 
 def infinite_ok(default: float):
@@ -27,7 +27,9 @@ def check_fields(obj, owner: str | None = None) -> None:
     hints = _type_hints(type(obj))
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if f.init and f.name in hints and not (value is None and f.default is None):  # a None default is allowed
+        if (
+            f.init and f.name in hints and not (value is None and f.default is None)
+        ):  # a None default is allowed
             _check_value(f"{owner}.{f.name}", value, hints[f.name], f.metadata.get("infinite_ok", False))
 
 
@@ -76,8 +78,15 @@ def _describe(hint) -> str:
     if typing.get_origin(hint) is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
     origin = typing.get_origin(hint) or hint
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping",
-            list: "a list", tuple: "a tuple"}.get(origin, getattr(origin, "__name__", str(origin)))
+    return {
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        str: "a string",
+        dict: "a mapping",
+        list: "a list",
+        tuple: "a tuple",
+    }.get(origin, getattr(origin, "__name__", str(origin)))
 
 
 def _matches(value, hint) -> bool:
@@ -99,8 +108,11 @@ def _matches(value, hint) -> bool:
         return isinstance(value, str)
     if origin in (list, tuple):
         args = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value) if args else \
-            isinstance(value, (list, tuple))
+        return (
+            isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value)
+            if args
+            else isinstance(value, (list, tuple))
+        )
     if origin is dict or hint is dict:
         return isinstance(value, dict)
     if hint in (list, tuple):
@@ -124,8 +136,9 @@ def _check_number(where: str, value, infinite: bool = False) -> None:
         raise ValueError(f"{where}={value} is out of range; allowed [-2**63, 2**63 - 1]")
 
 
-def check_range(owner: str, name: str, value, low=None, high=None, *, low_open=False, high_open=False,
-                infinite_ok=False):
+def check_range(
+    owner: str, name: str, value, low=None, high=None, *, low_open=False, high_open=False, infinite_ok=False
+):
     """Raise ``ValueError`` naming ``owner.name``, the value and the allowed range when out of range
     (``TypeError`` when it is not a number, ``ValueError`` when it is NaN or infinite, unless
     ``infinite_ok`` allows +inf)."""
@@ -137,7 +150,9 @@ def check_range(owner: str, name: str, value, low=None, high=None, *, low_open=F
     if too_low or too_high:
         lo = "-inf" if low is None else f"{low}"
         hi = "inf" if high is None else f"{high}"
-        interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        interval = (
+            f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+        )
         raise ValueError(f"{owner}.{name}={value!r} is out of range; allowed {interval}")
 
 
@@ -184,7 +199,8 @@ class GenerationConfig:
         check_range(owner, "block_length", self.block_length, 1, self.gen_length)
         if self.gen_length % self.block_length:
             raise ValueError(
-                f"GenerationConfig.gen_length={self.gen_length} is not a multiple of block_length={self.block_length}"
+                f"GenerationConfig.gen_length={self.gen_length} is not a multiple of"
+                f" block_length={self.block_length}"
             )
         if self.steps is None:
             self.steps = self.gen_length
@@ -202,8 +218,10 @@ class GenerationConfig:
         if self.sub_block_length is not None:
             check_range(owner, "sub_block_length", self.sub_block_length, 1, self.block_length)
             if self.block_length % self.sub_block_length:
-                raise ValueError(f"GenerationConfig.sub_block_length={self.sub_block_length} does not divide"
-                                 f" block_length={self.block_length}: a block must split into whole sub-blocks")
+                raise ValueError(
+                    f"GenerationConfig.sub_block_length={self.sub_block_length} does not divide"
+                    f" block_length={self.block_length}: a block must split into whole sub-blocks"
+                )
 
     @property
     def num_blocks(self) -> int:

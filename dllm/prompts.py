@@ -37,8 +37,8 @@ def check_text(text: str, label: str = "the prompt") -> None:
         escaped = 0xDC80 <= ord(bad) <= 0xDCFF  # how Python decodes undecodable bytes (e.g. non-UTF-8 argv)
         why = (
             (
-                "undecodable byte 0x%02x (input that is not UTF-8, e.g. a command-line argument in another encoding)"
-                % (ord(bad) - 0xDC00)
+                "undecodable byte 0x%02x (input that is not UTF-8,"
+                " e.g. a command-line argument in another encoding)" % (ord(bad) - 0xDC00)
             )
             if escaped
             else f"lone surrogate {bad!r}"
@@ -141,8 +141,9 @@ def encode_prompts(
                         else "the special token"
                     )
                     raise ValueError(
-                        f"{label} contains the text of {kind} {token!r} (id {found[0]}), which would be read as that"
-                        " token, not as text; remove it, or opt in if you mean the token: allow_special=True"
+                        f"{label} contains the text of {kind} {token!r} (id {found[0]}),"
+                        " which would be read as that token, not as text;"
+                        " remove it, or opt in if you mean the token: allow_special=True"
                         " (dllm.generate, dllm.speculate, dllm.encode_prompts),"
                         " --allow-special on the command line"
                     )

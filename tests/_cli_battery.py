@@ -111,9 +111,16 @@ CASES = [
     ("json-with-a-value", ["generate", M, "copy: Ava\\n", "--json=yes"], "ignored explicit argument 'yes'"),
     ("no-prompt", ["generate", M], "the following arguments are required: prompt"),
     ("speculate-empty-prompt", ["speculate", "tiny-ar", "", "--max-new-tokens", "4"], "empty prompt"),
-    ("speculate-negative-threads", ["speculate", "tiny-ar", "copy: Ava\\n", "--threads", "-2"], "--threads=-2"),
-    ("speculate-mask-token-text", ["speculate", "tiny-ar", "copy: <|mask|>\\n", "--max-new-tokens", "4"],
-     "contains the text of the special token '<|mask|>'"),
+    (
+        "speculate-negative-threads",
+        ["speculate", "tiny-ar", "copy: Ava\\n", "--threads", "-2"],
+        "--threads=-2",
+    ),
+    (
+        "speculate-mask-token-text",
+        ["speculate", "tiny-ar", "copy: <|mask|>\\n", "--max-new-tokens", "4"],
+        "contains the text of the special token '<|mask|>'",
+    ),
     ("speculate-bad-drafter", ["speculate", "tiny-ar", "copy: Ava\\n", "--drafter", "nope"], "nope"),
     (
         "speculate-gpt2-over-llada",

@@ -273,7 +273,8 @@ CASES = [
         "llada",
         lambda f: _weights(f, _nan),
         ValueError,
-        r"checkpoint tensor model\.transformer\.\S+ in \S+model\.safetensors has \d+ non-finite value\(s\) \(NaN or inf\)",
+        r"checkpoint tensor model\.transformer\.\S+ in \S+model\.safetensors"
+        r" has \d+ non-finite value\(s\) \(NaN or inf\)",
     ),
     (
         "one-nan-tensor",
@@ -294,7 +295,8 @@ CASES = [
         "llada",
         lambda f: _weights(f, lambda s: s.pop(LLADA_Q)),
         ValueError,
-        rf"does not match the llada architecture config\.json declares \(1 layers\): missing tensors \['{LLADA_Q}'\] \(1\)$",
+        r"does not match the llada architecture config\.json declares \(1 layers\):"
+        rf" missing tensors \['{LLADA_Q}'\] \(1\)$",
     ),
     (
         "unexpected-tensor",
@@ -401,5 +403,7 @@ def test_broken_causal_lm_folder(tmp_path, breaker, match):
 
 
 def test_a_nul_character_in_the_model_name_is_named():
-    with pytest.raises(ValueError, match=r"model 'tiny\\x00llada' is not a valid name or path \(it contains a NUL"):
+    with pytest.raises(
+        ValueError, match=r"model 'tiny\\x00llada' is not a valid name or path \(it contains a NUL"
+    ):
         dllm.load("tiny\x00llada")

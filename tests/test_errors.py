@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from _models import random_model
 
 import dllm
 from dllm.cli import main as cli_main
 from dllm.zoo import tokenizer_dir
-
-from _models import random_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "parity"
 TOKENIZER = tokenizer_dir()
@@ -47,7 +46,10 @@ def test_unknown_cache():
         ({"gen_length": 0}, r"GenerationConfig.gen_length=0 is out of range"),
         ({"gen_length": 64, "block_length": 24}, r"gen_length=64 is not a multiple of block_length=24"),
         ({"gen_length": 64, "block_length": 128}, r"block_length=128 is out of range; allowed \[1, 64\]"),
-        ({"gen_length": 64, "block_length": 16, "steps": 6}, r"steps=6 is not a multiple of the number of blocks"),
+        (
+            {"gen_length": 64, "block_length": 16, "steps": 6},
+            r"steps=6 is not a multiple of the number of blocks",
+        ),
         ({"temperature": -0.1}, r"temperature=-0.1 is out of range"),
         ({"cfg_scale": -1.0}, r"cfg_scale=-1.0 is out of range"),
     ],
@@ -59,7 +61,9 @@ def test_generation_config_errors(settings, match):
 
 def test_prompt_longer_than_the_context():
     model = random_model("llada")  # context 256
-    with pytest.raises(ValueError, match=r"prompt of 250 tokens \+ gen_length 32 exceeds the context limit of 256"):
+    with pytest.raises(
+        ValueError, match=r"prompt of 250 tokens \+ gen_length 32 exceeds the context limit of 256"
+    ):
         dllm.generate(model, [[5] * 250], gen_length=32, block_length=32)
     with pytest.raises(ValueError, match=r"exceeds the context limit of 40"):
         dllm.generate(model, [[5] * 10], gen_length=32, block_length=32, max_length=40)
@@ -125,7 +129,11 @@ def test_weights_that_do_not_match_the_config(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     config["intermediate_size"] = 128
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"tensor model.layers.0.mlp.down_proj.weight has shape \(64, 160\), config.json implies \(64, 128\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"tensor model.layers.0.mlp.down_proj.weight has shape \(64, 160\),"
+        r" config.json implies \(64, 128\)",
+    ):
         dllm.load(tmp_path, tokenizer=False)
 
 
@@ -137,6 +145,9 @@ def test_cli_reports_errors_without_traceback(capsys):
 
 
 def test_import_does_not_pull_optional_dependencies():
-    code = "import sys, dllm; print([m for m in ('gradio', 'triton', 'lm_eval', 'matplotlib') if m in sys.modules])"
+    code = (
+        "import sys, dllm;"
+        " print([m for m in ('gradio', 'triton', 'lm_eval', 'matplotlib') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

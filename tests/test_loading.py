@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from _models import random_model
 from safetensors import safe_open
 from transformers import AutoTokenizer
 
@@ -11,8 +12,6 @@ import dllm
 from dllm.cli import main as cli_main
 from dllm.models import save_pretrained
 from dllm.zoo import tokenizer_dir
-
-from _models import random_model
 
 TOKENIZER_DIR = tokenizer_dir()
 
@@ -24,8 +23,12 @@ def tokenizer():
 
 @pytest.fixture(params=["llada", "dream"])
 def folder(request, tmp_path, tokenizer):
-    special = dict(mask_token_id=tokenizer.mask_token_id, eos_token_ids=[tokenizer.eos_token_id],
-                   pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id)
+    special = dict(
+        mask_token_id=tokenizer.mask_token_id,
+        eos_token_ids=[tokenizer.eos_token_id],
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
     model = random_model(request.param, vocab=len(tokenizer), **special)
     save_pretrained(model.net, tmp_path, tokenizer=tokenizer)
     return tmp_path, model
@@ -48,8 +51,12 @@ def test_saved_folder_uses_native_names(folder):
     with safe_open(str(path / "model.safetensors"), "pt") as f:
         names = set(f.keys())
     if original.config.arch == "llada":
-        assert {"d_model", "n_layers", "n_heads", "mlp_hidden_size", "rope_theta", "mask_token_id"} <= set(config)
-        assert "model.transformer.blocks.0.q_proj.weight" in names and "model.transformer.ff_out.weight" in names
+        assert {"d_model", "n_layers", "n_heads", "mlp_hidden_size", "rope_theta", "mask_token_id"} <= set(
+            config
+        )
+        assert (
+            "model.transformer.blocks.0.q_proj.weight" in names and "model.transformer.ff_out.weight" in names
+        )
     else:
         assert {"hidden_size", "num_hidden_layers", "num_key_value_heads", "mask_token_id"} <= set(config)
         assert "model.layers.0.self_attn.q_proj.bias" in names and "lm_head.weight" in names
@@ -58,20 +65,57 @@ def test_saved_folder_uses_native_names(folder):
 def test_text_generation_and_batch_of_strings(folder):
     path, _ = folder
     model = dllm.load(path)
-    results = dllm.generate(model, ["copy: Emma Stone\n", "reverse: Ava Cole, Max Hill\n"], sampler="fast-dllm",
-                            gen_length=16, block_length=8)
+    results = dllm.generate(
+        model,
+        ["copy: Emma Stone\n", "reverse: Ava Cole, Max Hill\n"],
+        sampler="fast-dllm",
+        gen_length=16,
+        block_length=8,
+    )
     assert len(results) == 2 and all(isinstance(r.text, str) and len(r.canvas) == 16 for r in results)
 
 
 def test_cli_generate_json_and_steps(folder, capsys):
     path, _ = folder
-    assert cli_main(["generate", str(path), "copy: Emma Stone\\n", "--sampler", "fast-dllm", "--threshold", "0.5",
-                     "--gen-length", "16", "--block-length", "8", "--json"]) == 0
+    assert (
+        cli_main(
+            [
+                "generate",
+                str(path),
+                "copy: Emma Stone\\n",
+                "--sampler",
+                "fast-dllm",
+                "--threshold",
+                "0.5",
+                "--gen-length",
+                "16",
+                "--block-length",
+                "8",
+                "--json",
+            ]
+        )
+        == 0
+    )
     [payload] = json.loads(capsys.readouterr().out)  # a list, one object per prompt, even for one prompt
     assert payload["prompt"] == "copy: Emma Stone\n" and payload["nfe"] >= 2
     assert payload["tokens_per_forward"] == pytest.approx(payload["gen_tokens"] / payload["nfe"], abs=1e-3)
-    assert cli_main(["generate", str(path), "copy: Emma Stone\\n", "--sampler", "llada", "--gen-length", "8",
-                     "--block-length", "8", "--show-steps"]) == 0
+    assert (
+        cli_main(
+            [
+                "generate",
+                str(path),
+                "copy: Emma Stone\\n",
+                "--sampler",
+                "llada",
+                "--gen-length",
+                "8",
+                "--block-length",
+                "8",
+                "--show-steps",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "unmasking order" in out and "NFE=8" in out
 
@@ -96,15 +140,25 @@ def test_random_checkpoint_builder_makes_a_loadable_folder(arch, tmp_path):
 
 
 def test_causal_lm_folder_keeps_its_declared_tokenizer_class(tmp_path):
-    """transformers 5 would build a Qwen2Tokenizer for a qwen2 folder; the folder says PreTrainedTokenizerFast."""
+    """transformers 5 would build a Qwen2Tokenizer for a qwen2 folder; the folder says
+    PreTrainedTokenizerFast."""
     import shutil
 
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from dllm.zoo.train import TOKENIZER_DIR, load_tokenizer
 
-    cfg = Qwen2Config(vocab_size=936, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, eos_token_id=2, bos_token_id=1, pad_token_id=0)
+    cfg = Qwen2Config(
+        vocab_size=936,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        eos_token_id=2,
+        bos_token_id=1,
+        pad_token_id=0,
+    )
     Qwen2ForCausalLM(cfg).save_pretrained(str(tmp_path))
     for src in TOKENIZER_DIR.iterdir():
         shutil.copyfile(src, tmp_path / src.name)
@@ -136,16 +190,46 @@ def test_cli_sampler_flags_come_from_the_configs(folder, capsys):
     flags = sampler_flags()
     assert {"threshold", "factor", "remasking", "radius", "relaxed_threshold", "end_of_text"} <= set(flags)
     assert flags["threshold"][0] is float and "fast-dllm" in flags["threshold"][1]
-    for name in dllm.samplers.names():  # every plain field of every sampler has its flag (model: the positional)
+    for (
+        name
+    ) in dllm.samplers.names():  # every plain field of every sampler has its flag (model: the positional)
         for field in dataclasses.fields(dllm.samplers.cls(name)):
-            assert field.name in flags or field.name in ("model", "inner", "inner_params", "delimiters"), field.name
-    args = _parser().parse_args(["generate", "m", "p", "--radius", "2", "--early-stop", "true", "--remasking", "random"])
+            assert field.name in flags or field.name in ("model", "inner", "inner_params", "delimiters"), (
+                field.name
+            )
+    args = _parser().parse_args(
+        ["generate", "m", "p", "--radius", "2", "--early-stop", "true", "--remasking", "random"]
+    )
     assert (args.radius, args.early_stop, args.remasking, args.threshold) == (2, True, "random", None)
     path, _ = folder
-    assert cli_main(["generate", str(path), "copy: Emma Stone\\n", "--sampler", "localleap", "--radius", "2",
-                     "--threshold", "0.8", "--gen-length", "8", "--block-length", "8", "--json"]) == 0
+    assert (
+        cli_main(
+            [
+                "generate",
+                str(path),
+                "copy: Emma Stone\\n",
+                "--sampler",
+                "localleap",
+                "--radius",
+                "2",
+                "--threshold",
+                "0.8",
+                "--gen-length",
+                "8",
+                "--block-length",
+                "8",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)[0]["nfe"] >= 1
-    assert cli_main(["generate", str(path), "hi", "--sampler", "fast-dllm", "--threshold", "0.9", "--factor", "1"]) == 2
+    assert (
+        cli_main(
+            ["generate", str(path), "hi", "--sampler", "fast-dllm", "--threshold", "0.9", "--factor", "1"]
+        )
+        == 2
+    )
     assert "exactly one of threshold or factor" in capsys.readouterr().err
     assert cli_main(["generate", str(path), "hi", "--sampler", "llada", "--radius", "2"]) == 2
     assert "has no parameter(s) ['radius']" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Prompt checks (dllm/prompts.py): every bad prompt a TypeError / ValueError naming the problem and the row."""
+"""Prompt checks (dllm/prompts.py): every bad prompt a TypeError / ValueError naming the problem and the
+row."""
 
 import numpy as np
 import pytest
