@@ -70,6 +70,32 @@ def run(model, texts, sampler, cache, gen, batch, continuous=False) -> dict:
     return {"tokens": tokens, "seconds": seconds, "row_forwards": forwards, "canvases": canvases}
 
 
+def loop_overhead(model, texts, sampler="fast-dllm", cache="dual", gen=128) -> dict:
+    """Share of decoding time spent outside the model's forward (batch 1, one prompt at a time)."""
+    net, inside = model.net, [0.0]
+
+    class Timed(torch.nn.Module):
+        def forward(self, *args, **kwargs):
+            began = time.perf_counter()
+            out = net(*args, **kwargs)
+            inside[0] += time.perf_counter() - began
+            return out
+
+    model.net = Timed()
+    try:
+        began = time.perf_counter()
+        for text in texts:
+            dllm.generate(model, [text], sampler=sampler, cache=cache, gen_length=gen, block_length=32)
+        total = time.perf_counter() - began
+    finally:
+        model.net = net
+    return {
+        "total_s": round(total, 3),
+        "forward_s": round(inside[0], 3),
+        "outside_share": round(1 - inside[0] / total, 3),
+    }
+
+
 def table_row(name, sampler, cache, gen, label, out, base) -> dict:
     speed, speed1 = throughput(out["tokens"], out["seconds"]), throughput(base["tokens"], base["seconds"])
     return {
@@ -99,6 +125,7 @@ def main(argv=None) -> None:
     parser.add_argument("--per-task", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write the rows here")
+    parser.add_argument("--overhead", action="store_true", help="only: time outside the forward, per model")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     texts = prompts(args.per_task)
@@ -109,6 +136,17 @@ def main(argv=None) -> None:
     for name in args.models:
         model = dllm.load(name)
         dllm.generate(model, texts[:1], gen_length=32, block_length=32)  # warm-up, untimed
+        if args.overhead:
+            print(
+                name,
+                {
+                    f"{s}/{c}/{g}": loop_overhead(model, texts, s, c, g)
+                    for s in args.samplers
+                    for c in args.caches
+                    for g in args.gen
+                },
+            )
+            continue
         for sampler, cache, gen in [(s, c, g) for s in args.samplers for c in args.caches for g in args.gen]:
             base = None
             for batch, continuous in plans:

@@ -34,9 +34,9 @@ from dllm.state import DecodeState
 
 @dataclass
 class StepPlan:
-    query: torch.Tensor | None = None   # [B, Lq] columns to recompute; None = every column
-    use_kv: bool = False                # read/write the KVStore
-    hook: LayerHook | None = None       # per-layer callbacks for the model's forward, or None
+    query: torch.Tensor | None = None  # [B, Lq] columns to recompute; None = every column
+    use_kv: bool = False  # read/write the KVStore
+    hook: LayerHook | None = None  # per-layer callbacks for the model's forward, or None
     # Rows that need more than ``query`` (a full refresh) while the others compute a few columns:
     # the loop runs them again, alone, over ``refresh_query`` (indexed like those rows; None =
     # every column), instead of padding every row of the batch to the refresh's width.
@@ -74,6 +74,7 @@ class Cache:
 
 
 # ---- helpers shared by the policies ---------------------------------------------------------
+
 
 def padded_columns(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``[B, L]`` bool -> (``[B, W]`` ascending marked columns, ``[B, W]`` real entries).
@@ -123,16 +124,18 @@ def check_interval(owner: str, name: str, value: int | None) -> None:
 
 def check_flag(owner: str, name: str, value, allow_none: bool = False) -> None:
     if not (isinstance(value, bool) or (allow_none and value is None)):
-        raise ValueError(f"{owner}.{name}={value!r} must be True or False" + (" or None" if allow_none else ""))
+        raise ValueError(
+            f"{owner}.{name}={value!r} must be True or False" + (" or None" if allow_none else "")
+        )
 
 
 @dataclass
 class IncrementalState:
     """Per-request bookkeeping of an incremental cache (``state.cache_state``)."""
 
-    tokens: torch.Tensor      # [B, L] canvas as seen by the previous plan (that forward's input)
-    committed: torch.Tensor   # [B, L] committed since the previous plan
-    refresh: torch.Tensor     # [B] rows whose next forward must recompute every column
+    tokens: torch.Tensor  # [B, L] canvas as seen by the previous plan (that forward's input)
+    committed: torch.Tensor  # [B, L] committed since the previous plan
+    refresh: torch.Tensor  # [B] rows whose next forward must recompute every column
 
 
 class IncrementalCache(Cache):
@@ -144,7 +147,9 @@ class IncrementalCache(Cache):
 
     def begin(self, state):
         state.cache_state = self.new_state(
-            state, tokens=state.tokens.clone(), committed=torch.zeros_like(state.valid),
+            state,
+            tokens=state.tokens.clone(),
+            committed=torch.zeros_like(state.valid),
             refresh=torch.ones(state.batch, dtype=torch.bool, device=state.tokens.device),
         )
 
@@ -197,8 +202,13 @@ class IncrementalCache(Cache):
             else:
                 need = need | refresh
             query = mask_to_query(need)
-        plan = StepPlan(query=query, use_kv=True, hook=self.hook(state, own, full, query),
-                        refresh_rows=refresh_rows, refresh_query=refresh_query)
+        plan = StepPlan(
+            query=query,
+            use_kv=True,
+            hook=self.hook(state, own, full, query),
+            refresh_rows=refresh_rows,
+            refresh_query=refresh_query,
+        )
         own.tokens = state.tokens.clone()
         own.committed.zero_()
         own.refresh &= ~state.active

@@ -58,7 +58,7 @@ class DKVDecodeCache(_DKV):
     own_token: bool = False
 
     def columns(self, state, own):
-        real_before = own.tokens != state.mask_id      # the previous forward's input
+        real_before = own.tokens != state.mask_id  # the previous forward's input
         shift = state.model.shift
         settled = shift_left(real_before, shift) if shift else real_before
         if shift:
@@ -69,13 +69,14 @@ class DKVDecodeCache(_DKV):
 
 
 def window_around(decoded: torch.Tensor, masked: torch.Tensor, size: int) -> torch.Tensor:
-    """``[B, L]``: up to ``ceil(size/2)`` still-masked columns left and ``size // 2`` right of each decoded one."""
+    """``[B, L]``: up to ``ceil(size/2)`` still-masked columns left and ``size // 2`` right of each
+    decoded one."""
     if size == 0:
         return torch.zeros_like(masked)
     cols = torch.arange(masked.shape[1], device=masked.device).expand_as(masked)
-    count = masked.long().cumsum(1)                            # masked columns at or before j
+    count = masked.long().cumsum(1)  # masked columns at or before j
     none = torch.full_like(cols, -1)
-    left_of = torch.where(decoded, cols, none).cummax(1).values   # nearest decoded column <= j
+    left_of = torch.where(decoded, cols, none).cummax(1).values  # nearest decoded column <= j
     right_of = torch.where(decoded, cols, cols.new_full((), masked.shape[1])).flip(1).cummin(1).values.flip(1)
     at_left = count.gather(1, left_of.clamp(min=0))
     at_right = count.gather(1, right_of.clamp(max=masked.shape[1] - 1))

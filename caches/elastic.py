@@ -37,8 +37,8 @@ from dllm.state import DecodeState
 from . import register
 from .base import IncrementalCache, IncrementalState, check_flag, padded_columns, shift_left
 
-
 # ---- the maths only Elastic-Cache uses ----------------------------------------------------------
+
 
 def first_masked(state: DecodeState, count: int) -> torch.Tensor:
     """``[B, L]`` the ``count`` left-most masked columns of each active row."""
@@ -63,7 +63,9 @@ def write_columns(store: torch.Tensor, dim: int, query: torch.Tensor | None, val
     if query is None:
         store.copy_(values)
     else:
-        index = query.view(query.shape[0], *([1] * (dim - 1)), query.shape[1], *([1] * (values.dim() - dim - 1)))
+        index = query.view(
+            query.shape[0], *([1] * (dim - 1)), query.shape[1], *([1] * (values.dim() - dim - 1))
+        )
         store.scatter_(dim, index.expand_as(values), values)
 
 
@@ -72,13 +74,17 @@ def gather_rows(t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return t.gather(2, index[:, None, :, None].expand(-1, t.shape[1], -1, t.shape[3]))
 
 
-def row_probabilities(q: torch.Tensor, k: torch.Tensor, key_bias: torch.Tensor | None, lse=None) -> torch.Tensor:
+def row_probabilities(
+    q: torch.Tensor, k: torch.Tensor, key_bias: torch.Tensor | None, lse=None
+) -> torch.Tensor:
     """Attention probabilities ``[B, Hq, n, L]`` of a few query rows ``q [B, Hq, n, D]`` over the K
     buffer ``[B, Hkv, L, D]`` (GQA), ``key_bias [B, 1, 1, L]`` (0 or -inf; None: every key is real).
     With the kernel's log-sum-exp ``lse [B, Hq, n]`` they are ``exp(score - lse)``; without it, a softmax."""
     (rows, heads, n, dim), kv_heads = q.shape, k.shape[1]
     q = (q.float() / math.sqrt(dim)).reshape(rows * kv_heads, heads // kv_heads * n, dim)
-    scores = torch.bmm(q, k.float().reshape(rows * kv_heads, -1, dim).transpose(1, 2)).view(rows, heads, n, -1)
+    scores = torch.bmm(q, k.float().reshape(rows * kv_heads, -1, dim).transpose(1, 2)).view(
+        rows, heads, n, -1
+    )
     if key_bias is not None:
         scores = scores + key_bias
     return scores.softmax(-1) if lse is None else torch.exp(scores - lse[..., None])
@@ -96,12 +102,12 @@ def head_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.T
 class ElasticState(IncrementalState):
     """Elastic-Cache's per-request state, on top of the incremental bookkeeping."""
 
-    track: torch.Tensor = None                  # [B, L] tracked columns for the next forward
-    x: list = field(default_factory=list)       # per layer: stored inputs [B, L, d] (None until computed)
-    q: list = field(default_factory=list)       # per layer: stored post-RoPE queries [B, Hq, L, D]
-    hook: _Hook | None = None                   # the forward in flight (settled at the next commit/plan)
-    row_layers: int = 0                         # (row, layer) pairs computed so far
-    full_row_layers: int = 0                    # of those, computed over every column
+    track: torch.Tensor = None  # [B, L] tracked columns for the next forward
+    x: list = field(default_factory=list)  # per layer: stored inputs [B, L, d] (None until computed)
+    q: list = field(default_factory=list)  # per layer: stored post-RoPE queries [B, Hq, L, D]
+    hook: _Hook | None = None  # the forward in flight (settled at the next commit/plan)
+    row_layers: int = 0  # (row, layer) pairs computed so far
+    full_row_layers: int = 0  # of those, computed over every column
 
 
 @register("elastic")
@@ -124,7 +130,9 @@ class ElasticCache(IncrementalCache):
 
     def new_state(self, state, **bookkeeping):
         layers = state.model.config.n_layers
-        return ElasticState(**bookkeeping, track=torch.zeros_like(state.valid), x=[None] * layers, q=[None] * layers)
+        return ElasticState(
+            **bookkeeping, track=torch.zeros_like(state.valid), x=[None] * layers, q=[None] * layers
+        )
 
     def _window_rows(self, state):
         return shift_left(first_masked(state, self.window), state.model.shift)
@@ -153,15 +161,24 @@ class _Hook(LayerHook):
 
     def __init__(self, cache, own, state, full, window_rows):
         self.cache, self.own, self.batch, self.layers = cache, own, state.batch, state.model.config.n_layers
-        self.plan_rows = dict(full=full, active=state.active, valid=state.valid, keep=~state.is_mask() & state.valid,
-                              track=own.track & state.active[:, None], window=window_rows)
+        self.plan_rows = dict(
+            full=full,
+            active=state.active,
+            valid=state.valid,
+            keep=~state.is_mask() & state.valid,
+            track=own.track & state.active[:, None],
+            window=window_rows,
+        )
         self.wide, self.p_old, self.tested, self.at = None, None, -1, None
         self.tracks = [None] * self.layers
 
     def _setup(self, rows, query):
         rep = rows // self.batch
-        r = self.plan_rows if rep == 1 else {
-            k: v.repeat(rep, 1) if v.dim() == 2 else v.repeat(rep) for k, v in self.plan_rows.items()}
+        r = (
+            self.plan_rows
+            if rep == 1
+            else {k: v.repeat(rep, 1) if v.dim() == 2 else v.repeat(rep) for k, v in self.plan_rows.items()}
+        )
         self.active, self.wide = r["active"], r["full"] | (query is None)  # wide: computing every column
         self.start = torch.where(self.wide, 0, self.layers)  # first layer computed over all columns
         all_valid = bool(r["valid"].all())
@@ -199,7 +216,9 @@ class _Hook(LayerHook):
                 query = torch.where(self.wide[:, None], every, padded)
                 x = stored.gather(1, query[..., None].expand(-1, -1, x.shape[2]))
         if self.tested != layer and self.cache.gamma > -1 and self.own.q[layer] is not None and self.any_test:
-            self.p_old = row_probabilities(gather_rows(self.own.q[layer], self.track), kv.k[layer], self.key_bias)
+            self.p_old = row_probabilities(
+                gather_rows(self.own.q[layer], self.track), kv.k[layer], self.key_bias
+            )
         return x, query
 
     def wants_lse(self, layer, query):
@@ -207,7 +226,9 @@ class _Hook(LayerHook):
         return query is not None and (query.is_cuda if use is None else use)
 
     def attention(self, layer, q, query, k, lse):
-        write_columns(buffer(self.own.q, layer, (q.shape[0], q.shape[1], k.shape[2], q.shape[3]), q), 2, query, q)
+        write_columns(
+            buffer(self.own.q, layer, (q.shape[0], q.shape[1], k.shape[2], q.shape[3]), q), 2, query, q
+        )
         at = self.rows
         if query is not None:
             if self.at is None or self.at[0] is not query:  # where the needed rows sit in this query

@@ -113,8 +113,9 @@ def speculate(
     config = SpeculativeConfig(**settings) if config is None else config
     verifier = as_verifier(verifier)
     drafter = None if drafter is None else get_drafter(drafter)
-    prompts = encode_prompts(verifier, prompts, chat=chat, allow_special=allow_special,
-                             vocabulary="the verifier's vocabulary")
+    prompts = encode_prompts(
+        verifier, prompts, chat=chat, allow_special=allow_special, vocabulary="the verifier's vocabulary"
+    )
     limit = verifier.max_length
     for ids in prompts:
         if len(ids) + config.max_new_tokens > limit:

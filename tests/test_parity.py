@@ -1,4 +1,5 @@
-"""Our transformer reproduces the reference modeling code's logits (fixtures: see fixtures/parity/README.md)."""
+"""Our transformer reproduces the reference modeling code's logits (fixtures: see
+fixtures/parity/README.md)."""
 
 from pathlib import Path
 
@@ -81,4 +82,6 @@ def test_shipped_tiny_llada_matches_reference_code():
     prompt = "copy: Nora Diaz, Oscar Cook, Noah Clark\n"
     assert ids[0, : len(model.encode(prompt))].tolist() == model.encode(prompt)
     err = (_raw_logits(model, ids) - expected["logits"]).abs().max().item()
-    assert err < TOL, f"tiny-llada max abs logit error {err:.2e} (stale fixture after retraining? see the README)"
+    assert err < TOL, (
+        f"tiny-llada max abs logit error {err:.2e} (stale fixture after retraining? see the README)"
+    )

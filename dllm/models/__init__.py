@@ -5,4 +5,13 @@ from .hooks import LayerHook
 from .loading import CausalLM, DiffusionModel, load, save_pretrained
 from .transformer import KVStore, Transformer
 
-__all__ = ["CausalLM", "DiffusionModel", "KVStore", "LayerHook", "ModelConfig", "Transformer", "load", "save_pretrained"]
+__all__ = [
+    "CausalLM",
+    "DiffusionModel",
+    "KVStore",
+    "LayerHook",
+    "ModelConfig",
+    "Transformer",
+    "load",
+    "save_pretrained",
+]

@@ -26,8 +26,10 @@ def _resolve_backend(backend: str | None, device: torch.device, needs_grad: bool
         if choice not in BACKENDS:
             raise ValueError(f"attention backend {choice!r} is unknown; choose one of {BACKENDS}")
         if choice == "triton" and needs_grad:
-            raise ValueError("the Triton attention kernel is forward-only (no backward): use the 'sdpa' backend "
-                             "for training, or run decoding under torch.no_grad()")
+            raise ValueError(
+                "the Triton attention kernel is forward-only (no backward): use the 'sdpa' backend "
+                "for training, or run decoding under torch.no_grad()"
+            )
         return choice
     if needs_grad:  # training: only SDPA has a backward
         return "sdpa"
@@ -62,8 +64,9 @@ def attention_mask(
     return mask
 
 
-def sdpa_attend(q, k, v, *, q_pos=None, k_pos=None, k_valid=None, block_size=None, return_lse=False,
-                attn_mask=None):
+def sdpa_attend(
+    q, k, v, *, q_pos=None, k_pos=None, k_valid=None, block_size=None, return_lse=False, attn_mask=None
+):
     """Reference backend: ``torch.nn.functional.scaled_dot_product_attention`` (its own GQA: query
     head ``h`` reads K/V head ``h // (Hq / Hkv)``, as ``repeat_interleave`` would, without copying
     the full-length buffers)."""
@@ -123,6 +126,13 @@ def attend(
             q, k, v, q_pos=q_pos, k_pos=k_pos, k_valid=k_valid, block_size=block_size, return_lse=return_lse
         )
     return sdpa_attend(
-        q, k, v, q_pos=q_pos, k_pos=k_pos, k_valid=k_valid, block_size=block_size, return_lse=return_lse,
+        q,
+        k,
+        v,
+        q_pos=q_pos,
+        k_pos=k_pos,
+        k_valid=k_valid,
+        block_size=block_size,
+        return_lse=return_lse,
         attn_mask=attn_mask,
     )

@@ -30,21 +30,30 @@ class ModelConfig:
     rope_theta: float
     rms_eps: float
     qkv_bias: bool
-    shift_logits: bool          # Dream: logits at column j-1 predict the token at column j
-    rope_fp32: bool             # LLaDA applies RoPE in fp32; Dream in the activation dtype
+    shift_logits: bool  # Dream: logits at column j-1 predict the token at column j
+    rope_fp32: bool  # LLaDA applies RoPE in fp32; Dream in the activation dtype
     tie_embeddings: bool = False
     max_seq_len: int = 4096
     mask_token_id: int | None = None
     eos_token_ids: list[int] = field(default_factory=list)
     pad_token_id: int | None = None
     bos_token_id: int | None = None
-    block_size: int | None = None   # block-diffusion models: block-causal attention
+    block_size: int | None = None  # block-diffusion models: block-causal attention
     torch_dtype: str | None = None
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch {self.arch!r} is not supported; supported: {ARCHITECTURES}")
-        for name in ("d_model", "n_layers", "n_heads", "n_kv_heads", "head_dim", "mlp_hidden", "vocab_size", "max_seq_len"):
+        for name in (
+            "d_model",
+            "n_layers",
+            "n_heads",
+            "n_kv_heads",
+            "head_dim",
+            "mlp_hidden",
+            "vocab_size",
+            "max_seq_len",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"model config {name}={value!r} must be a positive integer")
@@ -68,8 +77,11 @@ def _number(raw: dict[str, Any], key: str, arch: str, kind=int, default=_REQUIRE
         if default is _REQUIRED:
             raise ValueError(f"required field {key!r} is missing from the {arch} config")
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            kind is int and isinstance(value, float) and not value.is_integer()):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (kind is int and isinstance(value, float) and not value.is_integer())
+    ):
         raise ValueError(f"field {key}={value!r} is not {'an integer' if kind is int else 'a number'}")
     if not math.isfinite(value):
         raise ValueError(f"field {key}={value!r} is not finite")
@@ -84,7 +96,9 @@ def _token_id(raw: dict[str, Any], key: str, arch: str) -> int | None:
 
 def _head_dim(d_model: int, n_heads: int, width: str, heads: str) -> int:
     if d_model % n_heads:
-        raise ValueError(f"{width}={d_model} is not divisible by {heads}={n_heads} (head size = {width} / {heads})")
+        raise ValueError(
+            f"{width}={d_model} is not divisible by {heads}={n_heads} (head size = {width} / {heads})"
+        )
     return d_model // n_heads
 
 
@@ -107,7 +121,8 @@ def detect_arch(raw: dict[str, Any]) -> str:
     if model_type in BLOCK_DIFFUSION_TYPES or any(a.startswith("fast_dllm_qwen") for a in archs):
         return "fast_dllm_v2"
     raise ValueError(
-        f"unsupported architecture: model_type={raw.get('model_type')!r}, architectures={raw.get('architectures')!r};"
+        f"unsupported architecture: model_type={raw.get('model_type')!r},"
+        f" architectures={raw.get('architectures')!r};"
         f" dllm loads {ARCHITECTURES} checkpoints"
     )
 
@@ -124,11 +139,20 @@ def from_native(raw: dict[str, Any]) -> ModelConfig:
 def _from_llada(raw: dict[str, Any]) -> ModelConfig:
     if raw.get("block_type", "llama") != "llama":
         raise ValueError(f"LLaDA block_type {raw.get('block_type')!r} is not supported (only 'llama')")
-    if raw.get("alibi") or raw.get("scale_logits") or raw.get("input_emb_norm") or raw.get("attention_layer_norm"):
-        raise ValueError("LLaDA configs with alibi, scale_logits, input_emb_norm or attention_layer_norm are not supported")
+    if (
+        raw.get("alibi")
+        or raw.get("scale_logits")
+        or raw.get("input_emb_norm")
+        or raw.get("attention_layer_norm")
+    ):
+        raise ValueError(
+            "LLaDA configs with alibi, scale_logits, input_emb_norm or attention_layer_norm are not supported"
+        )
     a = "LLaDA"
     d_model, n_heads = _number(raw, "d_model", a), _number(raw, "n_heads", a)
-    mlp_hidden = _number(raw, "mlp_hidden_size", a, default=None) or _number(raw, "mlp_ratio", a, default=4) * d_model
+    mlp_hidden = (
+        _number(raw, "mlp_hidden_size", a, default=None) or _number(raw, "mlp_ratio", a, default=4) * d_model
+    )
     embedding_size = _number(raw, "embedding_size", a, default=None)
     return ModelConfig(
         arch="llada",
@@ -192,8 +216,9 @@ def _from_fast_dllm_v2(raw: dict[str, Any]) -> ModelConfig:
     bd_size = raw.get("bd_size")
     if bd_size is None:
         raise ValueError(
-            f"config.json declares a Fast-dLLM v2 model (model_type={raw.get('model_type')!r}) but has no bd_size:"
-            " the block size it was trained with is unknown, so it cannot be loaded as a block-diffusion model"
+            f"config.json declares a Fast-dLLM v2 model (model_type={raw.get('model_type')!r})"
+            " but has no bd_size: the block size it was trained with is unknown, so it cannot be"
+            " loaded as a block-diffusion model"
         )
     bd_size = _number(raw, "bd_size", str(raw.get("model_type")))
     cfg = _from_dream(raw)
@@ -295,7 +320,8 @@ def to_native(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def _fast_dllm_v2_native(cfg: ModelConfig, eos) -> dict[str, Any]:
-    """The Qwen2 config of ``Efficient-Large-Model/Fast_dLLM_v2_*`` (``Fast_dLLM_QwenConfig``) plus ``bd_size``;
+    """The Qwen2 config of ``Efficient-Large-Model/Fast_dLLM_v2_*`` (``Fast_dLLM_QwenConfig``)
+    plus ``bd_size``;
     ``mask_token_id`` is ours (the reference passes the mask id to ``generate``)."""
     return {
         "architectures": ["Fast_dLLM_QwenForCausalLM"],

@@ -21,8 +21,14 @@ from .config import ModelConfig
 from .transformer import Transformer
 
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-           "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 _EOT_TOKENS = ("<|eot_id|>", "<|im_end|>")
 
 
@@ -30,8 +36,9 @@ def chat_text(tokenizer, name: str, text: str) -> str:
     """``text`` as one user turn of the tokenizer's chat template, ready for the assistant's answer."""
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"the tokenizer of {name!r} has no chat template; drop the chat option")
-    return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                         tokenize=False)
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+    )
 
 
 @dataclass
@@ -68,7 +75,9 @@ class DiffusionModel:
     def encode(self, text: str, add_bos: bool = True, chat: bool = False) -> list[int]:
         """Token ids of a prompt; ``chat=True`` wraps it as one user turn of the tokenizer's chat template."""
         if self.tokenizer is None:
-            raise ValueError(f"model {self.name!r} was loaded without a tokenizer; pass token ids instead of text")
+            raise ValueError(
+                f"model {self.name!r} was loaded without a tokenizer; pass token ids instead of text"
+            )
         if chat:
             text = chat_text(self.tokenizer, self.name, text)
         ids = self.tokenizer.encode(text, add_special_tokens=False)
@@ -135,7 +144,8 @@ _CAUSAL_LM_TYPES = ("qwen2", "llama", "mistral", "qwen3", "gpt2")
 
 
 def _quiet_transformers():
-    """Silence transformers' warnings, load reports and progress bars while we load (we report problems ourselves)."""
+    """Silence transformers' warnings, load reports and progress bars while we load (we report
+    problems ourselves)."""
     import contextlib
 
     from transformers.utils import logging as hf_logging
@@ -159,24 +169,38 @@ def _quiet_transformers():
 def _load_causal_lm(folder: Path, name: str, dtype, device, model_type: str = "") -> CausalLM:
     from transformers import AutoModelForCausalLM
 
-    weights = _weight_files(folder)[0]  # clear errors for missing or unreadable weights before transformers looks
+    weights = _weight_files(folder)[
+        0
+    ]  # clear errors for missing or unreadable weights before transformers looks
     for path in weights:
         _check_safetensors_header(path)
     with _quiet_transformers():
         try:
-            net, info = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32,
-                                                             output_loading_info=True)
+            net, info = AutoModelForCausalLM.from_pretrained(
+                str(folder), dtype=dtype or torch.float32, output_loading_info=True
+            )
         except Exception as exc:  # corrupted weights, configs transformers rejects, ...
-            raise ValueError(f"{folder}: transformers could not load this {model_type or 'causal LM'} checkpoint"
-                             f" ({type(exc).__name__}: {exc})") from exc
-    problems = {kind: sorted(str(k) for k in info.get(kind) or []) for kind in ("missing_keys", "unexpected_keys")}
-    problems["mismatched_keys"] = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or [])
+            raise ValueError(
+                f"{folder}: transformers could not load this {model_type or 'causal LM'} checkpoint"
+                f" ({type(exc).__name__}: {exc})"
+            ) from exc
+    problems = {
+        kind: sorted(str(k) for k in info.get(kind) or []) for kind in ("missing_keys", "unexpected_keys")
+    }
+    problems["mismatched_keys"] = sorted(
+        str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or []
+    )
     if any(problems.values()):
-        listed = "; ".join(f"{kind.split('_')[0]} {names[:6]}{' ...' if len(names) > 6 else ''} ({len(names)})"
-                           for kind, names in problems.items() if names)
-        raise ValueError(f"{folder}: the weights in {', '.join(w.name for w in weights)} do not match the architecture"
-                         f" config.json declares (model_type={model_type!r}): {listed}; refusing to run a partly random"
-                         " model")
+        listed = "; ".join(
+            f"{kind.split('_')[0]} {names[:6]}{' ...' if len(names) > 6 else ''} ({len(names)})"
+            for kind, names in problems.items()
+            if names
+        )
+        raise ValueError(
+            f"{folder}: the weights in {', '.join(w.name for w in weights)} do not match the architecture"
+            f" config.json declares (model_type={model_type!r}): {listed}; refusing to run a partly random"
+            " model"
+        )
     for param_name, param in net.state_dict().items():
         if param.is_floating_point():
             _check_finite(param_name, param, None, param.dtype)
@@ -197,21 +221,30 @@ def resolve_path(name_or_path: str | Path) -> Path:
     if str(name_or_path) in shipped:
         return shipped[str(name_or_path)]
     if "\x00" in str(name_or_path):
-        raise ValueError(f"model {str(name_or_path)!r} is not a valid name or path (it contains a NUL character)")
+        raise ValueError(
+            f"model {str(name_or_path)!r} is not a valid name or path (it contains a NUL character)"
+        )
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise FileNotFoundError(f"{path} is a file; expected a checkpoint folder with config.json and *.safetensors")
+            raise FileNotFoundError(
+                f"{path} is a file; expected a checkpoint folder with config.json and *.safetensors"
+            )
         return path
     if "/" in str(name_or_path) and not str(name_or_path).startswith((".", "/")):
         try:
             from huggingface_hub import snapshot_download
 
-            return Path(snapshot_download(str(name_or_path), allow_patterns=["*.json", "*.safetensors", "*.model",
-                                                                             "*.txt", "*.py", "*.tiktoken"]))
+            return Path(
+                snapshot_download(
+                    str(name_or_path),
+                    allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.py", "*.tiktoken"],
+                )
+            )
         except Exception as exc:  # network errors, unknown repos, gated repos
             raise FileNotFoundError(
-                f"{name_or_path!r} is not a local folder and could not be fetched from the Hugging Face hub ({exc})"
+                f"{name_or_path!r} is not a local folder and could not be fetched from the"
+                f" Hugging Face hub ({exc})"
             ) from exc
     raise FileNotFoundError(
         f"model {str(name_or_path)!r} not found: not a shipped model ({', '.join(sorted(shipped))}),"
@@ -220,13 +253,16 @@ def resolve_path(name_or_path: str | Path) -> Path:
 
 
 def read_json(path: Path, what: str = "a JSON object") -> dict:
-    """A JSON object from ``path``; a ValueError naming the file when it is not valid JSON or not an object."""
+    """A JSON object from ``path``; a ValueError naming the file when it is not valid JSON or not
+    an object."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+        raise ValueError(
+            f"{path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
+        ) from None
     if not isinstance(value, dict):
         raise ValueError(f"{path} must hold {what}, found a JSON {type(value).__name__}")
     return value
@@ -237,8 +273,11 @@ def _weight_files(folder: Path) -> tuple[list[Path], dict[str, str] | None]:
     index = folder / "model.safetensors.index.json"
     if index.exists():
         weight_map = read_json(index).get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map or not all(
-                isinstance(v, str) for v in weight_map.values()):
+        if (
+            not isinstance(weight_map, dict)
+            or not weight_map
+            or not all(isinstance(v, str) for v in weight_map.values())
+        ):
             raise ValueError(f"{index} has no weight_map (tensor name -> shard file)")
         shards = []
         for shard in sorted(set(weight_map.values())):
@@ -250,7 +289,8 @@ def _weight_files(folder: Path) -> tuple[list[Path], dict[str, str] | None]:
     single = folder / "model.safetensors"
     if not single.exists():
         raise FileNotFoundError(
-            f"no weights in {folder}: expected model.safetensors or model.safetensors.index.json with its shards"
+            f"no weights in {folder}: expected model.safetensors or model.safetensors.index.json"
+            " with its shards"
         )
     return [single], None
 
@@ -261,8 +301,10 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors' SafetensorError (bad header, truncated data), OSError
-        raise ValueError(f"{path}: cannot read the safetensors weights, the file is truncated or corrupted"
-                         f" ({type(exc).__name__}: {exc})") from None
+        raise ValueError(
+            f"{path}: cannot read the safetensors weights, the file is truncated or corrupted"
+            f" ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _check_safetensors_header(path: Path) -> None:
@@ -272,8 +314,10 @@ def _check_safetensors_header(path: Path) -> None:
         with safe_open(str(path), "pt"):
             pass
     except Exception as exc:
-        raise ValueError(f"{path}: cannot read the safetensors weights, the file is truncated or corrupted"
-                         f" ({type(exc).__name__}: {exc})") from None
+        raise ValueError(
+            f"{path}: cannot read the safetensors weights, the file is truncated or corrupted"
+            f" ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def read_state_dict(folder: Path, sources: dict[str, Path] | None = None) -> dict[str, torch.Tensor]:
@@ -292,16 +336,19 @@ def _check_finite(name: str, tensor: torch.Tensor, source, dtype: torch.dtype) -
     """ValueError naming the tensor (and file) when any of its values is NaN or infinite."""
     flat = tensor.reshape(-1)
     chunk = 1 << 24
-    if all(bool(torch.isfinite(flat[i:i + chunk]).all()) for i in range(0, flat.numel(), chunk)):
+    if all(bool(torch.isfinite(flat[i : i + chunk]).all()) for i in range(0, flat.numel(), chunk)):
         return
     bad = int((~torch.isfinite(flat)).sum())
     where = f" in {source}" if source is not None else ""
-    raise ValueError(f"checkpoint tensor {name}{where} has {bad} non-finite value(s) (NaN or inf) of {flat.numel()}"
-                     f" (as {str(dtype).replace('torch.', '')}); the weights are corrupted or overflow this dtype")
+    raise ValueError(
+        f"checkpoint tensor {name}{where} has {bad} non-finite value(s) (NaN or inf) of {flat.numel()}"
+        f" (as {str(dtype).replace('torch.', '')}); the weights are corrupted or overflow this dtype"
+    )
 
 
-def _build_net(cfg: ModelConfig, state: dict, folder: Path, dtype: torch.dtype,
-               sources: dict[str, Path] | None = None) -> Transformer:
+def _build_net(
+    cfg: ModelConfig, state: dict, folder: Path, dtype: torch.dtype, sources: dict[str, Path] | None = None
+) -> Transformer:
     state = {k: v for k, v in state.items() if not k.endswith(_IGNORED_SUFFIXES)}
     internal, unknown = weights_mod.to_internal(cfg.arch, state)
     if cfg.tie_embeddings:
@@ -313,10 +360,15 @@ def _build_net(cfg: ModelConfig, state: dict, folder: Path, dtype: torch.dtype,
     if unknown or missing:
         native_missing = [next(iter(weights_mod.to_native(cfg.arch, {k: None}))) for k in missing]
         more = lambda names: f"{names[:6]}{' ...' if len(names) > 6 else ''} ({len(names)})"  # noqa: E731
-        found = [f"{kind} tensors {more(names)}" for kind, names in (("missing", native_missing),
-                                                                    ("unexpected", sorted(unknown))) if names]
-        raise ValueError(f"checkpoint {folder} does not match the {cfg.arch} architecture config.json declares"
-                         f" ({cfg.n_layers} layers): {', '.join(found)}")
+        found = [
+            f"{kind} tensors {more(names)}"
+            for kind, names in (("missing", native_missing), ("unexpected", sorted(unknown)))
+            if names
+        ]
+        raise ValueError(
+            f"checkpoint {folder} does not match the {cfg.arch} architecture config.json declares"
+            f" ({cfg.n_layers} layers): {', '.join(found)}"
+        )
     native_name = {k: next(iter(weights_mod.to_native(cfg.arch, {k: None}))) for k in internal}
     for name, tensor in internal.items():
         if tensor.shape != shapes[name]:
@@ -325,8 +377,10 @@ def _build_net(cfg: ModelConfig, state: dict, folder: Path, dtype: torch.dtype,
                 f" config.json implies {tuple(shapes[name])}"
             )
         if not tensor.is_floating_point():
-            raise ValueError(f"checkpoint tensor {native_name[name]} has dtype {str(tensor.dtype).replace('torch.', '')};"
-                             " model weights must be floating point")
+            raise ValueError(
+                f"checkpoint tensor {native_name[name]} has dtype {str(tensor.dtype).replace('torch.', '')};"
+                " model weights must be floating point"
+            )
     converted = {}
     for name, tensor in internal.items():
         converted[name] = tensor.to(dtype)
@@ -339,7 +393,9 @@ def _build_net(cfg: ModelConfig, state: dict, folder: Path, dtype: torch.dtype,
 def _load_tokenizer(folder: Path):
     from transformers import AutoTokenizer
 
-    if not any((folder / name).exists() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
+    if not any(
+        (folder / name).exists() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+    ):
         raise FileNotFoundError(f"no tokenizer files in {folder} (tokenizer.json / tokenizer_config.json)")
     from transformers.utils import logging as hf_logging
 
@@ -400,14 +456,16 @@ _ADDED_MASK_TOKEN = "|<MASK>|"
 
 
 def _check_block_size(raw: dict, block_size, config_file: Path) -> None:
-    """``load(block_size=N)``: the checkpoint must be a block-diffusion model trained with ``bd_size == N``."""
+    """``load(block_size=N)``: the checkpoint must be a block-diffusion model trained with
+    ``bd_size == N``."""
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size={block_size!r} must be a positive integer")
     bd_size = raw.get("bd_size")
     if bd_size is None:
         raise ValueError(
             f"{config_file}: block_size={block_size} asks for a block-diffusion model, but this checkpoint"
-            f" (model_type={raw.get('model_type')!r}) has no bd_size: it was not trained with block-causal attention;"
+            f" (model_type={raw.get('model_type')!r}) has no bd_size: it was not trained with"
+            " block-causal attention;"
             " load it without block_size"
         )
     if bd_size != block_size:
@@ -440,8 +498,13 @@ def load(
     if block_size is not None:
         _check_block_size(raw, block_size, config_file)
     if model_type in _CAUSAL_LM_TYPES:
-        return _load_causal_lm(folder, str(name_or_path), _DTYPES.get(dtype) if isinstance(dtype, str) else dtype,
-                               device, model_type)
+        return _load_causal_lm(
+            folder,
+            str(name_or_path),
+            _DTYPES.get(dtype) if isinstance(dtype, str) else dtype,
+            device,
+            model_type,
+        )
     try:
         cfg = config_mod.from_native(raw)
     except ValueError as exc:
@@ -466,7 +529,9 @@ def load(
             " a masked diffusion model needs one"
         )
     if tok is not None and tok.mask_token_id is not None and tok.mask_token_id != mask_id:
-        raise ValueError(f"{folder}: config mask_token_id={mask_id} but the tokenizer's mask token is {tok.mask_token_id}")
+        raise ValueError(
+            f"{folder}: config mask_token_id={mask_id} but the tokenizer's mask token is {tok.mask_token_id}"
+        )
     if not 0 <= mask_id < cfg.vocab_size:
         raise ValueError(f"mask token id {mask_id} is outside the vocabulary of size {cfg.vocab_size}")
     eos_ids = _eos_ids(cfg, folder, tok)
@@ -477,20 +542,33 @@ def load(
         pad_id = tok.pad_token_id
     if pad_id is None or pad_id == mask_id:
         pad_id = eos_ids[0]
-    bos_id = cfg.bos_token_id if cfg.bos_token_id is not None else (tok.bos_token_id if tok is not None else None)
+    bos_id = (
+        cfg.bos_token_id if cfg.bos_token_id is not None else (tok.bos_token_id if tok is not None else None)
+    )
     return DiffusionModel(
-        net=net, config=cfg, tokenizer=tok, mask_id=int(mask_id), eos_ids=eos_ids, pad_id=int(pad_id),
-        bos_id=None if bos_id is None else int(bos_id), name=str(name_or_path), path=folder,
+        net=net,
+        config=cfg,
+        tokenizer=tok,
+        mask_id=int(mask_id),
+        eos_ids=eos_ids,
+        pad_id=int(pad_id),
+        bos_id=None if bos_id is None else int(bos_id),
+        name=str(name_or_path),
+        path=folder,
     )
 
 
-def save_pretrained(net: Transformer, folder: str | Path, tokenizer=None, dtype: torch.dtype = torch.float32) -> Path:
+def save_pretrained(
+    net: Transformer, folder: str | Path, tokenizer=None, dtype: torch.dtype = torch.float32
+) -> Path:
     """Write ``net`` as a native checkpoint folder (config.json + model.safetensors [+ tokenizer])."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    native = weights_mod.to_native(net.cfg.arch, {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()})
+    native = weights_mod.to_native(
+        net.cfg.arch, {k: v.detach().to("cpu", dtype).contiguous() for k, v in net.state_dict().items()}
+    )
     save_file(native, str(folder / "model.safetensors"), metadata={"format": "pt"})
     (folder / "config.json").write_text(json.dumps(config_mod.to_native(net.cfg), indent=2) + "\n")
     if tokenizer is not None:

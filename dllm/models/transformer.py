@@ -13,9 +13,10 @@ vocabulary only the columns whose logits are needed. Dream's one-position logit 
 applied here: ``logits_for`` names *target* columns and the model reads the hidden state of
 the column that predicts each of them.
 
-A ``LayerHook`` (``dllm.models.hooks``; cache policies that adapt inside one forward, e.g. Elastic-Cache) sees each
-layer's input and its attention (queries, K buffer, log-sum-exp) and may widen the set of
-recomputed columns from any layer on, or ask for the current layer to be recomputed.
+A ``LayerHook`` (``dllm.models.hooks``; cache policies that adapt inside one forward, e.g.
+Elastic-Cache) sees each layer's input and its attention (queries, K buffer, log-sum-exp) and
+may widen the set of recomputed columns from any layer on, or ask for the current layer to be
+recomputed.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def rope_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[t
     Rotate-half RoPE is ``t * cos + cat(-t2, t1) * sin``; with the sign folded into the table
     (``cat(-sin, sin)``) the second term is ``roll(t, D/2) * signed_sin``, which gives the same
     bits with fewer operators per layer (a sign flip is exact)."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    inv_freq = 1.0 / (
+        theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    )
     freqs = positions.float()[..., None] * inv_freq
     sin = freqs.sin()
     return torch.cat([freqs, freqs], dim=-1)[:, None].cos(), torch.cat([-sin, sin], dim=-1)[:, None]
@@ -100,8 +103,23 @@ class Block(nn.Module):
         self.up = nn.Linear(d, cfg.mlp_hidden, bias=False)
         self.down = nn.Linear(cfg.mlp_hidden, d, bias=False)
 
-    def forward(self, x, cos, sin, q_positions, *, layer, query, positions, key_valid, kv, attention_backend,
-                hook=None, attn_mask=None, key_end=None):
+    def forward(
+        self,
+        x,
+        cos,
+        sin,
+        q_positions,
+        *,
+        layer,
+        query,
+        positions,
+        key_valid,
+        kv,
+        attention_backend,
+        hook=None,
+        attn_mask=None,
+        key_end=None,
+    ):
         cfg = self.cfg
         batch, n_q, _ = x.shape
         h = self.attn_norm(x)
@@ -124,9 +142,16 @@ class Block(nn.Module):
                 key_valid = None if key_valid is None else key_valid[:, :key_end]
         want_lse = hook is not None and hook.wants_lse(layer, query)
         out = attend(
-            q, k, v, q_pos=q_positions, k_pos=positions, k_valid=key_valid,
-            block_size=None if attn_mask is not None else cfg.block_size, return_lse=want_lse,
-            backend=attention_backend, attn_mask=attn_mask,
+            q,
+            k,
+            v,
+            q_pos=q_positions,
+            k_pos=positions,
+            k_valid=key_valid,
+            block_size=None if attn_mask is not None else cfg.block_size,
+            return_lse=want_lse,
+            backend=attention_backend,
+            attn_mask=attn_mask,
         )
         if want_lse:
             out, lse = out
@@ -183,9 +208,15 @@ class Transformer(nn.Module):
         rope = self._rope(positions, query)
         plain = kv is not None and hook is None and attn_mask is None
         key_end = self._key_end(positions, rope[2]) if plain else None
-        run = dict(positions=positions, key_valid=key_valid, kv=kv, attention_backend=attention_backend,
-                   hook=hook, key_end=key_end,
-                   attn_mask=attn_mask)
+        run = dict(
+            positions=positions,
+            key_valid=key_valid,
+            kv=kv,
+            attention_backend=attention_backend,
+            hook=hook,
+            key_end=key_end,
+            attn_mask=attn_mask,
+        )
         for layer, block in enumerate(self.layers):
             if hook is not None:
                 x, query, rope = self._layer_input(hook, layer, x, query, kv, positions, rope)

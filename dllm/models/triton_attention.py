@@ -45,19 +45,53 @@ _SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 @triton.jit
 def _attn_fwd_kernel(
-    Q, K, V, Out, Lse, QBlk, KBlk, KValid,
-    stride_qb, stride_qh, stride_qm, stride_qd,
-    stride_kb, stride_kh, stride_kn, stride_kd,
-    stride_vb, stride_vh, stride_vn, stride_vd,
-    stride_ob, stride_oh, stride_om, stride_od,
-    stride_lb, stride_lh, stride_lm,
-    stride_qbb, stride_qbm,
-    stride_kbb, stride_kbn,
-    stride_kvb, stride_kvn,
-    num_q_heads, group_size, len_q, len_k, head_dim, qk_scale,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    HAS_KEY_VALID: tl.constexpr, BLOCK_CAUSAL: tl.constexpr, RETURN_LSE: tl.constexpr,
-    UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    Q,
+    K,
+    V,
+    Out,
+    Lse,
+    QBlk,
+    KBlk,
+    KValid,
+    stride_qb,
+    stride_qh,
+    stride_qm,
+    stride_qd,
+    stride_kb,
+    stride_kh,
+    stride_kn,
+    stride_kd,
+    stride_vb,
+    stride_vh,
+    stride_vn,
+    stride_vd,
+    stride_ob,
+    stride_oh,
+    stride_om,
+    stride_od,
+    stride_lb,
+    stride_lh,
+    stride_lm,
+    stride_qbb,
+    stride_qbm,
+    stride_kbb,
+    stride_kbn,
+    stride_kvb,
+    stride_kvn,
+    num_q_heads,
+    group_size,
+    len_q,
+    len_k,
+    head_dim,
+    qk_scale,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    HAS_KEY_VALID: tl.constexpr,
+    BLOCK_CAUSAL: tl.constexpr,
+    RETURN_LSE: tl.constexpr,
+    UPCAST: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     """Attention forward for one tile of BLOCK_M queries of one (batch row, query head).
 
@@ -155,7 +189,9 @@ def _attn_fwd_kernel(
     tl.store(o_ptrs, out.to(Out.dtype.element_ty), mask=m_ok[:, None] & d_ok[None, :])
     if RETURN_LSE:
         # back to natural log: ln(sum exp(s)) = (m + log2(l)) * ln(2)
-        lse = tl.where(has_key, (m_i + tl.log2(tl.where(has_key, l_i, 1.0))) * 0.6931471805599453, float("-inf"))
+        lse = tl.where(
+            has_key, (m_i + tl.log2(tl.where(has_key, l_i, 1.0))) * 0.6931471805599453, float("-inf")
+        )
         tl.store(Lse + b * stride_lb + h * stride_lh + offs_m * stride_lm, lse, mask=m_ok)
 
 
@@ -205,7 +241,9 @@ def triton_attend(
     otherwise a ``ValueError`` is raised.
     """
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(f"q, k, v must be 4-D [B, H, L, D]; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        raise ValueError(
+            f"q, k, v must be 4-D [B, H, L, D]; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
     B, Hq, Lq, D = q.shape
     Bk, Hkv, Lk, Dk = k.shape
     if Bk != B or tuple(v.shape) != tuple(k.shape) or Dk != D:
@@ -268,13 +306,37 @@ def triton_attend(
     lse_strides = lse.stride() if lse is not None else (0, 0, 0)
     grid = (triton.cdiv(Lq, block_m), B * Hq)
     _attn_fwd_kernel[grid](
-        q, k, v, out, lse_arg, q_blk, k_blk, kv_flags,
-        *q.stride(), *k.stride(), *v.stride(), *out.stride(), *lse_strides,
-        *q_blk.stride(), *k_blk.stride(), *kv_flags.stride(),
-        Hq, Hq // Hkv, Lq, Lk, D, _LOG2E / math.sqrt(D),
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        HAS_KEY_VALID=k_valid is not None, BLOCK_CAUSAL=block_size is not None,
-        RETURN_LSE=return_lse, UPCAST=upcast, DOT_PRECISION="ieee" if upcast else "tf32",
-        num_warps=4 if block_d <= 64 else 8, num_stages=2,
+        q,
+        k,
+        v,
+        out,
+        lse_arg,
+        q_blk,
+        k_blk,
+        kv_flags,
+        *q.stride(),
+        *k.stride(),
+        *v.stride(),
+        *out.stride(),
+        *lse_strides,
+        *q_blk.stride(),
+        *k_blk.stride(),
+        *kv_flags.stride(),
+        Hq,
+        Hq // Hkv,
+        Lq,
+        Lk,
+        D,
+        _LOG2E / math.sqrt(D),
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        BLOCK_D=block_d,
+        HAS_KEY_VALID=k_valid is not None,
+        BLOCK_CAUSAL=block_size is not None,
+        RETURN_LSE=return_lse,
+        UPCAST=upcast,
+        DOT_PRECISION="ieee" if upcast else "tf32",
+        num_warps=4 if block_d <= 64 else 8,
+        num_stages=2,
     )
     return (out, lse) if return_lse else out

@@ -45,5 +45,5 @@ def _folders_with(folder: Path, marker: str) -> dict[str, Path]:
     return {p.name: p for p in sorted(folder.iterdir()) if (p / marker).exists()}
 
 
-MODELS_DIR = shipped_path(MODELS)    # where the training recipes write new shipped models
+MODELS_DIR = shipped_path(MODELS)  # where the training recipes write new shipped models
 FILTERS_DIR = shipped_path(FILTERS)  # where ``python -m dllm.zoo.learn2pd_train`` writes filters

@@ -41,22 +41,33 @@ import torch.nn.functional as F
 
 from dllm.eval import tasks as task_lib
 
-from .train import (BOS_ID, EOS_ID, MASK_ID, MODELS_DIR, PAD_ID, STAGE_CACHE, Recipe, layout_diffusion,
-                    load_tokenizer, lr_at, make_optimizer, save_diffusion)
+from .train import (
+    BOS_ID,
+    EOS_ID,
+    MASK_ID,
+    MODELS_DIR,
+    PAD_ID,
+    STAGE_CACHE,
+    Recipe,
+    layout_diffusion,
+    lr_at,
+    make_optimizer,
+    save_diffusion,
+)
 
 
 @dataclass
 class DeerRecipe:
     name: str = "tiny-deer"
-    init: str = "tiny-dream-draft"      # the diffusion model that is aligned
-    teacher: str = "tiny-ar"            # the verifier whose answers it learns
-    prompts_per_task: int = 300         # train-split prompts per task; each gets a greedy and a sampled answer
+    init: str = "tiny-dream-draft"  # the diffusion model that is aligned
+    teacher: str = "tiny-ar"  # the verifier whose answers it learns
+    prompts_per_task: int = 300  # train-split prompts per task; each gets a greedy and a sampled answer
     stages: tuple = (1, 2)
     stage1_steps: int = 1200
     stage1_lr: float = 5e-4
     stage2_steps: int = 600
     stage2_lr: float = 2e-4
-    blocks: tuple = (8, 16, 24, 32)     # Stage I block lengths (drafting k at inference)
+    blocks: tuple = (8, 16, 24, 32)  # Stage I block lengths (drafting k at inference)
     full_mask_share: float = 0.5
     t_min: float = 0.1
     alpha: float = 1.01
@@ -97,13 +108,20 @@ def teacher_answers(recipe: DeerRecipe, log=print) -> list[tuple[list[int], list
     pairs, start = [], time.time()
     for name in task_lib.names():
         task = task_lib.get(name)
-        prompts = [[BOS_ID] + tokenizer.encode(task.sample_split(rng, "train").prompt, add_special_tokens=False)
-                   for _ in range(recipe.prompts_per_task)]
+        prompts = [
+            [BOS_ID] + tokenizer.encode(task.sample_split(rng, "train").prompt, add_special_tokens=False)
+            for _ in range(recipe.prompts_per_task)
+        ]
         for sampled in (False, True):
             for i in range(0, len(prompts), 128):
-                pairs += zip(prompts[i: i + 128], _generate(teacher.net, prompts[i: i + 128], task.max_new_tokens,
-                                                            sampled))
-    log(f"[{recipe.name}] {len(pairs)} teacher answers from {recipe.teacher} in {time.time() - start:.0f}s -> {cache}")
+                pairs += zip(
+                    prompts[i : i + 128],
+                    _generate(teacher.net, prompts[i : i + 128], task.max_new_tokens, sampled),
+                )
+    log(
+        f"[{recipe.name}] {len(pairs)} teacher answers from {recipe.teacher}"
+        f" in {time.time() - start:.0f}s -> {cache}"
+    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(pairs))
     return pairs
@@ -115,11 +133,19 @@ def _generate(net, prompts: list[list[int]], max_new_tokens: int, sampled: bool)
     ids = torch.full((len(prompts), width), PAD_ID, dtype=torch.long)
     attn = torch.zeros_like(ids)
     for row, p in enumerate(prompts):
-        ids[row, width - len(p):] = torch.tensor(p)
-        attn[row, width - len(p):] = 1
-    out = net.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens, do_sample=sampled,
-                       temperature=1.0 if sampled else None, top_k=None, top_p=None, eos_token_id=EOS_ID,
-                       pad_token_id=PAD_ID)
+        ids[row, width - len(p) :] = torch.tensor(p)
+        attn[row, width - len(p) :] = 1
+    out = net.generate(
+        input_ids=ids,
+        attention_mask=attn,
+        max_new_tokens=max_new_tokens,
+        do_sample=sampled,
+        temperature=1.0 if sampled else None,
+        top_k=None,
+        top_p=None,
+        eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID,
+    )
     answers = []
     for row in out[:, width:].tolist():
         answers.append(row[: row.index(EOS_ID) + 1] if EOS_ID in row else row + [EOS_ID])
@@ -134,7 +160,7 @@ def stage1_batch(pairs, recipe: DeerRecipe, rng: random.Random, generator: torch
         cut = rng.randrange(len(answer))
         size = rng.choice(recipe.blocks)
         prefixes.append(prompt + answer[:cut])
-        blocks.append((answer + [EOS_ID] * size)[cut: cut + size])
+        blocks.append((answer + [EOS_ID] * size)[cut : cut + size])
     tokens, positions, valid, block = layout_diffusion(prefixes, blocks, [len(b) for b in blocks])
     t = recipe.t_min + (1 - recipe.t_min) * torch.rand(len(blocks), 1, generator=generator)
     full = torch.rand(len(blocks), 1, generator=generator) < recipe.full_mask_share
@@ -151,12 +177,12 @@ def stage2_batch(pairs, recipe: DeerRecipe, rng: random.Random):
         end = rng.randint(1, len(answer))
         r = min(rng.randint(1, recipe.r_max), end)
         prefixes.append(prompt + answer[: end - r])
-        blocks.append(answer[end - r: end])
+        blocks.append(answer[end - r : end])
     tokens, positions, valid, block = layout_diffusion(prefixes, blocks, [len(b) for b in blocks])
     weights = torch.zeros(tokens.shape, dtype=torch.float32)
     start = tokens.shape[1] - max(len(b) for b in blocks)
     for row, b in enumerate(blocks):
-        weights[row, start: start + len(b)] = stage2_weights(len(b), recipe.alpha).float()
+        weights[row, start : start + len(b)] = stage2_weights(len(b), recipe.alpha).float()
     return tokens, positions, valid, block.clone(), weights, block
 
 
@@ -169,7 +195,9 @@ def masked_loss(net, tokens, positions, valid, masked, weights, block) -> torch.
 
 
 # ----------------------------------------------------------------------------------- training
-def train(recipe: DeerRecipe, out: Path | None, threads: int = 1, log=print, stage1_out: Path | None = None) -> dict:
+def train(
+    recipe: DeerRecipe, out: Path | None, threads: int = 1, log=print, stage1_out: Path | None = None
+) -> dict:
     import dllm
 
     torch.set_num_threads(threads)
@@ -182,14 +210,20 @@ def train(recipe: DeerRecipe, out: Path | None, threads: int = 1, log=print, sta
     rng, generator = random.Random(recipe.seed + 1), torch.Generator().manual_seed(recipe.seed + 2)
     history = []
     for stage in recipe.stages:
-        steps, lr = (recipe.stage1_steps, recipe.stage1_lr) if stage == 1 else (recipe.stage2_steps, recipe.stage2_lr)
+        steps, lr = (
+            (recipe.stage1_steps, recipe.stage1_lr) if stage == 1 else (recipe.stage2_steps, recipe.stage2_lr)
+        )
         schedule = Recipe(recipe.name, "dream", steps=steps, lr=lr, warmup=recipe.warmup)
         optimizer = make_optimizer(net.parameters(), schedule)
         running = []
         for step in range(steps):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, schedule)
-            batch = stage1_batch(pairs, recipe, rng, generator) if stage == 1 else stage2_batch(pairs, recipe, rng)
+            batch = (
+                stage1_batch(pairs, recipe, rng, generator)
+                if stage == 1
+                else stage2_batch(pairs, recipe, rng)
+            )
             loss = masked_loss(net, *batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -200,8 +234,10 @@ def train(recipe: DeerRecipe, out: Path | None, threads: int = 1, log=print, sta
                 mean = sum(running) / len(running)
                 running = []
                 history.append({"stage": stage, "step": step + 1, "loss": round(mean, 5)})
-                log(f"[{recipe.name}] stage {stage} step {step + 1}/{steps} loss {mean:.4f} "
-                    f"elapsed {time.time() - start:.0f}s")
+                log(
+                    f"[{recipe.name}] stage {stage} step {step + 1}/{steps} loss {mean:.4f} "
+                    f"elapsed {time.time() - start:.0f}s"
+                )
         if stage == 1 and stage1_out is not None and len(recipe.stages) > 1:
             save_diffusion(net.eval(), stage1_out)
             net.train()
@@ -210,8 +246,9 @@ def train(recipe: DeerRecipe, out: Path | None, threads: int = 1, log=print, sta
     log(f"[{recipe.name}] done in {seconds / 60:.1f} min (teacher data {data_seconds:.0f}s)")
     if out is not None:
         save_diffusion(net.eval(), out)
-        (Path(out) / "deer_recipe.json").write_text(json.dumps({**asdict(recipe), "seconds": round(seconds),
-                                                                  "history": history}, indent=1) + "\n")
+        (Path(out) / "deer_recipe.json").write_text(
+            json.dumps({**asdict(recipe), "seconds": round(seconds), "history": history}, indent=1) + "\n"
+        )
         log(f"[{recipe.name}] saved to {out}")
     return {"seconds": seconds, "history": history, "net": net}
 
@@ -228,14 +265,29 @@ def main(argv=None) -> None:
     parser.add_argument("--prompts-per-task", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: dllm/zoo/models/tiny-deer)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: dllm/zoo/models/tiny-deer)"
+    )
     parser.add_argument("--stage1-out", type=Path, default=None, help="also save the Stage I weights here")
     args = parser.parse_args(argv)
-    recipe = DeerRecipe(stages=tuple(args.stages), init=args.init, teacher=args.teacher, alpha=args.alpha,
-                        r_max=args.r_max, stage1_steps=args.stage1_steps, stage2_steps=args.stage2_steps,
-                        prompts_per_task=args.prompts_per_task, seed=args.seed)
-    train(recipe, args.out if args.out is not None else MODELS_DIR / recipe.name, threads=args.threads,
-          log=lambda m: print(m, flush=True), stage1_out=args.stage1_out)
+    recipe = DeerRecipe(
+        stages=tuple(args.stages),
+        init=args.init,
+        teacher=args.teacher,
+        alpha=args.alpha,
+        r_max=args.r_max,
+        stage1_steps=args.stage1_steps,
+        stage2_steps=args.stage2_steps,
+        prompts_per_task=args.prompts_per_task,
+        seed=args.seed,
+    )
+    train(
+        recipe,
+        args.out if args.out is not None else MODELS_DIR / recipe.name,
+        threads=args.threads,
+        log=lambda m: print(m, flush=True),
+        stage1_out=args.stage1_out,
+    )
 
 
 if __name__ == "__main__":

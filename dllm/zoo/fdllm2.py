@@ -293,8 +293,12 @@ def main(argv=None) -> None:
     parser.add_argument("--bd-size", type=int, default=BD_SIZE)
     parser.add_argument("--out", type=Path, default=None, help="default: dllm/zoo/models/tiny-fdllm2")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--stage", choices=["all", "1", "2"], default="all",
-                        help="both stages (default; the first is kept in ~/.cache/dllm/zoo), or one of them")
+    parser.add_argument(
+        "--stage",
+        choices=["all", "1", "2"],
+        default="all",
+        help="both stages (default; the first is kept in ~/.cache/dllm/zoo), or one of them",
+    )
     args = parser.parse_args(argv)
     changes = {
         k: getattr(args, k)

@@ -45,7 +45,7 @@ from dllm.zoo import FILTERS_DIR
 class OracleReplay(Sampler):
     """Commits exactly the block positions whose prediction equals the reference; records samples."""
 
-    targets: torch.Tensor = None          # [B, G] reference canvas per row
+    targets: torch.Tensor = None  # [B, G] reference canvas per row
     block: int = 32
     features: list = field(default_factory=list)
     labels: list = field(default_factory=list)
@@ -69,8 +69,9 @@ class OracleReplay(Sampler):
 def reference_outputs(model, prompts, gen_length, block_length, batch):
     out = []
     for i in range(0, len(prompts), batch):
-        results = dllm.generate(model, prompts[i: i + batch], sampler="llada", gen_length=gen_length,
-                                block_length=block_length)
+        results = dllm.generate(
+            model, prompts[i : i + batch], sampler="llada", gen_length=gen_length, block_length=block_length
+        )
         out += [r.canvas for r in results]
     return torch.tensor(out)
 
@@ -79,7 +80,7 @@ def collect(model, prompts, gen_length=128, block_length=32, batch=32, log=print
     """(features [N, K], labels [N, K], masked [N, K]) from the oracle replay of ``prompts``."""
     feats, labels, masked = [], [], []
     for i in range(0, len(prompts), batch):
-        chunk = prompts[i: i + batch]
+        chunk = prompts[i : i + batch]
         targets = reference_outputs(model, chunk, gen_length, block_length, batch)
         replay = OracleReplay(targets=targets, block=block_length)
         dllm.generate(model, chunk, sampler=replay, gen_length=gen_length, block_length=block_length)
@@ -90,13 +91,28 @@ def collect(model, prompts, gen_length=128, block_length=32, batch=32, log=print
     return torch.cat(feats), torch.cat(labels), torch.cat(masked)
 
 
-def train_filter(features, labels, masked, *, block_length=32, hidden=64, epochs=3000, lr=3e-3, seed=0,
-                 threshold=0.96, log=print):
+def train_filter(
+    features,
+    labels,
+    masked,
+    *,
+    block_length=32,
+    hidden=64,
+    epochs=3000,
+    lr=3e-3,
+    seed=0,
+    threshold=0.96,
+    log=print,
+):
     """Full-batch BCE training on an 80/10/10 split; returns the filter and its held-out numbers."""
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(features), generator=gen)
     n_train, n_val = int(0.8 * len(order)), int(0.1 * len(order))
-    parts = {"train": order[:n_train], "val": order[n_train: n_train + n_val], "test": order[n_train + n_val:]}
+    parts = {
+        "train": order[:n_train],
+        "val": order[n_train : n_train + n_val],
+        "test": order[n_train + n_val :],
+    }
     torch.manual_seed(seed)
     module = ConfidenceFilter(block_length, hidden)
     optim = torch.optim.AdamW(module.parameters(), lr=lr)
@@ -115,7 +131,10 @@ def train_filter(features, labels, masked, *, block_length=32, hidden=64, epochs
             best, best_epoch = val, epoch + 1
             best_state = {k: v.clone() for k, v in module.state_dict().items()}
         if (epoch + 1) % max(1, epochs // 10) == 0:
-            log(f"  epoch {epoch + 1}: train loss {loss.item():.4f}, val loss {val:.4f} (best {best:.4f} at {best_epoch})")
+            log(
+                f"  epoch {epoch + 1}: train loss {loss.item():.4f}, val loss {val:.4f}"
+                f" (best {best:.4f} at {best_epoch})"
+            )
     module.load_state_dict(best_state)
     stats = {name: evaluate(module, features, labels, masked, idx, threshold) for name, idx in parts.items()}
     return module.eval(), {**stats, "best_epoch": best_epoch}
@@ -127,9 +146,12 @@ def evaluate(module, features, labels, masked, idx, threshold) -> dict:
     loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels[idx]).item()
     accept = (torch.sigmoid(logits) > threshold) & masked[idx]
     right = (accept & (labels[idx] > 0.5)).sum().item()
-    return {"loss": round(loss, 4), "accepted_per_sample": round(accept.sum().item() / max(1, len(idx)), 3),
-            "precision": round(right / max(1, accept.sum().item()), 4),
-            "recall": round(right / max(1, ((labels[idx] > 0.5) & masked[idx]).sum().item()), 4)}
+    return {
+        "loss": round(loss, 4),
+        "accepted_per_sample": round(accept.sum().item() / max(1, len(idx)), 3),
+        "precision": round(right / max(1, accept.sum().item()), 4),
+        "recall": round(right / max(1, ((labels[idx] > 0.5) & masked[idx]).sum().item()), 4),
+    }
 
 
 def training_prompts(model, n: int, seed: int) -> list[list[int]]:
@@ -159,14 +181,35 @@ def main(argv=None) -> None:
     print(f"[learn2pd] {name}: replaying {args.prompts} train prompts")
     prompts = training_prompts(model, args.prompts, args.seed)
     features, labels, masked = collect(model, prompts, args.gen_length, args.block_length, args.batch)
-    print(f"[learn2pd] {len(features)} samples, {labels[masked].mean():.3f} of masked positions already final")
-    module, stats = train_filter(features, labels, masked, block_length=args.block_length, hidden=args.hidden,
-                                 epochs=args.epochs, seed=args.seed, threshold=threshold)
+    print(
+        f"[learn2pd] {len(features)} samples, {labels[masked].mean():.3f} of masked positions already final"
+    )
+    module, stats = train_filter(
+        features,
+        labels,
+        masked,
+        block_length=args.block_length,
+        hidden=args.hidden,
+        epochs=args.epochs,
+        seed=args.seed,
+        threshold=threshold,
+    )
     out = Path(args.out) if args.out else FILTERS_DIR / name
-    module.save(out, model=name, model_fingerprint=weights_fingerprint(model.path), threshold=threshold, prompts=args.prompts, gen_length=args.gen_length,
-                epochs=args.epochs, seed=args.seed, samples=len(features), held_out=stats,
-                command=f"python -m dllm.zoo.learn2pd_train {args.model} --prompts {args.prompts} --epochs {args.epochs}"
-                        f" --seed {args.seed}")
+    module.save(
+        out,
+        model=name,
+        model_fingerprint=weights_fingerprint(model.path),
+        threshold=threshold,
+        prompts=args.prompts,
+        gen_length=args.gen_length,
+        epochs=args.epochs,
+        seed=args.seed,
+        samples=len(features),
+        held_out=stats,
+        command=f"python -m dllm.zoo.learn2pd_train {args.model} --prompts {args.prompts}"
+        f" --epochs {args.epochs}"
+        f" --seed {args.seed}",
+    )
     print(f"[learn2pd] wrote {out} in {time.time() - start:.0f}s: {json.dumps(stats)}")
 
 

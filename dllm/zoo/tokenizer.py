@@ -40,9 +40,7 @@ SPECIAL_TOKENS = [PAD_TOKEN, BOS_TOKEN, EOS_TOKEN, MASK_TOKEN]
 SHIPPED_DIR = tokenizer_dir()
 
 # GPT-2 style split, but single digits (each with an optional leading space).
-SPLIT_PATTERN = (
-    r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-)
+SPLIT_PATTERN = r"'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 
 DEFAULT_VOCAB_SIZE = 1024
 DEFAULT_N_EXAMPLES = 1000  # train examples per task in the corpus
@@ -69,10 +67,12 @@ def _make_backend(vocab_size: int, n_examples: int):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -90,9 +90,9 @@ def name_tokenization_problems(tokenizer) -> list[str]:
 
     ``tokenizer`` is a ``tokenizers.Tokenizer`` or a transformers fast tokenizer.
     """
-    from dllm.eval.tasks.names import FIRST_NAMES, LAST_NAMES
-
     from tokenizers import Tokenizer
+
+    from dllm.eval.tasks.names import FIRST_NAMES, LAST_NAMES
 
     def n_tokens(text: str) -> int:
         if isinstance(tokenizer, Tokenizer):
@@ -107,8 +107,9 @@ def name_tokenization_problems(tokenizer) -> list[str]:
     return bad
 
 
-def build_tokenizer(out_dir: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_SIZE,
-                    n_examples: int = DEFAULT_N_EXAMPLES) -> Path:
+def build_tokenizer(
+    out_dir: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_SIZE, n_examples: int = DEFAULT_N_EXAMPLES
+) -> Path:
     """Train the tokenizer and write ``tokenizer.json``, ``tokenizer_config.json`` and
     ``special_tokens_map.json`` into ``out_dir``.  Returns the directory.
 
@@ -120,8 +121,9 @@ def build_tokenizer(out_dir: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_
     tok = _make_backend(vocab_size, n_examples)
     bad = name_tokenization_problems(tok)
     if bad:
-        raise RuntimeError(f"names split into several tokens: {', '.join(bad)}; "
-                           f"raise vocab_size or the name repeats")
+        raise RuntimeError(
+            f"names split into several tokens: {', '.join(bad)}; raise vocab_size or the name repeats"
+        )
     tok.save(str(out / "tokenizer.json"), pretty=True)
 
     special_map = {
@@ -132,8 +134,12 @@ def build_tokenizer(out_dir: str | os.PathLike, vocab_size: int = DEFAULT_VOCAB_
     }
     added = {
         str(tok.token_to_id(t)): {
-            "content": t, "lstrip": False, "normalized": False, "rstrip": False,
-            "single_word": False, "special": True,
+            "content": t,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
         }
         for t in SPECIAL_TOKENS
     }

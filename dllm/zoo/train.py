@@ -1,4 +1,5 @@
-"""Training recipes of the shipped tiny models: ``python -m dllm.zoo.train NAME [--steps N] [--seed S] [--out DIR]``.
+"""Training recipes of the shipped tiny models:
+``python -m dllm.zoo.train NAME [--steps N] [--seed S] [--out DIR]``.
 
 Every shipped model is trained from scratch (or, for ``tiny-dream``, from the weights of ``tiny-ar``'s
 first stage, the way Dream-7B started from Qwen2.5-7B; they are trained into ``~/.cache/dllm/zoo`` if
@@ -64,10 +65,20 @@ TOKENIZER_DIR = tokenizer_dir()
 # Training mix: sampling weight per task (default 1.0). Arithmetic, puzzles and sorting are the
 # hardest for a tiny model, the "*_random" / shuffle tasks the easiest (any valid answer scores).
 TASK_WEIGHTS = {
-    "math_op": 3.0, "cumsum": 2.0, "sudoku": 2.0,
-    "sort": 1.5, "letters_sort": 1.5, "words_sort": 1.5,
-    "insert_index": 1.5, "remove_index": 1.5, "replace_index": 1.5,
-    "shuffle": 0.6, "insert_random": 0.6, "remove_random": 0.6, "replace_random": 0.6, "latin_square": 0.6,
+    "math_op": 3.0,
+    "cumsum": 2.0,
+    "sudoku": 2.0,
+    "sort": 1.5,
+    "letters_sort": 1.5,
+    "words_sort": 1.5,
+    "insert_index": 1.5,
+    "remove_index": 1.5,
+    "replace_index": 1.5,
+    "shuffle": 0.6,
+    "insert_random": 0.6,
+    "remove_random": 0.6,
+    "replace_random": 0.6,
+    "latin_square": 0.6,
 }
 # Canvas length modes, chosen per example: a tight canvas (the answer and 1-8 EOS), the task's own
 # budget, or a fixed 64 / 128 canvas. Long EOS tails teach little once EOS is learnt and cost most of
@@ -79,23 +90,50 @@ CANVAS_MODES = (("tight", 0.5), ("native", 0.35), (64, 0.1), (128, 0.05))
 # 256- and 512-position canvases teach the EOS tail and the positions of long generations.
 BINDING_WEIGHTS = {
     **{name: 0.5 for name in ("copy", "reverse", "letters_copy", "letters_reverse", "words_reverse")},
-    "letters_sort": 1.0, "words_sort": 1.0, "sudoku": 1.0,
-    "insert_index": 2.0, "remove_index": 2.0, "replace_index": 2.0,
-    "sort": 3.0, "shuffle": 2.0, "insert_random": 2.0, "remove_random": 2.0, "replace_random": 2.0,
-    "latin_square": 2.0, "math_op": 2.0, "cumsum": 2.0,
+    "letters_sort": 1.0,
+    "words_sort": 1.0,
+    "sudoku": 1.0,
+    "insert_index": 2.0,
+    "remove_index": 2.0,
+    "replace_index": 2.0,
+    "sort": 3.0,
+    "shuffle": 2.0,
+    "insert_random": 2.0,
+    "remove_random": 2.0,
+    "replace_random": 2.0,
+    "latin_square": 2.0,
+    "math_op": 2.0,
+    "cumsum": 2.0,
 }
 LONG_CANVAS_MODES = (("tight", 0.45), ("native", 0.33), (64, 0.08), (128, 0.08), (256, 0.04), (512, 0.02))
 POOL = 8  # batches per length-sorted pool
-ALIGNMENT_TASKS = ("copy", "reverse", "letters_copy", "letters_reverse", "words_reverse", "insert_index",
-                   "remove_index", "replace_index")
-QUICK_EVAL_TASKS = ("copy", "reverse", "insert_index", "remove_index", "replace_index", "sort", "sudoku",
-                    "cumsum", "math_op")
+ALIGNMENT_TASKS = (
+    "copy",
+    "reverse",
+    "letters_copy",
+    "letters_reverse",
+    "words_reverse",
+    "insert_index",
+    "remove_index",
+    "replace_index",
+)
+QUICK_EVAL_TASKS = (
+    "copy",
+    "reverse",
+    "insert_index",
+    "remove_index",
+    "replace_index",
+    "sort",
+    "sudoku",
+    "cumsum",
+    "math_op",
+)
 
 
 @dataclass
 class Recipe:
     name: str
-    kind: str                     # "llada" | "dream" | "ar"
+    kind: str  # "llada" | "dream" | "ar"
     d_model: int = 192
     n_layers: int = 4
     n_heads: int = 6
@@ -108,14 +146,14 @@ class Recipe:
     warmup: int = 200
     weight_decay: float = 0.01
     qkv_bias: bool | None = None  # None: the architecture's usual choice (Dream yes, LLaDA no)
-    t_min: float = 0.1            # lower clip of the masking rate (diffusion only)
+    t_min: float = 0.1  # lower clip of the masking rate (diffusion only)
     seed: int = 0
     init_from: str | None = None  # a checkpoint folder / shipped name whose weights start training
     eval_every: int = 600
     log_every: int = 50
     task_weights: dict = field(default_factory=lambda: dict(TASK_WEIGHTS))
     canvas_modes: tuple = CANVAS_MODES  # (mode, probability) pairs, see ``canvas_lengths``
-    tasks: tuple | None = None    # restrict the mix to these tasks (None: all registered tasks)
+    tasks: tuple | None = None  # restrict the mix to these tasks (None: all registered tasks)
     # Curriculum: the first ``alignment_steps`` steps draw only from ALIGNMENT_TASKS. A tiny model
     # trained on the whole mix from the start took thousands of steps to discover position-aligned
     # copying (it learnt every answer format first); on the list-copying tasks alone the copying
@@ -133,38 +171,105 @@ class Recipe:
             raise ValueError(f"recipe {self.name} ({self.kind}) does not build a dllm Transformer")
         dream = self.kind == "dream"
         return ModelConfig(
-            arch=self.kind, d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
-            n_kv_heads=self.n_kv_heads, head_dim=self.d_model // self.n_heads, mlp_hidden=self.mlp_hidden,
-            vocab_size=936, rope_theta=10000.0, rms_eps=1e-6 if dream else 1e-5,
+            arch=self.kind,
+            d_model=self.d_model,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            n_kv_heads=self.n_kv_heads,
+            head_dim=self.d_model // self.n_heads,
+            mlp_hidden=self.mlp_hidden,
+            vocab_size=936,
+            rope_theta=10000.0,
+            rms_eps=1e-6 if dream else 1e-5,
             qkv_bias=dream if self.qkv_bias is None else self.qkv_bias,
-            shift_logits=dream, rope_fp32=not dream, tie_embeddings=False, max_seq_len=1024,
-            mask_token_id=MASK_ID, eos_token_ids=[EOS_ID], pad_token_id=PAD_ID, bos_token_id=BOS_ID,
+            shift_logits=dream,
+            rope_fp32=not dream,
+            tie_embeddings=False,
+            max_seq_len=1024,
+            mask_token_id=MASK_ID,
+            eos_token_ids=[EOS_ID],
+            pad_token_id=PAD_ID,
+            bos_token_id=BOS_ID,
             torch_dtype="float32",
         )
 
 
-DIFFUSION_SECOND_STAGE = {"steps": 1500, "lr": 5e-4, "warmup": 50, "seed": 1, "eval_every": 500,
-                          "task_weights": BINDING_WEIGHTS, "canvas_modes": LONG_CANVAS_MODES}
+DIFFUSION_SECOND_STAGE = {
+    "steps": 1500,
+    "lr": 5e-4,
+    "warmup": 50,
+    "seed": 1,
+    "eval_every": 500,
+    "task_weights": BINDING_WEIGHTS,
+    "canvas_modes": LONG_CANVAS_MODES,
+}
 
 RECIPES = {
     # From scratch, tiny-llada had learnt no list task after 2250 steps (40 min); started from
     # tiny-ar's first stage (GQA and q/k/v biases to match it; both are LLaDA config options) it
     # learns them like tiny-dream does. Its logits stay unshifted, as in LLaDA.
-    "tiny-llada": Recipe("tiny-llada", "llada", n_kv_heads=3, qkv_bias=True, steps=2000, eval_every=750,
-                         init_from="tiny-ar:stage1", alignment_steps=500, second_stage=DIFFUSION_SECOND_STAGE),
+    "tiny-llada": Recipe(
+        "tiny-llada",
+        "llada",
+        n_kv_heads=3,
+        qkv_bias=True,
+        steps=2000,
+        eval_every=750,
+        init_from="tiny-ar:stage1",
+        alignment_steps=500,
+        second_stage=DIFFUSION_SECOND_STAGE,
+    ),
     # Dream starts from tiny-ar's first stage (as Dream-7B started from Qwen2.5-7B).
-    "tiny-dream": Recipe("tiny-dream", "dream", n_kv_heads=3, steps=2000, eval_every=750, init_from="tiny-ar:stage1",
-                         alignment_steps=500, second_stage=DIFFUSION_SECOND_STAGE),
-    "tiny-ar": Recipe("tiny-ar", "ar", n_kv_heads=3, steps=4000, warmup=100, eval_every=1000, alignment_steps=1000,
-                      second_stage={"steps": 4000, "lr": 5e-4, "warmup": 50, "seed": 1}),
+    "tiny-dream": Recipe(
+        "tiny-dream",
+        "dream",
+        n_kv_heads=3,
+        steps=2000,
+        eval_every=750,
+        init_from="tiny-ar:stage1",
+        alignment_steps=500,
+        second_stage=DIFFUSION_SECOND_STAGE,
+    ),
+    "tiny-ar": Recipe(
+        "tiny-ar",
+        "ar",
+        n_kv_heads=3,
+        steps=4000,
+        warmup=100,
+        eval_every=1000,
+        alignment_steps=1000,
+        second_stage={"steps": 4000, "lr": 5e-4, "warmup": 50, "seed": 1},
+    ),
     # The AR drafter baseline of speculative decoding: half of tiny-ar (its first and last layers),
     # fine-tuned on the same mix, so it costs about half a verifier forward per drafted token.
-    "tiny-ar-draft": Recipe("tiny-ar-draft", "ar", n_layers=2, n_kv_heads=3, steps=1500, lr=5e-4, warmup=50,
-                            eval_every=500, seed=2, init_from="tiny-ar", init_layers=(0, 3)),
+    "tiny-ar-draft": Recipe(
+        "tiny-ar-draft",
+        "ar",
+        n_layers=2,
+        n_kv_heads=3,
+        steps=1500,
+        lr=5e-4,
+        warmup=50,
+        eval_every=500,
+        seed=2,
+        init_from="tiny-ar",
+        init_layers=(0, 3),
+    ),
     # The same for the diffusion drafter: half of tiny-dream (first and last layers), fine-tuned on the
     # first-stage mix, so that a one-pass draft costs about half a verifier forward.
-    "tiny-dream-draft": Recipe("tiny-dream-draft", "dream", n_layers=2, n_kv_heads=3, steps=1500, lr=5e-4, warmup=50,
-                               eval_every=500, seed=2, init_from="tiny-dream", init_layers=(0, 3)),
+    "tiny-dream-draft": Recipe(
+        "tiny-dream-draft",
+        "dream",
+        n_layers=2,
+        n_kv_heads=3,
+        steps=1500,
+        lr=5e-4,
+        warmup=50,
+        eval_every=500,
+        seed=2,
+        init_from="tiny-dream",
+        init_layers=(0, 3),
+    ),
 }
 
 
@@ -174,7 +279,9 @@ def load_tokenizer():
     tok = AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
     ids = (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id, tok.mask_token_id)
     if ids != (PAD_ID, BOS_ID, EOS_ID, MASK_ID):
-        raise ValueError(f"shipped tokenizer special ids (pad, bos, eos, mask) = {ids}, expected (0, 1, 2, 3)")
+        raise ValueError(
+            f"shipped tokenizer special ids (pad, bos, eos, mask) = {ids}, expected (0, 1, 2, 3)"
+        )
     return tok
 
 
@@ -238,7 +345,7 @@ def layout_ar(prompts, targets):
     for row, (r, p) in enumerate(zip(rows, prompts)):
         ids[row, : len(r)] = torch.tensor(r)
         attn[row, : len(r)] = 1
-        labels[row, len(p): len(r)] = ids[row, len(p): len(r)]
+        labels[row, len(p) : len(r)] = ids[row, len(p) : len(r)]
     return ids, attn, labels
 
 
@@ -261,8 +368,9 @@ def diffusion_loss(net, tokens, positions, valid, in_canvas, generator: torch.Ge
 
 def ar_loss(model, ids, attn, labels):
     logits = model(input_ids=ids, attention_mask=attn).logits
-    loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
-                           ignore_index=-100)
+    loss = F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
     return loss, {}
 
 
@@ -271,11 +379,20 @@ def build_ar(recipe: Recipe):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     cfg = Qwen2Config(
-        vocab_size=936, hidden_size=recipe.d_model, intermediate_size=recipe.mlp_hidden,
-        num_hidden_layers=recipe.n_layers, num_attention_heads=recipe.n_heads,
-        num_key_value_heads=recipe.n_kv_heads, max_position_embeddings=512, rope_theta=10000.0,
-        rms_norm_eps=1e-6, tie_word_embeddings=False, bos_token_id=BOS_ID, eos_token_id=EOS_ID,
-        pad_token_id=PAD_ID, use_cache=True,
+        vocab_size=936,
+        hidden_size=recipe.d_model,
+        intermediate_size=recipe.mlp_hidden,
+        num_hidden_layers=recipe.n_layers,
+        num_attention_heads=recipe.n_heads,
+        num_key_value_heads=recipe.n_kv_heads,
+        max_position_embeddings=512,
+        rope_theta=10000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=False,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID,
+        use_cache=True,
     )
     return Qwen2ForCausalLM(cfg)
 
@@ -313,7 +430,9 @@ def resolve_init(source: str) -> Path:
         name = source[: -len(":stage1")]
         if name not in RECIPES or not RECIPES[name].second_stage:
             staged = sorted(n for n, r in RECIPES.items() if r.second_stage)
-            raise ValueError(f"init_from={source!r}: no recipe {name!r} with two stages (recipes with two: {staged})")
+            raise ValueError(
+                f"init_from={source!r}: no recipe {name!r} with two stages (recipes with two: {staged})"
+            )
         folder = STAGE_CACHE / f"{name}-stage1-seed{RECIPES[name].seed}"
         if not (folder / "model.safetensors").exists():
             print(f"[{name}] first stage not cached at {folder}: training it now", flush=True)
@@ -341,19 +460,22 @@ def init_from_checkpoint(net: Transformer, source: str, layers: tuple | None = N
     bad = [k for k, v in internal.items() if k not in own or own[k].shape != v.shape]
     missing = sorted(set(own) - set(internal))
     if unknown or bad or missing:
-        raise ValueError(f"cannot initialise from {folder}: unknown {unknown[:4]}, mismatched {bad[:4]}, "
-                         f"missing {missing[:4]} (dimensions must match the recipe)")
+        raise ValueError(
+            f"cannot initialise from {folder}: unknown {unknown[:4]}, mismatched {bad[:4]}, "
+            f"missing {missing[:4]} (dimensions must match the recipe)"
+        )
     net.load_state_dict(internal)
 
 
 def pick_layers(state: dict, layers: tuple, prefix: str) -> dict:
-    """``state`` with only the blocks ``layers`` (keys ``PREFIX<N>.*``), renumbered 0, 1, ... in that order."""
+    """``state`` with only the blocks ``layers`` (keys ``PREFIX<N>.*``), renumbered 0, 1, ... in that
+    order."""
     picked = {}
     for key, tensor in state.items():
         if not key.startswith(prefix):
             picked[key] = tensor
             continue
-        index, rest = key[len(prefix):].split(".", 1)
+        index, rest = key[len(prefix) :].split(".", 1)
         if int(index) in layers:
             picked[f"{prefix}{layers.index(int(index))}.{rest}"] = tensor
     return picked
@@ -370,14 +492,24 @@ def init_ar_from_checkpoint(model, source: str, layers: tuple | None = None) -> 
         state = pick_layers(state, layers, "model.layers.")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"cannot initialise from {folder}: missing {missing[:4]}, unexpected {unexpected[:4]}")
+        raise ValueError(
+            f"cannot initialise from {folder}: missing {missing[:4]}, unexpected {unexpected[:4]}"
+        )
 
 
 def as_diffusion_model(net: Transformer, tokenizer, name: str):
     from dllm.models.loading import DiffusionModel
 
-    return DiffusionModel(net=net, config=net.cfg, tokenizer=tokenizer, mask_id=MASK_ID, eos_ids=[EOS_ID],
-                          pad_id=PAD_ID, bos_id=BOS_ID, name=name)
+    return DiffusionModel(
+        net=net,
+        config=net.cfg,
+        tokenizer=tokenizer,
+        mask_id=MASK_ID,
+        eos_ids=[EOS_ID],
+        pad_id=PAD_ID,
+        bos_id=BOS_ID,
+        name=name,
+    )
 
 
 # ----------------------------------------------------------------------------------- evaluation
@@ -393,8 +525,14 @@ def quick_eval(model, kind: str, tokenizer, n: int = 16, tasks=QUICK_EVAL_TASKS)
             texts = ar_generate(model, tokenizer, [e.prompt for e in examples], task.max_new_tokens)
         else:
             gen = task.max_new_tokens
-            results = generate(model, [e.prompt for e in examples], sampler="llada", gen_length=gen,
-                               block_length=gen, steps=gen)
+            results = generate(
+                model,
+                [e.prompt for e in examples],
+                sampler="llada",
+                gen_length=gen,
+                block_length=gen,
+                steps=gen,
+            )
             texts = [r.text for r in results]
         scores[name] = sum(task.score(t, e) for t, e in zip(texts, examples)) / len(examples)
     return scores
@@ -408,13 +546,19 @@ def ar_generate(model, tokenizer, prompts: list[str], max_new_tokens: int) -> li
     ids = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
     attn = torch.zeros_like(ids)
     for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r)
-        attn[i, width - len(r):] = 1
+        ids[i, width - len(r) :] = torch.tensor(r)
+        attn[i, width - len(r) :] = 1
     was_training = model.training
     model.eval()
     ids, attn = ids.to(model.device), attn.to(model.device)
-    out = model.generate(input_ids=ids, attention_mask=attn, max_new_tokens=max_new_tokens, do_sample=False,
-                         eos_token_id=EOS_ID, pad_token_id=PAD_ID)
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=attn,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID,
+    )
     model.train(was_training)
     texts = []
     for row in out[:, width:].tolist():
@@ -437,8 +581,11 @@ def make_optimizer(params, recipe: Recipe):
     params = [p for p in params if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=(0.9, 0.98))
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=recipe.lr,
+        betas=(0.9, 0.98),
+    )
 
 
 class Trainer:
@@ -478,13 +625,15 @@ class Trainer:
         prompts, targets = encode_batch(self.tokenizer, examples)
         if self.recipe.kind == "ar":
             rows = sorted(zip(prompts, targets), key=lambda r: len(r[0]) + len(r[1]))
-            batches = [layout_ar(*zip(*rows[i: i + size])) for i in range(0, len(rows), size)]
+            batches = [layout_ar(*zip(*rows[i : i + size])) for i in range(0, len(rows), size)]
         else:
             modes, probs = zip(*self.recipe.canvas_modes)
             picked = self.mode_rng.choices(modes, weights=probs, k=len(examples))
-            canvas = [canvas_lengths([e], [t], m, self.mode_rng)[0] for e, t, m in zip(examples, targets, picked)]
+            canvas = [
+                canvas_lengths([e], [t], m, self.mode_rng)[0] for e, t, m in zip(examples, targets, picked)
+            ]
             rows = sorted(zip(prompts, targets, canvas), key=lambda r: (r[2], len(r[0])))
-            batches = [layout_diffusion(*zip(*rows[i: i + size])) for i in range(0, len(rows), size)]
+            batches = [layout_diffusion(*zip(*rows[i : i + size])) for i in range(0, len(rows), size)]
         self.mode_rng.shuffle(batches)
         return batches
 
@@ -511,8 +660,12 @@ class Trainer:
         try:
             if self.recipe.kind == "ar":
                 return quick_eval(self.model, "ar", self.tokenizer, n)
-            return quick_eval(as_diffusion_model(self.model, self.tokenizer, self.recipe.name), "diffusion",
-                              self.tokenizer, n)
+            return quick_eval(
+                as_diffusion_model(self.model, self.tokenizer, self.recipe.name),
+                "diffusion",
+                self.tokenizer,
+                n,
+            )
         finally:
             self.model.train()
 
@@ -555,7 +708,10 @@ def train(recipe: Recipe, out: Path | None, log=print, threads: int = 2, device:
     start = time.time()
     trainer = Trainer(recipe, device=device)
     n_params = sum(p.numel() for p in trainer.model.parameters())
-    log(f"[{recipe.name}] {n_params:,} parameters; {threads} threads on {device}; recipe {json.dumps({k: v for k, v in vars(recipe).items() if k != 'task_weights'})}")
+    log(
+        f"[{recipe.name}] {n_params:,} parameters; {threads} threads on {device};"
+        f" recipe {json.dumps({k: v for k, v in vars(recipe).items() if k != 'task_weights'})}"
+    )
     history, running = [], []
     for step in range(recipe.steps):
         running.append(trainer.step())
@@ -563,14 +719,18 @@ def train(recipe: Recipe, out: Path | None, log=print, threads: int = 2, device:
         if done % recipe.log_every == 0 or done == recipe.steps:
             mean = sum(running) / len(running)
             running = []
-            log(f"[{recipe.name}] step {done}/{recipe.steps} loss {mean:.4f} lr {lr_at(step, recipe):.2e} "
-                f"elapsed {time.time() - start:.0f}s")
+            log(
+                f"[{recipe.name}] step {done}/{recipe.steps} loss {mean:.4f} lr {lr_at(step, recipe):.2e} "
+                f"elapsed {time.time() - start:.0f}s"
+            )
             history.append({"step": done, "loss": round(mean, 5)})
         if recipe.eval_every and (done % recipe.eval_every == 0 or done == recipe.steps):
             scores = trainer.evaluate()
             mean_acc = sum(scores.values()) / len(scores)
-            log(f"[{recipe.name}] step {done} held-out acc {mean_acc:.3f} "
-                + " ".join(f"{k}={v:.2f}" for k, v in scores.items()))
+            log(
+                f"[{recipe.name}] step {done} held-out acc {mean_acc:.3f} "
+                + " ".join(f"{k}={v:.2f}" for k, v in scores.items())
+            )
             if not history or history[-1]["step"] != done:  # an evaluation step that logged no loss
                 history.append({"step": done})
             history[-1]["eval"] = scores
@@ -591,8 +751,12 @@ def second_stage(recipe: Recipe, first_stage_folder: Path) -> Recipe:
     """The recipe of ``recipe``'s second stage, starting from the first stage's saved weights."""
     if not recipe.second_stage:
         raise ValueError(f"recipe {recipe.name} has no second stage")
-    return replace(recipe, **{"alignment_steps": 0, **recipe.second_stage}, init_from=str(first_stage_folder),
-                   second_stage=None)
+    return replace(
+        recipe,
+        **{"alignment_steps": 0, **recipe.second_stage},
+        init_from=str(first_stage_folder),
+        second_stage=None,
+    )
 
 
 def main(argv=None) -> None:
@@ -600,22 +764,40 @@ def main(argv=None) -> None:
     parser.add_argument("name", choices=sorted(RECIPES))
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: the recipe's, 0)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: dllm/zoo/models/NAME)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: dllm/zoo/models/NAME)"
+    )
     parser.add_argument("--init-from", default=None, help="checkpoint to start from ('none' = scratch)")
     parser.add_argument("--eval-every", type=int, default=None)
     parser.add_argument("--tasks", nargs="+", default=None, help="restrict the training mix to these tasks")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--warmup", type=int, default=None, help="warmup steps (default: the recipe's)")
-    parser.add_argument("--alignment-steps", type=int, default=None,
-                        help="curriculum: steps on the list-copying tasks only before the full mix")
-    parser.add_argument("--stage", choices=["all", "1", "2"], default="all",
-                        help="recipes with a second stage: run both (default), only the first, or only the "
-                             "second (from --init-from, default the output folder)")
-    parser.add_argument("--threads", type=int, default=2,
-                        help="torch threads (1 is much faster when other jobs load the machine)")
-    parser.add_argument("--device", default="cpu", help="torch device to train on (e.g. cuda); the recipe's "
-                        "data and noise streams are the same on every device")
+    parser.add_argument(
+        "--alignment-steps",
+        type=int,
+        default=None,
+        help="curriculum: steps on the list-copying tasks only before the full mix",
+    )
+    parser.add_argument(
+        "--stage",
+        choices=["all", "1", "2"],
+        default="all",
+        help="recipes with a second stage: run both (default), only the first, or only the "
+        "second (from --init-from, default the output folder)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch threads (1 is much faster when other jobs load the machine)",
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device to train on (e.g. cuda); the recipe's "
+        "data and noise streams are the same on every device",
+    )
     args = parser.parse_args(argv)
     recipe = RECIPES[args.name]
     if args.stage != "all" and not recipe.second_stage:
