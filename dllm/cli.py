@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
         help="torch CPU threads (default 1: fastest and steadiest for the tiny models; 0 = torch's default)",
     )
     gen.add_argument(
+        "--max-batch",
+        type=int,
+        help="rows decoded at once; more prompts than that run with continuous batching (default: all)",
+    )
+    gen.add_argument("--compile", action="store_true", help="torch.compile the model step (slow first call)")
+    gen.add_argument(
         "--show-steps",
         action="store_true",
         help="render the unmasking order (with --json: add each row's per-step trace)",
@@ -384,6 +390,8 @@ def _generate(args) -> int:
         trace=args.show_steps,
         sub_block_length=args.sub_block_length,
     )
+    if args.max_batch is not None and args.max_batch < 1:
+        raise ValueError(f"--max-batch={args.max_batch} must be at least 1")
     prompts = _prompts(args)
     _set_threads(args.threads)
     _refuse_autoregressive(args.model)
@@ -403,7 +411,15 @@ def _generate(args) -> int:
         block_length=bd or config.gen_length,
         steps=config.gen_length // bd if bd else 1,
     )
-    results = dllm.generate(model, ids, sampler=sampler, cache=cache, config=config)
+    results = dllm.generate(
+        model,
+        ids,
+        sampler=sampler,
+        cache=cache,
+        config=config,
+        max_batch=args.max_batch,
+        compile=args.compile,
+    )
     if args.json:
         payload = [{"prompt": p, **r.to_dict(with_trace=args.show_steps)} for p, r in zip(prompts, results)]
         print(json.dumps(payload, indent=2))

@@ -107,6 +107,21 @@ def _as_batch(prompts) -> list:
     return list(prompts)
 
 
+def _refuse_special_text(model, text: str, label: str, specials: dict) -> None:
+    """A ValueError naming the first special token that ``text`` spells."""
+    found = [t for t in model.encode(text, add_bos=False) if t in specials]
+    if not found:
+        return
+    kind = "the mask token" if found[0] == getattr(model, "mask_id", None) else "the special token"
+    raise ValueError(
+        f"{label} contains the text of {kind} {specials[found[0]]!r} (id {found[0]}),"
+        " which would be read as that token, not as text;"
+        " remove it, or opt in if you mean the token: allow_special=True"
+        " (dllm.generate, dllm.speculate, dllm.encode_prompts),"
+        " --allow-special on the command line"
+    )
+
+
 def encode_prompts(
     model, prompts, chat: bool = False, allow_special: bool = False, *, vocabulary: str = "the vocabulary"
 ) -> list[list[int]]:
@@ -130,23 +145,8 @@ def encode_prompts(
         if isinstance(prompt, str):
             check_text(prompt, label)
             if not allow_special:
-                if specials is None:
-                    specials = special_token_ids(model)
-                found = [t for t in model.encode(prompt, add_bos=False) if t in specials]
-                if found:
-                    token = specials[found[0]]
-                    kind = (
-                        "the mask token"
-                        if found[0] == getattr(model, "mask_id", None)
-                        else "the special token"
-                    )
-                    raise ValueError(
-                        f"{label} contains the text of {kind} {token!r} (id {found[0]}),"
-                        " which would be read as that token, not as text;"
-                        " remove it, or opt in if you mean the token: allow_special=True"
-                        " (dllm.generate, dllm.speculate, dllm.encode_prompts),"
-                        " --allow-special on the command line"
-                    )
+                specials = special_token_ids(model) if specials is None else specials
+                _refuse_special_text(model, prompt, label, specials)
             ids = model.encode(prompt, chat=chat)
         elif isinstance(prompt, numbers.Number):
             raise TypeError(f"{label} is a single number ({prompt!r}); a token-id prompt is a list of ids")

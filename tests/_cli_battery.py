@@ -18,12 +18,19 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from _models import edit_config
+
 M = "tiny-llada"
 FAST = ["--gen-length", "8", "--block-length", "8"]
 
 # (id, argv, message the error must contain); {tmp} is the folder of broken checkpoints
 CASES = [
     ("bad-sampler", ["generate", M, "copy: Ava\\n", "--sampler", "nope"], "unknown sampler 'nope'"),
+    (
+        "zero-max-batch",
+        ["generate", M, "copy: Ava\\n", "--max-batch", "0"],
+        "--max-batch=0 must be at least 1",
+    ),
     (
         "nan-threshold",
         ["generate", M, "copy: Ava\\n", "--sampler", "fast-dllm", "--threshold", "nan"],
@@ -140,15 +147,6 @@ def make_folders(tmp: Path) -> None:
 
     def copy(name: str) -> Path:
         return Path(shutil.copytree(source, tmp / name))
-
-    def edit_config(folder: Path, **changes) -> None:
-        raw = json.loads((folder / "config.json").read_text())
-        for key, value in changes.items():
-            if value is None:
-                raw.pop(key, None)
-            else:
-                raw[key] = value
-        (folder / "config.json").write_text(json.dumps(raw))
 
     (tmp / "config-only").mkdir()
     shutil.copy(source / "config.json", tmp / "config-only" / "config.json")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 
 from dllm.models.config import ModelConfig
@@ -62,3 +65,15 @@ def load_benchmark(name: str = "caches"):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def edit_config(folder, **changes) -> None:
+    """Rewrite ``folder/config.json`` with ``changes`` (a None value removes the key)."""
+    path = Path(folder) / "config.json"
+    raw = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            raw.pop(key, None)
+        else:
+            raw[key] = value
+    path.write_text(json.dumps(raw))

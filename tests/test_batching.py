@@ -113,3 +113,32 @@ def test_samplers_that_change_the_width_and_cfg_run_in_waves(model, settings):
 def test_max_batch_must_be_a_positive_integer(model, bad):
     with pytest.raises(ValueError, match="max_batch"):
         dllm.generate(model, PROMPTS[:2], gen_length=8, block_length=8, max_batch=bad)
+
+
+def test_cli_max_batch_gives_the_same_answers(capsys):
+    import json
+
+    from dllm.cli import main
+
+    args = [
+        "generate",
+        "tiny-llada",
+        "copy: Ava Cole\\n",
+        "reverse: Max Hill, Zoe Ward\\n",
+        "sort: 3, 1, 2\\n",
+    ]
+    args += [
+        "--sampler",
+        "fast-dllm",
+        "--gen-length",
+        "32",
+        "--block-length",
+        "32",
+        "--stop-at-eos",
+        "--json",
+    ]
+    assert main(args) == 0
+    together = json.loads(capsys.readouterr().out)
+    assert main([*args, "--max-batch", "1"]) == 0
+    one_at_a_time = json.loads(capsys.readouterr().out)
+    assert [r["text"] for r in one_at_a_time] == [r["text"] for r in together] and len(together) == 3

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _models import edit_config
 from safetensors.torch import load_file
 
 import dllm
@@ -115,13 +116,7 @@ def test_native_round_trip_keeps_bd_size(ref, tmp_path):
 def _copy_fixture(tmp_path, **changes):
     folder = tmp_path / "fd"
     shutil.copytree(FIXTURE, folder)
-    raw = json.loads((folder / "config.json").read_text())
-    for key, value in changes.items():
-        if value is None:
-            raw.pop(key, None)
-        else:
-            raw[key] = value
-    (folder / "config.json").write_text(json.dumps(raw))
+    edit_config(folder, **changes)
     return folder
 
 

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from _models import edit_config
 from safetensors.torch import load_file, save_file
 
 import dllm
@@ -23,13 +24,7 @@ def built(tmp_path_factory):
 
 
 def _config(folder, **changes):
-    raw = json.loads((folder / "config.json").read_text())
-    for key, value in changes.items():
-        if value is None:
-            raw.pop(key, None)
-        else:
-            raw[key] = value
-    (folder / "config.json").write_text(json.dumps(raw))
+    edit_config(folder, **changes)
 
 
 def _weights(folder, change):

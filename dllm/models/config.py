@@ -293,6 +293,14 @@ def to_native(cfg: ModelConfig) -> dict[str, Any]:
             "AutoConfig": "configuration_dream.DreamConfig",
             "AutoModel": "modeling_dream.DreamModel",
         },
+        **_qwen2_fields(cfg, eos),
+        "use_cache": False,
+    }
+
+
+def _qwen2_fields(cfg: ModelConfig, eos) -> dict[str, Any]:
+    """The Qwen2 config fields Dream and Fast-dLLM v2 checkpoints share."""
+    return {
         "attention_dropout": 0.0,
         "bos_token_id": cfg.bos_token_id,
         "eos_token_id": eos,
@@ -313,7 +321,6 @@ def to_native(cfg: ModelConfig) -> dict[str, Any]:
         "sliding_window": None,
         "tie_word_embeddings": cfg.tie_embeddings,
         "torch_dtype": cfg.torch_dtype or "float32",
-        "use_cache": False,
         "use_sliding_window": False,
         "vocab_size": cfg.vocab_size,
     }
@@ -321,8 +328,7 @@ def to_native(cfg: ModelConfig) -> dict[str, Any]:
 
 def _fast_dllm_v2_native(cfg: ModelConfig, eos) -> dict[str, Any]:
     """The Qwen2 config of ``Efficient-Large-Model/Fast_dLLM_v2_*`` (``Fast_dLLM_QwenConfig``)
-    plus ``bd_size``;
-    ``mask_token_id`` is ours (the reference passes the mask id to ``generate``)."""
+    plus ``bd_size``; ``mask_token_id`` is ours (the reference passes the mask id to ``generate``)."""
     return {
         "architectures": ["Fast_dLLM_QwenForCausalLM"],
         "model_type": "Fast_dLLM_Qwen",
@@ -332,28 +338,7 @@ def _fast_dllm_v2_native(cfg: ModelConfig, eos) -> dict[str, Any]:
             "AutoModelForCausalLM": "modeling.Fast_dLLM_QwenForCausalLM",
         },
         "bd_size": cfg.block_size,
-        "attention_dropout": 0.0,
-        "bos_token_id": cfg.bos_token_id,
-        "eos_token_id": eos,
-        "hidden_act": "silu",
-        "hidden_size": cfg.d_model,
-        "initializer_range": 0.02,
-        "intermediate_size": cfg.mlp_hidden,
+        **_qwen2_fields(cfg, eos),
         "layer_types": ["full_attention"] * cfg.n_layers,
-        "mask_token_id": cfg.mask_token_id,
-        "max_position_embeddings": cfg.max_seq_len,
-        "max_window_layers": cfg.n_layers,
-        "num_attention_heads": cfg.n_heads,
-        "num_hidden_layers": cfg.n_layers,
-        "num_key_value_heads": cfg.n_kv_heads,
-        "pad_token_id": cfg.pad_token_id,
-        "rms_norm_eps": cfg.rms_eps,
-        "rope_scaling": None,
-        "rope_theta": cfg.rope_theta,
-        "sliding_window": None,
-        "tie_word_embeddings": cfg.tie_embeddings,
-        "torch_dtype": cfg.torch_dtype or "float32",
         "use_cache": True,
-        "use_sliding_window": False,
-        "vocab_size": cfg.vocab_size,
     }

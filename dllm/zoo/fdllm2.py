@@ -68,17 +68,7 @@ RECIPE = zoo_train.Recipe(
 )
 # Second stage, from the first stage's weights: a fresh optimizer and cosine cycle, a new data seed.
 SECOND_STAGE = {"steps": 600, "lr": 3e-4, "warmup": 20, "seed": 1, "eval_every": 300}
-EVAL_TASKS = (
-    "copy",
-    "reverse",
-    "insert_index",
-    "remove_index",
-    "replace_index",
-    "sort",
-    "sudoku",
-    "cumsum",
-    "math_op",
-)
+EVAL_TASKS = zoo_train.QUICK_EVAL_TASKS
 
 
 def model_config(recipe=RECIPE, bd_size: int = BD_SIZE):
