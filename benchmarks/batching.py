@@ -72,23 +72,19 @@ def run(model, texts, sampler, cache, gen, batch, continuous=False) -> dict:
 
 def loop_overhead(model, texts, sampler="fast-dllm", cache="dual", gen=128) -> dict:
     """Share of decoding time spent outside the model's forward (batch 1, one prompt at a time)."""
-    net, inside = model.net, [0.0]
-
-    class Timed(torch.nn.Module):
-        def forward(self, *args, **kwargs):
-            began = time.perf_counter()
-            out = net(*args, **kwargs)
-            inside[0] += time.perf_counter() - began
-            return out
-
-    model.net = Timed()
+    inside, began_at = [0.0], [0.0]
+    pre = model.net.register_forward_pre_hook(lambda *_: began_at.__setitem__(0, time.perf_counter()))
+    post = model.net.register_forward_hook(
+        lambda *_: inside.__setitem__(0, inside[0] + time.perf_counter() - began_at[0])
+    )
     try:
         began = time.perf_counter()
         for text in texts:
             dllm.generate(model, [text], sampler=sampler, cache=cache, gen_length=gen, block_length=32)
         total = time.perf_counter() - began
     finally:
-        model.net = net
+        pre.remove()
+        post.remove()
     return {
         "total_s": round(total, 3),
         "forward_s": round(inside[0], 3),
