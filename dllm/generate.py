@@ -283,8 +283,8 @@ class Scheduler:
             if waiting and state.batch < self.size:
                 joining, waiting = waiting[: self.size - state.batch], waiting[self.size - state.batch :]
                 self.join(state, joining)
-            if not state.active.any():
-                return
+            if state.batch == 0 or (loop.cfg.cfg_scale > 0 and not state.active.any()):
+                return  # without CFG every row left in the batch is still decoding
             guard -= 1
             if guard < 0:
                 raise RuntimeError(f"sampler {loop.sampler.name!r} made no progress; decoding aborted")
@@ -337,15 +337,16 @@ def _commit_with_progress(sampler, state: DecodeState, view: StepView, decision:
             f"sampler returned a commit mask of shape {tuple(commit.shape)},"
             f" expected {tuple(view.cand.shape)}"
         )
-    if (commit & ~view.cand).any():
-        raise ValueError(f"sampler {sampler.name!r} committed positions that are not masked candidates")
     acting = torch.zeros_like(state.active)
     for edit in decision.edits:
         acting[edit.row] = True
     if decision.stop is not None:
         acting |= decision.stop
     stuck = state.active & view.cand.any(1) & ~commit.any(1) & ~acting
-    if stuck.any():
+    outside, any_stuck = torch.stack([(commit & ~view.cand).any(), stuck.any()]).tolist()  # one host read
+    if outside:
+        raise ValueError(f"sampler {sampler.name!r} committed positions that are not masked candidates")
+    if any_stuck:
         commit = commit | (best_candidate(view.score, view.cand) & stuck[:, None])
     return commit
 

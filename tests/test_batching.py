@@ -142,3 +142,39 @@ def test_cli_max_batch_gives_the_same_answers(capsys):
     assert main([*args, "--max-batch", "1"]) == 0
     one_at_a_time = json.loads(capsys.readouterr().out)
     assert [r["text"] for r in one_at_a_time] == [r["text"] for r in together] and len(together) == 3
+
+
+def test_host_reads_per_step_do_not_grow(model):
+    """Every tensor read on the host (``item`` / ``bool`` / ``int`` / ``tolist``) in a llada step.
+
+    Issue 21 asks for one decision point per step; today a step makes 8.3 (benchmarks/host_syncs.py
+    lists them by line). This pins the count so that it can only go down."""
+    import torch
+
+    reads, names = [0], ("item", "__bool__", "__int__", "tolist")
+    originals = {name: getattr(torch.Tensor, name) for name in names}
+
+    def counted(name):
+        def read(self, *args, **kwargs):
+            reads[0] += 1
+            return originals[name](self, *args, **kwargs)
+
+        return read
+
+    prompts = [e.prompt for e in tasks.get("sudoku").examples("eval", 4)]
+    steps = []
+    for name in names:
+        setattr(torch.Tensor, name, counted(name))
+    try:
+        dllm.generate(
+            model,
+            prompts,
+            sampler="llada",
+            gen_length=64,
+            block_length=32,
+            callback=lambda e: steps.append(1),
+        )
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+    assert len(steps) == 64 and reads[0] / len(steps) <= 8.5
