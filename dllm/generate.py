@@ -170,7 +170,7 @@ class Loop:
     def plan_block(self, view: StepView) -> None:
         """Let the sampler size the blocks that start at this step (adaptive block length)."""
         state = view.state
-        planned = self.sampler.plan_block(view) if view.first_of_block.any() else None
+        planned = self.sampler.plan_block(view)  # applied to rows starting a block only: no host read here
         if planned is None:
             return
         planned = torch.minimum(

@@ -46,8 +46,9 @@ class Sampler:
         return state.block_start, state.block_end
 
     def plan_block(self, view: StepView) -> torch.Tensor | None:
-        """After the first forward of a row's block: that block's end ``[B]`` (None: keep it).
-        The loop clamps it to ``(block_start, gen_end]`` and applies it to rows starting a block."""
+        """After every forward: the end ``[B]`` of the blocks that start at this step (None: keep
+        them). The loop clamps it to ``(block_start, gen_end]`` and applies it only to rows whose
+        block starts now (``view.first_of_block``); other rows' entries are ignored."""
         return None
 
     def select(self, view: StepView) -> Decision:
