@@ -44,22 +44,34 @@ def hash_uniform(
 SHARED = {"per_row": False}
 
 
+def _per_row(value, extra, batch: int, on_tensor):
+    """``value`` with ``on_tensor(tensor, extra_part)`` applied to each per-row tensor in it (first
+    dimension ``batch``), walking lists, tuples, dicts and mutable dataclasses (updated in place,
+    fields marked ``SHARED`` skipped); ``extra`` is walked alongside (None where absent)."""
+    if torch.is_tensor(value):
+        return on_tensor(value, extra) if value.dim() and value.shape[0] == batch else value
+    if isinstance(value, (list, tuple)):
+        extras = [None] * len(value) if extra is None else extra
+        return type(value)(_per_row(v, e, batch, on_tensor) for v, e in zip(value, extras))
+    if isinstance(value, dict):
+        return {
+            k: _per_row(v, None if extra is None else extra.get(k), batch, on_tensor)
+            for k, v in value.items()
+        }
+    if is_dataclass(value) and not isinstance(value, type) and not value.__dataclass_params__.frozen:
+        for f in fields(value):
+            if f.metadata.get("per_row", True):
+                part = None if extra is None else getattr(extra, f.name)
+                setattr(value, f.name, _per_row(getattr(value, f.name), part, batch, on_tensor))
+    return value
+
+
 def take_rows(value, keep: torch.Tensor, batch: int):
     """Keep only the rows ``keep`` (indices into a batch of ``batch`` rows) of every per-row tensor
     in ``value``: tensors whose first dimension is ``batch``, inside lists, tuples, dicts and
     (mutable, updated in place) dataclasses, except fields marked ``SHARED``. Used when finished
     rows leave a running batch, so plugin states need no code of their own for it."""
-    if torch.is_tensor(value):
-        return value[keep] if value.dim() and value.shape[0] == batch else value
-    if isinstance(value, (list, tuple)):
-        return type(value)(take_rows(v, keep, batch) for v in value)
-    if isinstance(value, dict):
-        return {k: take_rows(v, keep, batch) for k, v in value.items()}
-    if is_dataclass(value) and not isinstance(value, type) and not value.__dataclass_params__.frozen:
-        for f in fields(value):
-            if f.metadata.get("per_row", True):
-                setattr(value, f.name, take_rows(getattr(value, f.name), keep, batch))
-    return value
+    return _per_row(value, None, batch, lambda tensor, _: tensor[keep])
 
 
 def cat_rows(value, extra, batch: int, extra_batch: int):
@@ -67,25 +79,12 @@ def cat_rows(value, extra, batch: int, extra_batch: int):
     same structure) appended to every per-row tensor, the inverse of ``take_rows``. Where ``value``
     holds a per-row tensor and ``extra`` nothing yet (a buffer its first forward fills), the new
     rows get zeros."""
-    if torch.is_tensor(value):
-        if not (value.dim() and value.shape[0] == batch):
-            return value
-        if extra is None:
-            extra = value.new_zeros((extra_batch, *value.shape[1:]))
-        return torch.cat([value, extra])
-    if isinstance(value, (list, tuple)):
-        return type(value)(cat_rows(v, e, batch, extra_batch) for v, e in zip(value, extra))
-    if isinstance(value, dict):
-        return {k: cat_rows(v, extra.get(k), batch, extra_batch) for k, v in value.items()}
-    if is_dataclass(value) and not isinstance(value, type) and not value.__dataclass_params__.frozen:
-        for f in fields(value):
-            if f.metadata.get("per_row", True):
-                setattr(
-                    value,
-                    f.name,
-                    cat_rows(getattr(value, f.name), getattr(extra, f.name), batch, extra_batch),
-                )
-    return value
+
+    def append(tensor, rows):
+        rows = tensor.new_zeros((extra_batch, *tensor.shape[1:])) if rows is None else rows
+        return torch.cat([tensor, rows])
+
+    return _per_row(value, extra, batch, append)
 
 
 @dataclass
