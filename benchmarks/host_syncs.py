@@ -20,33 +20,21 @@ import torch
 
 import dllm
 from dllm.eval import tasks
+from dllm.metrics import count_host_reads
 
 ROOT = str(Path(__file__).resolve().parents[1]) + "/"
-READS = ("item", "__bool__", "__int__", "tolist")
 
 
-def _caller() -> str:
+def _caller(kind: str) -> tuple[str, str]:
     for frame in reversed(traceback.extract_stack()[:-2]):
-        if frame.filename.startswith(ROOT) and not frame.filename.endswith("host_syncs.py"):
-            return f"{frame.filename[len(ROOT) :]}:{frame.lineno} {frame.name}"
-    return "(outside the project)"
+        if frame.filename.startswith(ROOT) and not frame.filename.endswith(("host_syncs.py", "metrics.py")):
+            return kind, f"{frame.filename[len(ROOT) :]}:{frame.lineno} {frame.name}"
+    return kind, "(outside the project)"
 
 
 def count_reads(model, prompts, sampler, cache, gen) -> tuple[int, collections.Counter]:
-    counts: collections.Counter = collections.Counter()
-    originals = {name: getattr(torch.Tensor, name) for name in READS}
-
-    def counted(name):
-        def read(self, *args, **kwargs):
-            counts[(name, _caller())] += 1
-            return originals[name](self, *args, **kwargs)
-
-        return read
-
     steps = []
-    for name in READS:
-        setattr(torch.Tensor, name, counted(name))
-    try:
+    with count_host_reads(_caller) as counts:
         dllm.generate(
             model,
             prompts,
@@ -56,9 +44,6 @@ def count_reads(model, prompts, sampler, cache, gen) -> tuple[int, collections.C
             block_length=32,
             callback=lambda event: steps.append(1),
         )
-    finally:
-        for name, original in originals.items():
-            setattr(torch.Tensor, name, original)
     return len(steps), counts
 
 

@@ -10,6 +10,8 @@
   over a ``generate`` call's forwards: a forward over a batch of 8 rows counts 8. Rows leave the
   batch when they finish, so a batch needs about the sum of its prompts' NFE run alone.
 - **throughput**: generated tokens / wall seconds (for a batch: summed tokens / batch seconds).
+- **host reads**: tensor values read on the host (``item``, ``bool``, ``int``, ``tolist``): on a
+  GPU each one waits for the device. ``count_host_reads`` counts them.
   ``GenerationResult.seconds`` is the decoding call only: the denoising loop from building the
   canvas to the last step; model loading and tokenisation are outside it.
 - **decode tok/s** (what ``dllm generate`` prints, labelled ``decode-tok/s(warm)``): a row's
@@ -22,8 +24,10 @@ README tables, benchmarks, the evaluation harness and the demo all read these fu
 
 from __future__ import annotations
 
+import collections
+import contextlib
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 
 def answer_length(ids: Sequence[int], eos_ids: Sequence[int]) -> int:
@@ -48,6 +52,34 @@ TOKENS_PER_SECOND_LABEL = "decode-tok/s(warm)"
 
 def throughput(gen_tokens: int, seconds: float) -> float:
     return gen_tokens / seconds if seconds > 0 else 0.0
+
+
+HOST_READS = ("item", "__bool__", "__int__", "tolist")
+
+
+@contextlib.contextmanager
+def count_host_reads(where: Callable[[str], object] | None = None) -> Iterator[collections.Counter]:
+    """Count every host read of a tensor inside the ``with`` block; the yielded counter is keyed by
+    ``where(kind)`` (called at each read, e.g. to name the source line), or by the kind of read."""
+    import torch
+
+    counts: collections.Counter = collections.Counter()
+    originals = {name: getattr(torch.Tensor, name) for name in HOST_READS}
+
+    def counted(name):
+        def read(self, *args, **kwargs):
+            counts[name if where is None else where(name)] += 1
+            return originals[name](self, *args, **kwargs)
+
+        return read
+
+    for name in HOST_READS:
+        setattr(torch.Tensor, name, counted(name))
+    try:
+        yield counts
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
 
 
 @dataclass
