@@ -93,7 +93,7 @@ def new_state(
         gen_start=canvas.gen_start,
         gen_end=canvas.gen_end,
         block_start=zeros + canvas.gen_start,
-        block_end=torch.minimum(zeros + canvas.gen_start + cfg.block_length, canvas.gen_end),
+        block_end=canvas.gen_end,  # placeholder: block_end() below needs the state
         active=torch.ones(len(prompts), dtype=torch.bool, device=model.device),
         steps=zeros.clone(),
         nfe=zeros.clone(),

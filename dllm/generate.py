@@ -1,12 +1,13 @@
 """The denoising loop: the only code that calls the model and mutates the canvas.
 
-Read top-down: ``generate`` checks its inputs and runs a ``Loop``; ``Loop.run`` builds the
-canvas (``dllm.canvas``) and steps until every row is done; one ``step`` is: the sampler names
-its logit region, ``look`` runs the cache-planned forward and applies the logit rules
-(``dllm.logits``), the sampler may size the new blocks and then decides, ``apply`` writes the
-decision (guaranteeing progress: an active row with masked positions in its block commits at
-least one token per step) and ``advance`` closes finished blocks. Counts (NFE, steps) are
-defined in ``dllm.metrics``.
+Read top-down: ``generate`` checks its inputs and hands the prompts to a ``Scheduler``, which
+keeps the running batch (finished rows leave, waiting prompts join) and steps a ``Loop`` until
+every row is done. ``Loop.start`` builds a state (``dllm.canvas``); one ``Loop.step`` is: the
+sampler names its logit region, ``look`` runs the cache-planned forward (``ModelStep``, the only
+code that calls the model) and applies the logit rules (``dllm.logits``), the sampler may size
+the new blocks and then decides, ``apply`` writes the decision (guaranteeing progress: an active
+row with masked positions in its block commits at least one token per step) and ``advance``
+closes finished blocks. Counts (NFE, steps, row-forwards) are defined in ``dllm.metrics``.
 """
 
 from __future__ import annotations
