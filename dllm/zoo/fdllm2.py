@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -225,50 +224,44 @@ def train(
         f" {threads} threads;"
         f" recipe {json.dumps({k: v for k, v in vars(recipe).items() if k != 'task_weights'})}"
     )
-    history, running, queue = [], [], []
-    for step in range(recipe.steps):
-        if not queue:  # length-sorted pools, as in dllm.zoo.train
-            examples = stream.draw(recipe.batch_size * zoo_train.POOL)
-            prompts, targets = zoo_train.encode_batch(tokenizer, examples)
-            rows = sorted(zip(prompts, targets), key=lambda r: len(r[0]) + len(r[1]))
-            queue = [rows[i : i + recipe.batch_size] for i in range(0, len(rows), recipe.batch_size)]
-            rng.shuffle(queue)
-        batch = queue.pop()
-        tokens, valid, response = layout([r[0] for r in batch], [r[1] for r in batch], bd_size, rng)
-        for group in optimizer.param_groups:
-            group["lr"] = zoo_train.lr_at(step, recipe)
-        loss, _ = block_diffusion_loss(net, tokens, valid, response, generator, bd_size)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        optimizer.step()
-        running.append(loss.item())
-        done = step + 1
-        if done % recipe.log_every == 0 or done == recipe.steps:
-            mean = sum(running) / len(running)
-            running = []
-            log(
-                f"[{recipe.name}] step {done}/{recipe.steps} loss {mean:.4f}"
-                f" lr {zoo_train.lr_at(step, recipe):.2e} "
-                f"elapsed {time.time() - start:.0f}s"
-            )
-            history.append({"step": done, "loss": round(mean, 5)})
-        if recipe.eval_every and (done % recipe.eval_every == 0 or done == recipe.steps):
-            scores = quick_eval(net, tokenizer)
-            log(
-                f"[{recipe.name}] step {done} held-out acc {sum(scores.values()) / len(scores):.3f} "
-                + " ".join(f"{k}={v:.2f}" for k, v in scores.items())
-                + f" elapsed {time.time() - start:.0f}s"
-            )
-            if out is not None and done < recipe.steps:
-                zoo_train.save_diffusion(net, zoo_train.partial_folder(out))
-    seconds = time.time() - start
-    log(f"[{recipe.name}] done in {seconds / 60:.1f} min")
-    if out is not None:
-        zoo_train.save_diffusion(net, out)
-        shutil.rmtree(zoo_train.partial_folder(out), ignore_errors=True)
-        log(f"[{recipe.name}] saved to {out}")
+    trainer = _Trainer(net, optimizer, recipe, tokenizer, stream, rng, generator, bd_size)
+    seconds, history = zoo_train.train_loop(trainer, recipe, out, log, start)
     return {"seconds": seconds, "history": history, "net": net}
+
+
+class _Trainer:
+    """One block-diffusion optimisation step per ``step()``, for ``dllm.zoo.train.train_loop``."""
+
+    def __init__(self, net, optimizer, recipe, tokenizer, stream, rng, generator, bd_size):
+        self.net, self.optimizer, self.recipe, self.tokenizer = net, optimizer, recipe, tokenizer
+        self.stream, self.rng, self.generator, self.bd_size = stream, rng, generator, bd_size
+        self.queue, self.steps = [], 0
+
+    def step(self) -> float:
+        recipe = self.recipe
+        if not self.queue:  # length-sorted pools, as in dllm.zoo.train
+            examples = self.stream.draw(recipe.batch_size * zoo_train.POOL)
+            prompts, targets = zoo_train.encode_batch(self.tokenizer, examples)
+            rows = sorted(zip(prompts, targets), key=lambda r: len(r[0]) + len(r[1]))
+            self.queue = [rows[i : i + recipe.batch_size] for i in range(0, len(rows), recipe.batch_size)]
+            self.rng.shuffle(self.queue)
+        batch = self.queue.pop()
+        tokens, valid, response = layout([r[0] for r in batch], [r[1] for r in batch], self.bd_size, self.rng)
+        for group in self.optimizer.param_groups:
+            group["lr"] = zoo_train.lr_at(self.steps, recipe)
+        loss, _ = block_diffusion_loss(self.net, tokens, valid, response, self.generator, self.bd_size)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+        self.optimizer.step()
+        self.steps += 1
+        return loss.item()
+
+    def evaluate(self) -> dict[str, float]:
+        return quick_eval(self.net, self.tokenizer)
+
+    def save(self, folder: Path) -> None:
+        zoo_train.save_diffusion(self.net, folder)
 
 
 def main(argv=None) -> None:

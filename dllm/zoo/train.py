@@ -712,6 +712,14 @@ def train(recipe: Recipe, out: Path | None, log=print, threads: int = 2, device:
         f"[{recipe.name}] {n_params:,} parameters; {threads} threads on {device};"
         f" recipe {json.dumps({k: v for k, v in vars(recipe).items() if k != 'task_weights'})}"
     )
+    seconds, history = train_loop(trainer, recipe, out, log, start)
+    return {"params": n_params, "seconds": seconds, "history": history, "trainer": trainer}
+
+
+def train_loop(trainer, recipe: Recipe, out: Path | None, log, start: float) -> tuple[float, list[dict]]:
+    """``recipe.steps`` of ``trainer.step()`` (returns the loss), logging the mean loss every
+    ``log_every`` steps, ``trainer.evaluate()`` every ``eval_every`` (partial weights saved beside
+    ``out``), and ``trainer.save(out)`` at the end -> ``(seconds, history)``."""
     history, running = [], []
     for step in range(recipe.steps):
         running.append(trainer.step())
@@ -744,7 +752,7 @@ def train(recipe: Recipe, out: Path | None, log=print, threads: int = 2, device:
         trainer.save(out)
         shutil.rmtree(partial_folder(out), ignore_errors=True)
         log(f"[{recipe.name}] saved to {out}")
-    return {"params": n_params, "seconds": seconds, "history": history, "trainer": trainer}
+    return seconds, history
 
 
 def second_stage(recipe: Recipe, first_stage_folder: Path) -> Recipe:
