@@ -25,6 +25,7 @@ import torch
 
 import dllm
 from dllm.eval import tasks
+from dllm.generate import Loop
 from dllm.metrics import throughput
 
 TASKS = (
@@ -71,12 +72,24 @@ def run(model, texts, sampler, cache, gen, batch, continuous=False) -> dict:
 
 
 def loop_overhead(model, texts, sampler="fast-dllm", cache="dual", gen=128) -> dict:
-    """Share of decoding time spent outside the model's forward (batch 1, one prompt at a time)."""
-    inside, began_at = [0.0], [0.0]
+    """Share of decoding time spent outside the model's forward (batch 1, one prompt at a time):
+    over the whole ``generate`` calls (with each row's canvas and result) and within the steps only
+    (``Loop.step``: plan, forward, sampler, commit, block close, the decision point)."""
+    inside, stepping, began_at = [0.0], [0.0], [0.0]
     pre = model.net.register_forward_pre_hook(lambda *_: began_at.__setitem__(0, time.perf_counter()))
     post = model.net.register_forward_hook(
         lambda *_: inside.__setitem__(0, inside[0] + time.perf_counter() - began_at[0])
     )
+    step = Loop.step
+
+    def timed_step(self, state):
+        began = time.perf_counter()
+        try:
+            return step(self, state)
+        finally:
+            stepping[0] += time.perf_counter() - began
+
+    Loop.step = timed_step
     try:
         began = time.perf_counter()
         for text in texts:
@@ -85,10 +98,12 @@ def loop_overhead(model, texts, sampler="fast-dllm", cache="dual", gen=128) -> d
     finally:
         pre.remove()
         post.remove()
+        Loop.step = step
     return {
         "total_s": round(total, 3),
         "forward_s": round(inside[0], 3),
         "outside_share": round(1 - inside[0] / total, 3),
+        "step_outside_share": round(1 - inside[0] / stepping[0], 3),
     }
 
 

@@ -40,7 +40,7 @@ class StepPlan:
     # Rows that need more than ``query`` (a full refresh) while the others compute a few columns:
     # the loop runs them again, alone, over ``refresh_query`` (indexed like those rows; None =
     # every column), instead of padding every row of the batch to the refresh's width.
-    refresh_rows: torch.Tensor | None = None  # [B] bool
+    refresh_rows: torch.Tensor | None = None  # [R] row indices (ascending)
     refresh_query: torch.Tensor | None = None  # [R, Lr]
 
     @property
@@ -76,20 +76,21 @@ class Cache:
 # ---- helpers shared by the policies ---------------------------------------------------------
 
 
-def padded_columns(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[B, L]`` bool -> (``[B, W]`` ascending marked columns, ``[B, W]`` real entries).
+def padded_columns(mask: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[B, L]`` bool -> (``[B, W]`` ascending marked columns, ``[B, W]`` real entries); ``W`` is
+    the most marked columns of a row (read from ``mask`` when ``width`` is None), at least 1.
 
     Padding repeats the row's first marked column (column 0 for a row with none)."""
     counts = mask.sum(1)
-    width = max(int(counts.max()), 1)
+    width = max(int(counts.max()) if width is None else width, 1)
     order = (~mask).to(torch.int8).argsort(dim=1, stable=True)[:, :width]
     real = torch.arange(width, device=mask.device)[None] < counts[:, None]
     return torch.where(real, order, order[:, :1]), real
 
 
-def mask_to_query(need: torch.Tensor) -> torch.Tensor:
+def mask_to_query(need: torch.Tensor, width: int | None = None) -> torch.Tensor:
     """``[B, L]`` bool (>= 1 True per row) -> ``[B, Lq]`` query columns for the model."""
-    return padded_columns(need)[0]
+    return padded_columns(need, width)[0]
 
 
 def shift_left(mask: torch.Tensor, shift: int) -> torch.Tensor:
@@ -186,22 +187,34 @@ class IncrementalCache(Cache):
             own = state.cache_state
         edited = ((state.tokens != own.tokens) & ~own.committed).any(1)
         full = (own.refresh | edited | self.schedule(state, own)) & state.active
-        need = self.columns(state, own) & state.valid & state.active[:, None]
         horizon = self.horizon(state)
+        refresh = full[:, None] if horizon is None else full[:, None] & horizon
+        need = self.columns(state, own) & state.valid & state.active[:, None]
+        need = need | logit_sources(state, logit_cols)
+        merged = need | refresh
+        # the plan's one host read: every figure the forward's shape depends on
+        figures = torch.stack(
+            [
+                (full | ~state.active).all(),
+                need.sum(1).max(),
+                merged.sum(1).max(),
+                torch.where(full, merged.sum(1), 0).max(),
+                torch.where(full[:, None], merged | ~state.valid, True).all(),
+            ]
+        )
+        values = torch.cat([figures.long(), full.long()]).tolist()
+        all_full, need_width, merged_width, refresh_width, refresh_everything = values[:5]
+        full_rows = [row for row, on in enumerate(values[5:]) if on]
         refresh_rows = refresh_query = None
-        if horizon is None and (full | ~state.active).all():
+        if horizon is None and all_full:
             query = None
+        elif self.refreshes_apart(state) and full_rows:
+            refresh_rows = torch.tensor(full_rows, dtype=torch.long, device=full.device)
+            if not (horizon is None or refresh_everything):
+                refresh_query = mask_to_query(merged[refresh_rows], refresh_width)
+            query = mask_to_query(need, need_width)
         else:
-            refresh = full[:, None] if horizon is None else full[:, None] & horizon
-            need = need | logit_sources(state, logit_cols)
-            if self.refreshes_apart(state) and full.any():
-                refresh_rows = full
-                refresh_need = (need | refresh)[full]
-                everything = horizon is None or bool((refresh_need | ~state.valid[full]).all())
-                refresh_query = None if everything else mask_to_query(refresh_need)
-            else:
-                need = need | refresh
-            query = mask_to_query(need)
+            query = mask_to_query(merged, merged_width)
         plan = StepPlan(
             query=query,
             use_kv=True,

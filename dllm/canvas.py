@@ -67,13 +67,9 @@ def context_limit(model, cfg: GenerationConfig) -> int:
     return min(cfg.max_length or model.max_length, model.max_length)
 
 
-def new_state(
-    model, prompts: list[list[int]], cfg: GenerationConfig, prompt_width: int | None = None
-) -> DecodeState:
-    """The starting state: every row's ``gen_length`` columns masked, the first block open.
-
-    ``prompt_width`` lays the prompts out wider than the longest (rows that join a running batch
-    must start their generation at its ``gen_start``)."""
+def check_prompts(model, prompts: list[list[int]], cfg: GenerationConfig) -> int:
+    """Raise unless every prompt leaves room for ``gen_length`` and the blocks fit the model;
+    returns the context limit."""
     limit = context_limit(model, cfg)
     check_blocks(model, cfg)
     for ids in prompts:
@@ -82,6 +78,17 @@ def new_state(
                 f"prompt of {len(ids)} tokens + gen_length {cfg.gen_length}"
                 f" exceeds the context limit of {limit}"
             )
+    return limit
+
+
+def new_state(
+    model, prompts: list[list[int]], cfg: GenerationConfig, prompt_width: int | None = None
+) -> DecodeState:
+    """The starting state: every row's ``gen_length`` columns masked, the first block open.
+
+    ``prompt_width`` lays the prompts out wider than the longest (rows that join a running batch
+    must start their generation at its ``gen_start``)."""
+    limit = check_prompts(model, prompts, cfg)
     masks = [[model.mask_id] * cfg.gen_length] * len(prompts)
     canvas = layout(prompts, masks, model.pad_id, device=model.device, prompt_width=prompt_width)
     zeros = torch.zeros(len(prompts), dtype=torch.long, device=model.device)
@@ -221,17 +228,22 @@ def apply_edits(state: DecodeState, view: StepView | None, edits: list[Edit]) ->
 def finish(state: DecodeState, rows: torch.Tensor) -> None:
     """Stop ``rows``; the masked positions they leave behind become EOS."""
     leftover = state.is_mask() & state.in_generation() & rows[:, None]
-    state.tokens[leftover] = state.eos_fill
+    state.tokens.masked_fill_(leftover, state.eos_fill)
     state.active &= ~rows
 
 
-def region(state: DecodeState, start: torch.Tensor, end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row column ranges ``[start, end)`` padded to one width -> ``(cols [B, W], valid [B, W])``.
+def region(
+    state: DecodeState, start: torch.Tensor, end: torch.Tensor, width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row column ranges ``[start, end)`` padded to ``width`` (at least the widest range; read
+    from the tensors when None) -> ``(cols [B, W], valid [B, W])``.
 
     Padding repeats a row's last column, so every index stays inside the canvas.
     """
     end = torch.maximum(end, start + 1)
-    offsets = torch.arange(int((end - start).max()), device=start.device)[None]
+    if width is None:
+        width = int((end - start).max())
+    offsets = torch.arange(width, device=start.device)[None]
     cols = start[:, None] + offsets
     inside = cols < end[:, None]
     cols = torch.minimum(cols, end[:, None] - 1).clamp(max=state.width - 1)

@@ -35,20 +35,28 @@ from dllm.state import Decision, DecodeState, StepView, cat_rows, take_rows
 class StepEvent:
     """Passed to the ``callback`` after every step (for streaming)."""
 
-    step: int
     state: DecodeState
     committed: torch.Tensor  # [B, L] columns committed at this step
     rows: list[int]  # the prompt index of each row of ``state`` (finished rows leave the batch)
+    view: StepView | None = None  # what the step's sampler saw (columns, confidences), for live views
+
+    @property
+    def step(self) -> int:
+        """Steps taken by the batch's oldest row (a host read: computed only when asked)."""
+        return int(self.state.steps.max())
 
 
 class ModelStep:
     """The only code that calls the model: the cache's plan, K/V storage, CFG, refreshes apart, counts."""
 
-    def __init__(self, model, cache, cfg: GenerationConfig, attention_backend, compile=False):
+    def __init__(self, model, cache, cfg: GenerationConfig, attention_backend, checks, compile=False):
         self.model, self.cache, self.cfg, self.attention_backend = model, cache, cfg, attention_backend
+        self.checks = checks  # Loop.checks: verified at the step's decision point
         self.net = compiled(model.net) if compile else model.net
         self.kv = None
+        self.rope = None  # RoPE tables of the canvas columns, built once per layout
         self.row_forwards = 0  # rows the model computed, summed over forwards (metrics.py)
+        self.unpadded = False  # no row of the canvas has padding (host flag, kept by Loop.decide)
 
     def forward(self, state: DecodeState, cols: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, W, V]`` (float32) for ``cols``, planned by the cache; with CFG, two batches."""
@@ -63,13 +71,18 @@ class ModelStep:
             logits = self.net(
                 tokens,
                 positions,
-                valid,
+                None if self.unpadded else valid,
+                padded=not self.unpadded,
+                check_sources=False,
+                rope=tuple(t.repeat(2, 1, 1, 1) for t in self.rope) if guided else self.rope,
                 query=query,
                 kv=self.kv if plan.use_kv else None,
                 logits_for=cols.repeat(2, 1) if guided else cols,
                 hook=plan.hook,
                 attention_backend=self.attention_backend,
             ).float()
+            if query is not None:
+                self.check_sources(state, query, cols.repeat(2, 1) if guided else cols)
             if plan.refresh_rows is not None:
                 self.refresh_apart(state, plan, cols, logits)
         state.nfe += state.active.long()
@@ -78,15 +91,33 @@ class ModelStep:
             return logit_lib.classifier_free_guidance(*logits.chunk(2), self.cfg.cfg_scale)
         return logits
 
+    def check_sources(self, state: DecodeState, query: torch.Tensor, cols: torch.Tensor) -> None:
+        """The plan's query must hold every column whose hidden state a logit needs (the check the
+        model would make on the host, deferred to the decision point)."""
+        computed = torch.zeros(query.shape[0], state.width, dtype=torch.bool, device=query.device)
+        computed.scatter_(1, query, True)
+        missing = ~computed.gather(1, (cols - state.model.shift).clamp(min=0))
+        self.checks.append(
+            (
+                missing.any(),
+                lambda: (
+                    f"cache {self.cache.name!r} planned a forward that does not compute the columns"
+                    " whose hidden states the logits need"
+                ),
+            )
+        )
+
     def refresh_apart(self, state: DecodeState, plan, cols: torch.Tensor, logits: torch.Tensor) -> None:
         """The plan's refreshing rows, again and alone over their whole query set: their K/V and
         logits replace what the batch's block-only forward computed for them."""
-        rows = plan.refresh_rows.nonzero()[:, 0]
+        rows = plan.refresh_rows
         kv = KVStore(k=[k[rows] for k in self.kv.k], v=[v[rows] for v in self.kv.v])
         logits[rows] = self.net(
             state.tokens[rows],
             state.positions[rows],
             state.valid[rows],
+            padded=False if self.unpadded else None,
+            rope=tuple(t[rows] for t in self.rope),
             query=plan.refresh_query,
             kv=kv,
             logits_for=cols[rows],
@@ -101,6 +132,8 @@ class ModelStep:
             rows = state.batch * (2 if self.cfg.cfg_scale > 0 else 1)
             self.kv = KVStore.empty(self.model.config, rows, state.width, self.model.dtype, self.model.device)
         self.cache.begin(state)
+        self.unpadded = bool(state.valid.all())  # one read per layout, not per step
+        self.rope = self.model.net.rope_tables(state.positions)
 
 
 class Loop:
@@ -110,10 +143,12 @@ class Loop:
         self, model, sampler, cache, cfg: GenerationConfig, callback, attention_backend, compile=False
     ):
         self.model, self.sampler, self.cache, self.cfg, self.callback = model, sampler, cache, cfg, callback
-        self.model_step = ModelStep(model, cache, cfg, attention_backend, compile)
+        self.checks: list[tuple[torch.Tensor, Callable[[], str]]] = []  # (violated?, message), read by decide
+        self.model_step = ModelStep(model, cache, cfg, attention_backend, self.checks, compile)
         self.traces: dict[int, list[StepRecord]] = {}  # by prompt index
         self.rules: list = []
         self.rows: list[int] = []  # prompt index of each row of the running state
+        self.region = None  # (start, end, width): the next step's logit region, known at the decision
 
     def start(self, prompts: list[list[int]], prompt_width: int | None = None) -> DecodeState:
         """A new state for ``prompts``: canvas, fresh K/V and cache plan, sampler state, lengths."""
@@ -126,21 +161,79 @@ class Loop:
             canvas.set_lengths(state, lengths)
             self.model_step.restart(state)
         self.advance(state)
+        self.region = None
         return state
 
-    def step(self, state: DecodeState) -> None:
-        view = self.look(state, *self.sampler.logit_region(state))
+    def step(self, state: DecodeState) -> list[bool]:
+        """One denoising step of every row; returns the rows' active flags (``decide``)."""
+        if self.region is None:  # a new layout or new rows: the region's width is read here
+            self.region = self.next_region(state)
+            self.region[2] = int(self.region[2])
+        view = self.look(state, *self.region)
         self.plan_block(view)
         decision = self.sampler.select(view)
         committed = self.apply(state, view, decision)
         self.sampler.observe(view, decision)
-        self.advance(state)
+        self.close_blocks(state)
+        self.region = self.next_region(state)
+        active = self.decide(state)
         if self.callback is not None:
-            self.callback(StepEvent(int(state.steps.max()), state, committed, list(self.rows)))
+            self.callback(StepEvent(state, committed, list(self.rows), view))
+        return active
 
-    def look(self, state: DecodeState, start: torch.Tensor, end: torch.Tensor) -> StepView:
-        """One forward over the columns ``[start, end)`` of each row, as the sampler sees it."""
-        cols, col_valid = canvas.region(state, start, end)
+    def next_region(self, state: DecodeState) -> list:
+        """``[start, end, width]`` of the sampler's logit region; ``width`` (a 0-d tensor until the
+        decision point reads it) is the widest row's."""
+        start, end = self.sampler.logit_region(state)
+        end = torch.maximum(end, start + 1)
+        return [start, end, (end - start).max()]
+
+    def decide(self, state: DecodeState) -> list[bool]:
+        """The step's decision point, its one host read: which rows are still decoding, the next
+        logit region's width, whether the canvas has padding, whether a block closed by this step
+        leaves the next block already decoded (then blocks close again, reading as they go) and the
+        checks deferred from the step. Returns the rows' active flags."""
+        width = self.region[2] if self.region is not None else torch.zeros((), dtype=torch.long)
+        cascade = (state.active & (state.block_masks() == 0)).any()
+        flags = [state.active, state.valid.all(1), torch.stack([width.to(torch.long), cascade])]
+        flags += [violated.reshape(1) for violated, _ in self.checks]
+        values = torch.cat([f.to(torch.long).reshape(-1) for f in flags]).tolist()
+        batch = state.batch
+        active, unpadded, (width, cascade), violated = (
+            values[:batch],
+            values[batch : 2 * batch],
+            values[2 * batch : 2 * batch + 2],
+            values[2 * batch + 2 :],
+        )
+        messages = [message() for (_, message), bad in zip(self.checks, violated) if bad]
+        self.checks.clear()
+        if messages:
+            raise ValueError(messages[0])
+        if cascade:
+            self.advance(state)
+            self.region = self.next_region(state)
+            return self.decide(state)
+        if self.region is not None:
+            self.region[2] = max(width, 1)
+        self.row_unpadded = unpadded
+        return [bool(on) for on in active]
+
+    def keep_rows(self, keep: list[int]) -> None:
+        """After ``take_rows(state, keep)``: the K/V store, region and flags follow the kept rows."""
+        index = torch.tensor(keep, dtype=torch.long, device=self.model.device)
+        step = self.model_step
+        step.kv = take_rows(step.kv, index, len(self.row_unpadded))
+        step.rope = take_rows(step.rope, index, len(self.row_unpadded))
+        if self.region is not None:
+            self.region[:2] = [bound[index] for bound in self.region[:2]]
+        self.row_unpadded = [self.row_unpadded[i] for i in keep]
+        step.unpadded = all(self.row_unpadded)
+        self.rows = [self.rows[i] for i in keep]
+
+    def look(self, state: DecodeState, start: torch.Tensor, end: torch.Tensor, width: int) -> StepView:
+        """One forward over the columns ``[start, end)`` of each row (``width`` the widest row's), as
+        the sampler sees it."""
+        cols, col_valid = canvas.region(state, start, end, width)
         logits = logit_lib.apply_rules(self.rules, self.model_step.forward(state, cols), state)
         pred = logit_lib.propose(logits, state, cols)
         conf = logit_lib.confidence(logits, pred)
@@ -164,7 +257,9 @@ class Loop:
         def run(lengths: torch.Tensor) -> StepView:
             canvas.set_lengths(state, lengths)
             self.model_step.restart(state)
-            return self.look(state, *state.whole_generation())
+            start, end = state.whole_generation()
+            end = torch.maximum(end, start + 1)
+            return self.look(state, start, end, int((end - start).max()))
 
         return run
 
@@ -184,12 +279,13 @@ class Loop:
 
     def apply(self, state: DecodeState, view: StepView, decision: Decision) -> torch.Tensor:
         """Write the decision into the canvas; returns the committed columns ``[B, L]``."""
-        commit = _commit_with_progress(self.sampler, state, view, decision)
+        commit = self.commit_with_progress(state, view, decision)
         tokens = decision.tokens if decision.tokens is not None else view.pred
-        rows, idx = commit.nonzero(as_tuple=True)
-        committed = torch.zeros_like(state.valid)
-        committed[rows, view.cols[rows, idx]] = True
-        state.tokens[rows, view.cols[rows, idx]] = tokens[rows, idx]
+        # scattered by addition: padding repeats a column, but only a real entry can commit
+        hits = torch.zeros_like(state.tokens).scatter_add_(1, view.cols, commit.long())
+        written = torch.zeros_like(state.tokens).scatter_add_(1, view.cols, torch.where(commit, tokens, 0))
+        committed = hits > 0
+        state.tokens.copy_(torch.where(committed, written, state.tokens))
         if self.cfg.trace:
             _trace(self.traces, self.rows, state, view, commit, tokens)
         state.steps += state.active.long()
@@ -202,32 +298,55 @@ class Loop:
         """A decision's (or a block end's) canvas edits and row stops."""
         if canvas.apply_edits(state, view, decision.edits):
             self.model_step.restart(state)
-        if decision.stop is not None and decision.stop.any():
+        if decision.stop is not None:
             canvas.finish(state, decision.stop & state.active)
 
+    def commit_with_progress(self, state: DecodeState, view: StepView, decision: Decision) -> torch.Tensor:
+        """The decision's commit mask plus the best candidate of any row that would stall; that it
+        commits masked candidates only is checked at the decision point."""
+        commit = decision.commit
+        if commit.shape != view.cand.shape:
+            raise ValueError(
+                f"sampler returned a commit mask of shape {tuple(commit.shape)},"
+                f" expected {tuple(view.cand.shape)}"
+            )
+        self.checks.append(
+            (
+                (commit & ~view.cand).any(),
+                lambda: f"sampler {self.sampler.name!r} committed positions that are not masked candidates",
+            )
+        )
+        acting = torch.zeros_like(state.active)
+        for edit in decision.edits:
+            acting[edit.row] = True
+        if decision.stop is not None:
+            acting |= decision.stop
+        stuck = state.active & view.cand.any(1) & ~commit.any(1) & ~acting
+        return (commit & view.cand) | (best_candidate(view.score, view.cand) & stuck[:, None])
+
     def advance(self, state: DecodeState) -> None:
-        """Close every block with no masks left: block-end hooks, EOS stop, next block; retire done rows."""
+        """Close blocks until no active row's block is fully decoded (reading on the host whether
+        one is: at the start and after a cascade; a step closes its blocks once, ``close_blocks``)."""
         for _ in range(state.width + 1):
-            done = state.active & (state.block_masks() == 0)
-            if not done.any():
+            if not (state.active & (state.block_masks() == 0)).any():
                 return
-            at_end = self.sampler.on_block_end(state, done)
-            if at_end is not None:
-                self.edit(state, None, at_end)
-            if self.cfg.stop_at_eos:
-                decoded = state.in_generation() & (state.column_index() < state.block_end[:, None])
-                canvas.finish(state, done & (state.is_eos(state.tokens) & decoded).any(1) & state.active)
-            moving = done & state.active
-            state.block_start = torch.where(moving, state.block_end, state.block_start)
-            state.block_end = torch.where(
-                moving,
-                canvas.block_end(state, state.block_start),
-                state.block_end,
-            )
-            state.step_in_block = torch.where(
-                moving, torch.zeros_like(state.step_in_block), state.step_in_block
-            )
-            state.active &= (state.is_mask() & state.in_generation()).any(1)
+            self.close_blocks(state)
+
+    def close_blocks(self, state: DecodeState) -> None:
+        """Close every block with no masks left: block-end hooks, EOS stop, next block; the rows left
+        with nothing to decode become inactive. No host read: rows with masks left are unchanged."""
+        done = state.active & (state.block_masks() == 0)
+        at_end = self.sampler.on_block_end(state, done)
+        if at_end is not None:
+            self.edit(state, None, at_end)
+        if self.cfg.stop_at_eos:
+            decoded = state.in_generation() & (state.column_index() < state.block_end[:, None])
+            canvas.finish(state, done & (state.is_eos(state.tokens) & decoded).any(1) & state.active)
+        moving = done & state.active
+        state.block_start = torch.where(moving, state.block_end, state.block_start)
+        state.block_end = torch.where(moving, canvas.block_end(state, state.block_start), state.block_end)
+        state.step_in_block = torch.where(moving, torch.zeros_like(state.step_in_block), state.step_in_block)
+        state.active &= (state.is_mask() & state.in_generation()).any(1)
 
 
 _COMPILED: "weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module]" = weakref.WeakKeyDictionary()
@@ -259,6 +378,7 @@ class Scheduler:
         self.loop, self.prompts = loop, prompts
         self.size = len(prompts) if max_batch is None else min(max_batch, len(prompts))
         self.finished: dict[int, GenerationResult] = {}
+        self.reported: set[int] = set()  # prompts whose row has finished (under CFG it stays in the batch)
         self.joins = loop.cfg.cfg_scale == 0 and not loop.sampler.changes_length()
 
     def run(self) -> list[GenerationResult]:
@@ -274,46 +394,76 @@ class Scheduler:
         return results
 
     def decode(self, ids: list[int]) -> None:
-        loop, waiting = self.loop, ids[self.size :]
-        width = max(len(self.prompts[i]) for i in ids) if waiting else None
+        loop = self.loop
+        self.waiting = ids[self.size :]
+        width = max(len(self.prompts[i]) for i in ids) if self.waiting else None
         loop.rows = ids[: self.size]
         state = loop.start([self.prompts[i] for i in loop.rows], width)
-        guard = 4 * state.limit * len(ids) + 16
+        active = loop.decide(state)
+        guard = 4 * state.limit * len(loop.rows) + 16
         while True:
-            self.retire(state)
-            if waiting and state.batch < self.size:
-                joining, waiting = waiting[: self.size - state.batch], waiting[self.size - state.batch :]
-                self.join(state, joining)
-            if state.batch == 0 or (loop.cfg.cfg_scale > 0 and not state.active.any()):
+            active = self.cancel(state, active)
+            self.retire(state, active)
+            if state.batch < self.size:
+                joining = self.arrivals(self.size - state.batch, state.gen_start)
+                if joining:
+                    self.join(state, joining)
+                    guard += 4 * state.limit * len(joining)
+            if state.batch == 0 or (loop.cfg.cfg_scale > 0 and not any(active)):
                 return  # without CFG every row left in the batch is still decoding
             guard -= 1
             if guard < 0:
                 raise RuntimeError(f"sampler {loop.sampler.name!r} made no progress; decoding aborted")
-            loop.step(state)
+            active = loop.step(state)
 
-    def retire(self, state: DecodeState) -> None:
-        """Keep the results of finished rows and drop them from the state, K/V and plugin states."""
-        loop, active = self.loop, state.active.tolist()  # the step's one read of the row flags
-        for row in [i for i, on in enumerate(active) if not on and loop.rows[i] not in self.finished]:
-            self.finished[loop.rows[row]] = _result(
-                loop.model, state, row, loop.traces.pop(loop.rows[row], [])
-            )
+    def arrivals(self, room: int, prompt_width: int) -> list[int]:
+        """Up to ``room`` prompts (indices into ``self.prompts``, no longer than ``prompt_width``)
+        that join the running batch now: the next waiting ones of the call."""
+        joining, self.waiting = self.waiting[:room], self.waiting[room:]
+        return joining
+
+    def is_cancelled(self, index: int) -> bool:
+        """Whether prompt ``index`` must stop (a server's cancelled request); never, for a call."""
+        return False
+
+    def finish(self, index: int, result: GenerationResult | None) -> None:
+        """Prompt ``index`` is done (``result``) or was cancelled (None)."""
+        self.finished[index] = result
+
+    def cancel(self, state: DecodeState, active: list[bool]) -> list[bool]:
+        """Stop the rows whose prompts ``is_cancelled``; returns the row flags updated."""
+        stopping = [on and self.is_cancelled(index) for on, index in zip(active, self.loop.rows)]
+        if any(stopping):
+            canvas.finish(state, torch.tensor(stopping, device=state.tokens.device))
+            active = [on and not stop for on, stop in zip(active, stopping)]
+        return active
+
+    def retire(self, state: DecodeState, active: list[bool]) -> None:
+        """Report finished rows and drop them from the state, K/V and plugin states (``active``: the
+        row flags read at the step's decision point)."""
+        loop = self.loop
+        for row in [i for i, on in enumerate(active) if not on and loop.rows[i] not in self.reported]:
+            index = loop.rows[row]
+            self.reported.add(index)
+            trace = loop.traces.pop(index, [])
+            self.finish(index, None if self.is_cancelled(index) else _result(loop.model, state, row, trace))
         if all(active) or loop.cfg.cfg_scale > 0:
             return
         kept = [i for i, on in enumerate(active) if on]
-        keep, batch = torch.tensor(kept, dtype=torch.long, device=state.tokens.device), state.batch
-        take_rows(state, keep, batch)
-        loop.model_step.kv = take_rows(loop.model_step.kv, keep, batch)
-        loop.rows = [loop.rows[i] for i in kept]
+        take_rows(state, torch.tensor(kept, dtype=torch.long, device=state.tokens.device), state.batch)
+        loop.keep_rows(kept)
 
     def join(self, state: DecodeState, ids: list[int]) -> None:
         """Append the prompts ``ids`` as new rows, laid out at the running batch's ``gen_start``."""
-        loop, running_kv = self.loop, self.loop.model_step.kv
+        loop, step = self.loop, self.loop.model_step
+        running_kv, running_rope, running_unpadded = step.kv, step.rope, step.unpadded
         new = loop.start([self.prompts[i] for i in ids], state.gen_start)
+        step.unpadded = step.unpadded and running_unpadded
         if (new.gen_start, new.width) != (state.gen_start, state.width):
             raise RuntimeError("a joining row's canvas does not match the running batch's layout")
         cat_rows(state, new, state.batch, new.batch)
-        loop.model_step.kv = cat_rows(running_kv, loop.model_step.kv, state.batch - new.batch, new.batch)
+        step.kv = cat_rows(running_kv, step.kv, state.batch - new.batch, new.batch)
+        step.rope = cat_rows(running_rope, step.rope, state.batch - new.batch, new.batch)
         loop.rows = loop.rows + ids
 
 
@@ -328,28 +478,6 @@ def _with_unconditional(state: DecodeState, query):
         state.valid.repeat(2, 1),
         query,
     )
-
-
-def _commit_with_progress(sampler, state: DecodeState, view: StepView, decision: Decision) -> torch.Tensor:
-    """The decision's commit mask, checked, plus the best candidate of any row that would stall."""
-    commit = decision.commit
-    if commit.shape != view.cand.shape:
-        raise ValueError(
-            f"sampler returned a commit mask of shape {tuple(commit.shape)},"
-            f" expected {tuple(view.cand.shape)}"
-        )
-    acting = torch.zeros_like(state.active)
-    for edit in decision.edits:
-        acting[edit.row] = True
-    if decision.stop is not None:
-        acting |= decision.stop
-    stuck = state.active & view.cand.any(1) & ~commit.any(1) & ~acting
-    outside, any_stuck = torch.stack([(commit & ~view.cand).any(), stuck.any()]).tolist()  # one host read
-    if outside:
-        raise ValueError(f"sampler {sampler.name!r} committed positions that are not masked candidates")
-    if any_stuck:
-        commit = commit | (best_candidate(view.score, view.cand) & stuck[:, None])
-    return commit
 
 
 def _result(model, state: DecodeState, row: int, trace: list[StepRecord]) -> GenerationResult:

@@ -10,8 +10,9 @@
   over a ``generate`` call's forwards: a forward over a batch of 8 rows counts 8. Rows leave the
   batch when they finish, so a batch needs about the sum of its prompts' NFE run alone.
 - **throughput**: generated tokens / wall seconds (for a batch: summed tokens / batch seconds).
-- **host reads**: tensor values read on the host (``item``, ``bool``, ``int``, ``tolist``): on a
-  GPU each one waits for the device. ``count_host_reads`` counts them.
+- **host syncs**: operations after which the host waits for the device on a GPU: tensor values
+  read on the host (``item``, ``bool``, ``int``, ``tolist``), ``nonzero`` and boolean-mask
+  indexing. ``count_host_syncs`` counts them.
   ``GenerationResult.seconds`` is the decoding call only: the denoising loop from building the
   canvas to the last step; model loading and tokenisation are outside it.
 - **decode tok/s** (what ``dllm generate`` prints, labelled ``decode-tok/s(warm)``): a row's
@@ -54,32 +55,67 @@ def throughput(gen_tokens: int, seconds: float) -> float:
     return gen_tokens / seconds if seconds > 0 else 0.0
 
 
-HOST_READS = ("item", "__bool__", "__int__", "tolist")
+# Operations after which the host must wait for the device: a scalar read (``item``, ``bool``,
+# ``int``), ``nonzero`` and the indexing that needs it (a boolean mask as an index, ``masked_select``),
+# and ``unique`` / ``repeat_interleave`` without an output size (their shape is data-dependent).
+SYNCING_OPS = (
+    "_local_scalar_dense",
+    "nonzero",
+    "masked_select",
+    "unique",
+    "_unique2",
+    "unique_dim",
+    "unique_consecutive",
+    "repeat_interleave",
+)
+
+
+def _syncing(func, args) -> str | None:
+    import torch
+
+    name = func._schema.name.split("::")[-1]
+    if name in SYNCING_OPS:
+        return "scalar" if name == "_local_scalar_dense" else name
+    if name in ("index", "index_put", "index_put_") and len(args) > 1:
+        indices = args[1] if isinstance(args[1], (list, tuple)) else ()
+        if any(getattr(i, "dtype", None) in (torch.bool, torch.uint8) for i in indices):
+            return "bool-index"
+    return None
 
 
 @contextlib.contextmanager
-def count_host_reads(where: Callable[[str], object] | None = None) -> Iterator[collections.Counter]:
-    """Count every host read of a tensor inside the ``with`` block; the yielded counter is keyed by
-    ``where(kind)`` (called at each read, e.g. to name the source line), or by the kind of read."""
+def count_host_syncs(where: Callable[[str], object] | None = None) -> Iterator[collections.Counter]:
+    """Count every host sync inside the ``with`` block: each operation whose result the host waits
+    for (``SYNCING_OPS``, boolean-mask indexing) as the dispatcher sees it, plus ``Tensor.tolist``
+    (which reads the data without dispatching). The yielded counter is keyed by the kind of sync,
+    or by ``where(kind)`` (called at each sync, e.g. to name the source line)."""
     import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
 
     counts: collections.Counter = collections.Counter()
-    originals = {name: getattr(torch.Tensor, name) for name in HOST_READS}
 
-    def counted(name):
-        def read(self, *args, **kwargs):
-            counts[name if where is None else where(name)] += 1
-            return originals[name](self, *args, **kwargs)
+    def count(kind: str) -> None:
+        counts[kind if where is None else where(kind)] += 1
 
-        return read
+    class Counting(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kind = _syncing(func, args)
+            if kind is not None:
+                count(kind)
+            return func(*args, **(kwargs or {}))
 
-    for name in HOST_READS:
-        setattr(torch.Tensor, name, counted(name))
+    tolist = torch.Tensor.tolist
+
+    def counted_tolist(self, *args, **kwargs):
+        count("tolist")
+        return tolist(self, *args, **kwargs)
+
+    torch.Tensor.tolist = counted_tolist
     try:
-        yield counts
+        with Counting():
+            yield counts
     finally:
-        for name, original in originals.items():
-            setattr(torch.Tensor, name, original)
+        torch.Tensor.tolist = tolist
 
 
 @dataclass

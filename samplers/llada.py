@@ -59,8 +59,7 @@ class LLaDASampler(Sampler):
         schedule = st.sampler_state.schedule
         steps = schedule.shape[1]
         starting = view.first_of_block
-        if starting.any():
-            schedule[starting] = uniform_schedule(st.block_masks()[starting], steps)
+        schedule.copy_(torch.where(starting[:, None], uniform_schedule(st.block_masks(), steps), schedule))
         index = st.step_in_block.clamp(max=steps - 1)
         k = schedule.gather(1, index[:, None])[:, 0]
         # Past the schedule (after canvas edits) commit whatever is left.

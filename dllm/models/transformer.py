@@ -185,6 +185,9 @@ class Transformer(nn.Module):
         attention_backend: str | None = None,
         hook: LayerHook | None = None,
         attn_mask: torch.Tensor | None = None,
+        padded: bool | None = None,
+        check_sources: bool = True,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Logits for the target columns ``logits_for [B, Lg]`` (the queried columns when None).
 
@@ -194,6 +197,13 @@ class Transformer(nn.Module):
         must repeat a real column of the same row (they then write identical K/V). ``hook``:
         per-layer callbacks (see ``LayerHook``); it needs ``kv``. ``attn_mask [B, 1, Lq, L]`` (bool,
         True = may attend) replaces the block-causal rule (combined with ``key_valid``); training only.
+
+        Each of these host checks waits for the device; a caller that knows the answers skips them
+        (the decoding loop does, see ``generate.ModelStep``): ``padded`` says whether ``key_valid``
+        has a False entry (None: look), and ``check_sources=False`` trusts that ``query`` holds
+        every column whose hidden state a logit needs. ``rope``: the RoPE tables of every canvas
+        column (``rope_tables(positions)``), built once per canvas layout by a caller that runs many
+        forwards over one (the decoding loop); the queried columns' are gathered from it.
         """
         batch, length = tokens.shape
         if positions is None:
@@ -202,10 +212,13 @@ class Transformer(nn.Module):
             raise ValueError("a forward over a subset of columns (or with a layer hook) needs a KVStore")
         if kv is not None and kv.length != length:
             raise ValueError(f"KV store holds {kv.length} columns but the canvas has {length}")
-        if key_valid is not None and bool(key_valid.all()):
+        if padded is None:
+            padded = key_valid is not None and not bool(key_valid.all())
+        if not padded:
             key_valid = None  # no padding: attention without a mask is the same and cheaper
         x = self.embed(tokens if query is None else tokens.gather(1, query))
-        rope = self._rope(positions, query)
+        canvas_rope = rope
+        rope = self._rope(positions, query, canvas_rope)
         plain = kv is not None and hook is None and attn_mask is None
         key_end = self._key_end(positions, rope[2]) if plain else None
         run = dict(
@@ -219,13 +232,13 @@ class Transformer(nn.Module):
         )
         for layer, block in enumerate(self.layers):
             if hook is not None:
-                x, query, rope = self._layer_input(hook, layer, x, query, kv, positions, rope)
+                x, query, rope = self._layer_input(hook, layer, x, query, kv, positions, rope, canvas_rope)
             out = block(x, *rope, layer=layer, query=query, **run)
             if hook is not None and hook.recompute(layer):  # the hook widened this layer: run it again
-                x, query, rope = self._layer_input(hook, layer, x, query, kv, positions, rope)
+                x, query, rope = self._layer_input(hook, layer, x, query, kv, positions, rope, canvas_rope)
                 out = block(x, *rope, layer=layer, query=query, **run)
             x = out
-        rows = self._source_rows(logits_for, query, batch, length)
+        rows = self._source_rows(logits_for, query, batch, length, check_sources)
         if rows is not None:
             x = x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1]))
         x = self.norm(x)
@@ -243,16 +256,25 @@ class Transformer(nn.Module):
         end = int((visible * torch.arange(1, positions.shape[1] + 1, device=positions.device)).max())
         return None if end >= positions.shape[1] else end
 
-    def _layer_input(self, hook, layer, x, query, kv, positions, rope):
+    def _layer_input(self, hook, layer, x, query, kv, positions, rope, canvas_rope):
         x, widened = hook.layer_input(layer, x, query, kv)
-        return x, widened, (rope if widened is query else self._rope(positions, widened))
+        return x, widened, (rope if widened is query else self._rope(positions, widened, canvas_rope))
 
-    def _rope(self, positions, query):
-        """(cos, sin, q_positions) for the queried columns."""
+    def rope_tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and signed sin ``[B, 1, L, D]`` of ``positions [B, L]`` (see ``rope_tables``)."""
+        return rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta)
+
+    def _rope(self, positions, query, canvas_rope=None):
+        """(cos, sin, q_positions) for the queried columns (gathered from ``canvas_rope`` if given)."""
         q_positions = positions if query is None else positions.gather(1, query)
-        return (*rope_tables(q_positions, self.cfg.head_dim, self.cfg.rope_theta), q_positions)
+        if canvas_rope is None:
+            return (*self.rope_tables(q_positions), q_positions)
+        if query is None:
+            return (*canvas_rope, q_positions)
+        index = query[:, None, :, None].expand(-1, 1, -1, canvas_rope[0].shape[-1])
+        return (*(table.gather(2, index) for table in canvas_rope), q_positions)
 
-    def _source_rows(self, logits_for, query, batch, length):
+    def _source_rows(self, logits_for, query, batch, length, check=True):
         """Rows of the computed hidden states that predict each target column (None = all, unshifted)."""
         shift = 1 if self.cfg.shift_logits else 0
         if logits_for is None:
@@ -266,6 +288,8 @@ class Transformer(nn.Module):
         lookup = torch.full((query.shape[0], length), -1, dtype=torch.long, device=query.device)
         lookup.scatter_(1, query, torch.arange(query.shape[1], device=query.device).expand_as(query))
         rows = lookup.gather(1, source)
+        if not check:
+            return rows.clamp(min=0)
         if (rows < 0).any():
             missing = source[rows < 0][:4].tolist()
             raise ValueError(
