@@ -1,13 +1,20 @@
 """What a column and the speculative tab run: settings -> a validated generation, streamed step by step.
 
-No Gradio here. ``stream`` runs ``dllm.generate`` in a worker thread and yields ``Frame``s built from
-the loop's per-step callback (``StepEvent``); counts come from ``dllm.metrics`` only. ``run`` is the
-same generation without streaming (the API endpoint and the tests compare it with ``dllm.generate``).
+No Gradio here. Columns with the same settings share one continuous batch, whoever runs them: each
+distinct setting (model, sampler, cache, their parameters, generation) has a ``dllm.serving.Batcher``
+(at most ``MAX_BATCH`` rows; the ``MAX_BATCHERS`` most recently used are kept), so concurrent users'
+prompts decode in one batch, joining and leaving it as they come and finish, each with the tokens of
+its run alone. ``stream`` submits the prompt and yields ``Frame``s built from its row's per-step
+events (``StepEvent``); counts come from ``dllm.metrics`` only. ``run`` is the same generation without
+streaming (the API endpoint and the tests compare it with ``dllm.generate``).
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
+import json
 import queue
 import threading
 import time
@@ -21,10 +28,8 @@ from .render import Canvas
 
 MAX_PROMPT_CHARS = 2000
 DEFAULT_GENERATION = {"gen_length": 64, "block_length": 32}
-
-
-class Stopped(Exception):
-    """Raised inside the generation's callback when the user pressed Stop."""
+MAX_BATCH = 8  # rows of one setting's running batch
+MAX_BATCHERS = 8  # settings whose batch worker is kept
 
 
 @dataclass
@@ -102,13 +107,32 @@ def prepare(settings: ColumnSettings, prompt: str) -> Prepared:
     return Prepared(model, sampler, cache, config, ids)
 
 
+_batchers: collections.OrderedDict = collections.OrderedDict()
+_batchers_lock = threading.Lock()
+
+
+def batcher(settings: ColumnSettings, p: Prepared):
+    """The running batch of these settings (created on first use; the least recently used beyond
+    ``MAX_BATCHERS`` is closed once its requests are done)."""
+    from dllm.serving import Batcher
+
+    key = json.dumps(dataclasses.asdict(settings), sort_keys=True, default=repr)
+    with _batchers_lock:
+        if key in _batchers:
+            _batchers.move_to_end(key)
+            return _batchers[key]
+        config = dataclasses.replace(p.config, trace=True)  # the live colouring reads the trace
+        _batchers[key] = Batcher(p.model, p.sampler, p.cache, config, max_batch=MAX_BATCH)
+        while len(_batchers) > MAX_BATCHERS:
+            _, old = _batchers.popitem(last=False)
+            threading.Thread(target=old.close, name="dllm-demo-close", daemon=True).start()
+        return _batchers[key]
+
+
 def run(settings: ColumnSettings, prompt: str):
     """The column's generation without streaming: a ``GenerationResult``."""
-    import dllm
-
     p = prepare(settings, prompt)
-    [result] = dllm.generate(p.model, [p.prompt_ids], sampler=p.sampler, cache=p.cache, config=p.config)
-    return result
+    return batcher(settings, p).submit(p.prompt_ids).result()
 
 
 def decoded_tokens(canvas: list[int], eos_ids, mask_id: int) -> int:
@@ -201,7 +225,6 @@ def stream(
 ) -> Iterator[Frame]:
     """Frames of one column: the empty canvas, one per step (at most every ``min_interval`` s), then the
     final frame (``done`` with the result, ``error`` or ``stopped``)."""
-    import dllm
 
     try:
         p = prepare(settings, prompt)
@@ -214,78 +237,68 @@ def stream(
     updates: queue.Queue = queue.Queue()
     local_stop = threading.Event()
     text = _Texts(model)
-    last_view: dict = {}
-    observe = p.sampler.observe
-
-    def observing(view, decision):  # keep the step's confidences for the live colouring
-        last_view["conf"] = dict(zip(view.cols[0].tolist(), view.conf[0].tolist()))
-        return observe(view, decision)
-
-    p.sampler.observe = observing  # a fresh instance per run: nothing else sees this
     steps_at: list = []
     confs_at: list = []
     started = time.perf_counter()
 
-    def callback(event):
+    def on_step(event, row):
         if local_stop.is_set() or should_stop():
-            raise Stopped()
-        st = event.state
-        g0, g1 = st.gen_start, int(st.gen_end[0])
-        tokens = st.tokens[0, g0:g1].tolist()
+            request.cancel()
+            return
+        st, view = event.state, event.view
+        g0, g1 = st.gen_start, int(st.gen_end[row])
+        tokens = st.tokens[row, g0:g1].tolist()
         while len(steps_at) < len(tokens):
             steps_at.append(None)
             confs_at.append(None)
-        conf = last_view.get("conf", {})
+        conf = dict(zip(view.cols[row].tolist(), view.conf[row].tolist()))
+        step = int(st.steps[row])
         width = event.committed.shape[1]
-        for col in event.committed[0, g0 : min(g1, width)].nonzero()[:, 0].tolist():
-            steps_at[col] = event.step
+        for col in event.committed[row, g0 : min(g1, width)].nonzero()[:, 0].tolist():
+            steps_at[col] = step
             confs_at[col] = conf.get(col + g0)
         steps = steps_at[: len(tokens)]
-        block = (int(st.block_start[0]) - g0, int(st.block_end[0]) - g0) if bool(st.active[0]) else None
+        block = (int(st.block_start[row]) - g0, int(st.block_end[row]) - g0) if bool(st.active[row]) else None
         canvas = Canvas(
             tokens=[text(t) for t in tokens],
             kinds=_kinds(tokens, steps, model.mask_id, model.eos_ids),
             steps=list(steps),
             confs=list(confs_at[: len(tokens)]),
             block=block,
-            max_step=max(1, event.step),
+            max_step=max(1, step),
         )
         seconds = time.perf_counter() - started
+        counters = live_counters(
+            step, int(st.nfe[row]), decoded_tokens(tokens, model.eos_ids, model.mask_id), seconds
+        )
+        updates.put(Frame("running", canvas=canvas, counters=counters))
+
+    def finished(request):
+        try:
+            result = request.result()
+        except concurrent.futures.CancelledError:
+            updates.put(Frame("stopped", message="stopped by the user"))
+            return
+        except Exception as exc:  # noqa: BLE001 — any failure is this column's error, not the app's
+            updates.put(Frame("error", message=_message(exc)))
+            return
+        score = examples.score(prompt, result.text) if with_score else None
         updates.put(
             Frame(
-                "running",
-                canvas=canvas,
-                counters=live_counters(
-                    int(st.steps[0]),
-                    int(st.nfe[0]),
-                    decoded_tokens(tokens, model.eos_ids, model.mask_id),
-                    seconds,
-                ),
+                "done",
+                canvas=final_canvas(model, result),
+                counters=result_counters(result),
+                result=result,
+                score=score,
             )
         )
 
-    def work():
-        try:
-            [result] = dllm.generate(
-                model, [p.prompt_ids], sampler=p.sampler, cache=p.cache, config=config, callback=callback
-            )
-            score = examples.score(prompt, result.text) if with_score else None
-            updates.put(
-                Frame(
-                    "done",
-                    canvas=final_canvas(model, result),
-                    counters=result_counters(result),
-                    result=result,
-                    score=score,
-                )
-            )
-        except Stopped:
-            updates.put(Frame("stopped", message="stopped by the user"))
-        except Exception as exc:  # noqa: BLE001
-            updates.put(Frame("error", message=_message(exc)))
-
-    worker = threading.Thread(target=work, name="dllm-demo-column", daemon=True)
-    worker.start()
+    try:
+        request = batcher(settings, p).submit(p.prompt_ids, on_step=on_step)
+    except Exception as exc:  # noqa: BLE001
+        yield Frame("error", message=_message(exc))
+        return
+    request.when_done(finished)
     last_sent, pending, shown = 0.0, None, None
     try:
         while True:
@@ -306,7 +319,8 @@ def stream(
                 yield pending
                 shown, pending, last_sent = pending, None, now
     finally:
-        local_stop.set()  # the page went away or the handler was cancelled: stop the worker too
+        local_stop.set()  # the page went away or the handler was cancelled: the row leaves its batch
+        request.cancel()
 
 
 def _message(exc: Exception) -> str:

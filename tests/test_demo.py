@@ -5,6 +5,7 @@ import dataclasses
 import re
 import sys
 import threading
+import time
 
 import pytest
 
@@ -338,6 +339,28 @@ def test_bad_settings_and_long_prompts_are_errors_not_crashes():
     assert "empty" in final(runner.ColumnSettings(), "  ").message
     too_long = final(runner.ColumnSettings(generation={"gen_length": 1024, "block_length": 32}))
     assert too_long.status == "error" and "context" in too_long.message
+
+
+def test_columns_with_the_same_settings_share_one_batch(one_thread):
+    """Two users' columns with one setting decode as rows of one continuous batch, each with the
+    tokens of its run alone."""
+    settings = runner.ColumnSettings(sampler="llada", cache="dual")
+    other = "copy: q w e r ->"
+    batch = runner.batcher(settings, runner.prepare(settings, other))
+    rows = []
+
+    def hold(event, row):  # the first step waits until the column's prompt is queued: it joins next
+        rows.append(len(event.rows))
+        for _ in range(3000):
+            if len(rows) > 1 or batch._waiting:
+                return
+            time.sleep(0.01)
+
+    first = batch.submit(other, on_step=hold)
+    final = list(runner.stream(settings, PROMPT, min_interval=0))[-1]
+    assert final.status == "done" and final.result.ids == direct(settings).ids
+    assert first.result(60).ids == direct(settings, other).ids
+    assert max(rows) == 2 and runner.batcher(settings, runner.prepare(settings, other)) is batch
 
 
 def test_stop_ends_the_generation(one_thread):
