@@ -3,6 +3,7 @@
     python benchmarks/batching.py                          # tiny-llada, fast-dllm 0.9, dual and none, gen 128
     python benchmarks/batching.py --models tiny-llada tiny-dream --samplers fast-dllm learn2pd --gen 128 256
     python benchmarks/batching.py --json before.json  # from another checkout, for a before/after table
+    python benchmarks/batching.py --compare results/batching_before.json results/batching_after.json
 
 The same held-out prompts (8 per task over 8 tasks the tiny models solve, eval split) are decoded
 at batch 1, 4, 16 and 64 in order (the last batch of a size may be smaller), and with continuous
@@ -123,6 +124,50 @@ def table_row(name, sampler, cache, gen, label, out, base) -> dict:
     }
 
 
+def compare(before_path: str, after_path: str) -> None:
+    """The README's summary and the before -> after table of two ``--json`` runs."""
+    import statistics
+
+    before, after = (json.load(open(path)) for path in (before_path, after_path))
+    key = lambda row: (row["model"], row["sampler"], row["cache"], row["gen"], str(row["batch"]))  # noqa: E731
+    old = {key(row): row for row in before}
+    print(
+        "| batch | tok/s vs b1 before: min / median (>= 1) | after"
+        " | row-forwards vs b1, worst: before | after |"
+    )
+    print("|---|---|---|---|---|")
+    for batch in ["4", "16", "64", "cont. 16"]:
+        cells = [f"{batch}"]
+        rows = [row for row in after if str(row["batch"]) == batch]
+        for side in ([old[key(r)] for r in rows if key(r) in old], rows):
+            speeds = [r["speed_vs_b1"] for r in side]
+            cells.append(
+                f"{min(speeds)}x / {statistics.median(speeds):.2f}x"
+                f" ({sum(v >= 1 for v in speeds)} of {len(speeds)})"
+                if speeds
+                else "—"
+            )
+        for side in ([old[key(r)] for r in rows if key(r) in old], rows):
+            cells.append(f"{max(r['forwards_vs_b1'] for r in side)}x" if side else "—")
+        print("| " + " | ".join(cells) + " |")
+    print()
+    print(
+        "| model | sampler | cache | gen | batch | tok/s before -> after (vs b1)"
+        " | row-forwards before -> after (vs b1) | = batch 1 |"
+    )
+    print("|---|---|---|---:|---:|---|---|---|")
+    for row in after:
+        was = old.get(key(row))
+        speed = f"{was['speed_vs_b1']}x" if was else "—"
+        forwards = f"{was['forwards_vs_b1']}x" if was else "—"
+        print(
+            f"| {row['model']} | {row['sampler']} | {row['cache']} | {row['gen']} | {row['batch']} "
+            f"| {speed} -> {row['speed_vs_b1']}x ({row['tokens_per_second']}) "
+            f"| {forwards} -> {row['forwards_vs_b1']}x ({row['row_forwards']}) "
+            f"| {'yes' if row['same_as_b1'] else 'NO'} |"
+        )
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["tiny-llada"])
@@ -137,7 +182,13 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--overhead", action="store_true", help="only: time outside the forward, per model")
+    parser.add_argument(
+        "--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="only: tables of two --json runs"
+    )
     args = parser.parse_args(argv)
+    if args.compare:
+        compare(*args.compare)
+        return
     torch.set_num_threads(args.threads)
     texts = prompts(args.per_task)
     plans = [(b, False) for b in args.batches] + [(b, True) for b in args.continuous]

@@ -57,7 +57,7 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default="tiny-llada")
     parser.add_argument("--samplers", nargs="+", default=["llada", "fast-dllm"])
     parser.add_argument("--caches", nargs="+", default=["none", "dual"])
-    parser.add_argument("--task", default="copy")
+    parser.add_argument("--task", default="sudoku")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--gen", type=int, default=64)
     parser.add_argument("--block", type=int, default=32)

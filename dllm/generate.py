@@ -74,7 +74,7 @@ class ModelStep:
                 positions=positions,
                 key_valid=None if self.unpadded else valid,
                 padded=not self.unpadded,
-                rope=tuple(t.repeat(2, 1, 1, 1) for t in self.rope) if guided else self.rope,
+                rope=tuple(t.repeat(2, 1, 1, 1) for t in self.rope) if guided and self.rope else self.rope,
                 query=query,
                 kv=self.kv if plan.use_kv else None,
                 logits_for=cols.repeat(2, 1) if guided else cols,
@@ -134,7 +134,7 @@ class ModelStep:
             state.positions[rows],
             state.valid[rows],
             padded=False if self.unpadded else None,
-            rope=tuple(t[rows] for t in self.rope),
+            rope=None if self.rope is None else tuple(t[rows] for t in self.rope),
             query=plan.refresh_query,
             kv=kv,
             logits_for=cols[rows],
@@ -150,7 +150,8 @@ class ModelStep:
             self.kv = KVStore.empty(self.model.config, rows, state.width, self.model.dtype, self.model.device)
         self.cache.begin(state)
         self.unpadded = bool(state.valid.all())  # one read per layout, not per step
-        self.rope = self.model.net.rope_tables(state.positions)
+        tables = getattr(self.model.net, "rope_tables", None)  # a stand-in network may have none
+        self.rope = None if tables is None else tables(state.positions)
 
 
 class Loop:

@@ -210,3 +210,20 @@ def test_rope_tables_of_the_layout_give_the_same_logits(model):
             rope=net.rope_tables(state.positions),
         )
     assert torch.equal(plain, tables)
+
+
+@pytest.mark.parametrize("cache", ["none", "dual"])
+def test_row_chunks_on_a_cpu_change_no_token(model, cache, monkeypatch):
+    """A batch too large for one CPU forward runs in row chunks (``CPU_CHUNK_TOKENS``); forcing
+    chunks of a row or two gives the tokens and counts of the one-forward batch."""
+    import sys
+
+    loop_module = sys.modules["dllm.generate"]  # the module (dllm.generate is also the function)
+
+    prompts = [e.prompt for e in tasks.get("copy").examples("eval", 3)] + ["reverse: a b c ->"]
+    settings = dict(sampler="fast-dllm", cache=cache, gen_length=64, block_length=32)
+    whole = dllm.generate(model, prompts, **settings)
+    monkeypatch.setattr(loop_module, "CPU_CHUNK_TOKENS", 100)
+    chunked = dllm.generate(model, prompts, **settings)
+    assert [(r.canvas, r.nfe, r.steps) for r in chunked] == [(r.canvas, r.nfe, r.steps) for r in whole]
+    assert chunked[0].batch_row_forwards == whole[0].batch_row_forwards
