@@ -159,7 +159,7 @@ def test_ctrl_c_prints_how_to_resume_and_keeps_the_records(tmp_path):
             {
                 **SPEC,
                 "tasks": ["copy", "reverse"],
-                "num_samples": 8,
+                "num_samples": 32,  # enough work that the sweep cannot end before the signal
                 "batch_size": 1,
                 "samplers": [{"name": "llada", "k": [1, 2, 4]}],
                 "generation": {"gen_length": 32},
