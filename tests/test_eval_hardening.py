@@ -159,7 +159,7 @@ def test_ctrl_c_prints_how_to_resume_and_keeps_the_records(tmp_path):
             {
                 **SPEC,
                 "tasks": ["copy", "reverse"],
-                "num_samples": 32,  # enough work that the sweep cannot end before the signal
+                "num_samples": 8,
                 "batch_size": 1,
                 "samplers": [{"name": "llada", "k": [1, 2, 4]}],
                 "generation": {"gen_length": 32},
@@ -184,6 +184,8 @@ def test_ctrl_c_prints_how_to_resume_and_keeps_the_records(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell's background job ignores SIGINT and its children inherit that: restore it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while not any(p.stat().st_size for p in out.glob("records/*.jsonl")):
