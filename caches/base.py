@@ -42,6 +42,8 @@ class StepPlan:
     # every column), instead of padding every row of the batch to the refresh's width.
     refresh_rows: torch.Tensor | None = None  # [R] row indices (ascending)
     refresh_query: torch.Tensor | None = None  # [R, Lr]
+    # Every row's ``query`` is the columns ``[start, end)``: its K/V are written by a slice copy.
+    query_span: tuple[int, int] | None = None
 
     @property
     def full(self) -> bool:
@@ -91,6 +93,17 @@ def padded_columns(mask: torch.Tensor, width: int | None = None) -> tuple[torch.
 def mask_to_query(need: torch.Tensor, width: int | None = None) -> torch.Tensor:
     """``[B, L]`` bool (>= 1 True per row) -> ``[B, Lq]`` query columns for the model."""
     return padded_columns(need, width)[0]
+
+
+def shared_span(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(start, n)`` as 0-d tensors when every row of ``[B, L]`` bool marks the same contiguous
+    columns ``[start, start + n)``, else ``(0, 0)``."""
+    count = mask.sum(1)
+    first = mask.long().argmax(1)
+    columns = torch.arange(mask.shape[1], device=mask.device)
+    inside = (columns >= first[:, None]) & (columns < (first + count)[:, None])
+    same = (mask == inside).all() & (first == first[0]).all() & (count == count[0]).all() & (count[0] > 0)
+    return torch.where(same, first[0], 0), torch.where(same, count[0], 0)
 
 
 def shift_left(mask: torch.Tensor, shift: int) -> torch.Tensor:
@@ -200,27 +213,31 @@ class IncrementalCache(Cache):
                 merged.sum(1).max(),
                 torch.where(full, merged.sum(1), 0).max(),
                 torch.where(full[:, None], merged | ~state.valid, True).all(),
+                *shared_span(need),
+                *shared_span(merged),
             ]
         )
         values = torch.cat([figures.long(), full.long()]).tolist()
         all_full, need_width, merged_width, refresh_width, refresh_everything = values[:5]
-        full_rows = [row for row, on in enumerate(values[5:]) if on]
-        refresh_rows = refresh_query = None
+        need_span, merged_span = values[5:7], values[7:9]
+        full_rows = [row for row, on in enumerate(values[9:]) if on]
+        refresh_rows = refresh_query = span = None
         if horizon is None and all_full:
             query = None
         elif self.refreshes_apart(state) and full_rows:
             refresh_rows = torch.tensor(full_rows, dtype=torch.long, device=full.device)
             if not (horizon is None or refresh_everything):
                 refresh_query = mask_to_query(merged[refresh_rows], refresh_width)
-            query = mask_to_query(need, need_width)
+            query, span = mask_to_query(need, need_width), need_span
         else:
-            query = mask_to_query(merged, merged_width)
+            query, span = mask_to_query(merged, merged_width), merged_span
         plan = StepPlan(
             query=query,
             use_kv=True,
             hook=self.hook(state, own, full, query),
             refresh_rows=refresh_rows,
             refresh_query=refresh_query,
+            query_span=(span[0], span[0] + span[1]) if span is not None and span[1] > 0 else None,
         )
         own.tokens = state.tokens.clone()
         own.committed.zero_()

@@ -70,6 +70,7 @@ class ModelStep:
         with torch.no_grad():
             logits = self.run_net(
                 plan.hook,
+                plan.query_span,
                 tokens=tokens,
                 positions=positions,
                 key_valid=None if self.unpadded else valid,
@@ -89,7 +90,7 @@ class ModelStep:
             return logit_lib.classifier_free_guidance(*logits.chunk(2), self.cfg.cfg_scale)
         return logits
 
-    def run_net(self, hook, **inputs) -> torch.Tensor:
+    def run_net(self, hook, query_span, **inputs) -> torch.Tensor:
         """The model over the batch, float32 logits; on a CPU in consecutive row chunks of at most
         ``CPU_CHUNK_TOKENS`` query columns (not with a layer hook, which sees the whole batch)."""
         batch, width = inputs["tokens"].shape
@@ -101,6 +102,7 @@ class ModelStep:
             self.net(
                 **{name: _row_slice(value, start, start + chunk) for name, value in inputs.items()},
                 hook=hook,
+                query_span=query_span,
                 check_sources=False,
                 attention_backend=self.attention_backend,
             ).float()

@@ -227,3 +227,29 @@ def test_row_chunks_on_a_cpu_change_no_token(model, cache, monkeypatch):
     chunked = dllm.generate(model, prompts, **settings)
     assert [(r.canvas, r.nfe, r.steps) for r in chunked] == [(r.canvas, r.nfe, r.steps) for r in whole]
     assert chunked[0].batch_row_forwards == whole[0].batch_row_forwards
+
+
+def test_kv_written_by_a_slice_equals_the_scatter(model):
+    """When every row queries the same contiguous columns (a plan's ``query_span``), the model
+    writes their K/V by a slice copy: the store and the logits equal the scatter's."""
+    from dllm.caches.base import shared_span
+    from dllm.models.transformer import KVStore
+
+    state = dllm.canvas.new_state(model, [model.encode("copy: a b c ->")] * 2, dllm.GenerationConfig())
+    need = torch.zeros_like(state.valid)
+    need[:, 20:36] = True
+    assert [int(t) for t in shared_span(need)] == [20, 16]
+    need[1, 36] = True
+    assert [int(t) for t in shared_span(need)] == [0, 0]  # rows differ: no shared span
+    query = torch.arange(20, 36).expand(2, -1)
+    stores, logits = [], []
+    for span in (None, (20, 36)):
+        kv = KVStore.empty(model.config, 2, state.width, model.dtype, model.device)
+        with torch.no_grad():
+            model.net(state.tokens, state.positions, state.valid, kv=kv)
+            logits.append(
+                model.net(state.tokens, state.positions, state.valid, query=query, kv=kv, query_span=span)
+            )
+        stores.append(kv)
+    assert torch.equal(*logits)
+    assert all(torch.equal(a, b) for a, b in zip(stores[0].k + stores[0].v, stores[1].k + stores[1].v))

@@ -119,6 +119,7 @@ class Block(nn.Module):
         hook=None,
         attn_mask=None,
         key_end=None,
+        query_span=None,
     ):
         cfg = self.cfg
         batch, n_q, _ = x.shape
@@ -132,6 +133,9 @@ class Block(nn.Module):
             if query is None:
                 kv.k[layer].copy_(k)
                 kv.v[layer].copy_(v)
+            elif query_span is not None:
+                kv.k[layer][:, :, query_span[0] : query_span[1]].copy_(k)
+                kv.v[layer][:, :, query_span[0] : query_span[1]].copy_(v)
             else:
                 index = query[:, None, :, None].expand(-1, cfg.n_kv_heads, -1, cfg.head_dim)
                 kv.k[layer].scatter_(2, index, k.to(kv.k[layer].dtype))
@@ -188,6 +192,7 @@ class Transformer(nn.Module):
         padded: bool | None = None,
         check_sources: bool = True,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        query_span: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """Logits for the target columns ``logits_for [B, Lg]`` (the queried columns when None).
 
@@ -204,6 +209,9 @@ class Transformer(nn.Module):
         every column whose hidden state a logit needs. ``rope``: the RoPE tables of every canvas
         column (``rope_tables(positions)``), built once per canvas layout by a caller that runs many
         forwards over one (the decoding loop); the queried columns' are gathered from it.
+        ``query_span=(start, end)``: every row's ``query`` is the columns ``start .. end - 1`` in
+        order, so K/V are written by a slice copy instead of a scatter (ignored with a hook, which
+        may widen the query).
         """
         batch, length = tokens.shape
         if positions is None:
@@ -229,6 +237,7 @@ class Transformer(nn.Module):
             hook=hook,
             key_end=key_end,
             attn_mask=attn_mask,
+            query_span=query_span if hook is None else None,
         )
         for layer, block in enumerate(self.layers):
             if hook is not None:
