@@ -56,7 +56,7 @@ class ModelStep:
         self.kv = None
         self.rope = None  # RoPE tables of the canvas columns, built once per layout
         self.row_forwards = 0  # rows the model computed, summed over forwards (metrics.py)
-        self.unpadded = False  # no row of the canvas has padding (host flag, kept by Loop.decide)
+        self.row_unpadded: list[bool] = []  # per row: no padding column (read once per layout)
 
     def forward(self, state: DecodeState, cols: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, W, V]`` (float32) for ``cols``, planned by the cache; with CFG, two batches."""
@@ -89,6 +89,11 @@ class ModelStep:
         if guided:
             return logit_lib.classifier_free_guidance(*logits.chunk(2), self.cfg.cfg_scale)
         return logits
+
+    @property
+    def unpadded(self) -> bool:
+        """No row of the canvas has padding: the model may attend without a mask."""
+        return all(self.row_unpadded)
 
     def run_net(self, hook, query_span, **inputs) -> torch.Tensor:
         """The model over the batch, float32 logits; on a CPU in consecutive row chunks of at most
@@ -151,7 +156,7 @@ class ModelStep:
             rows = state.batch * (2 if self.cfg.cfg_scale > 0 else 1)
             self.kv = KVStore.empty(self.model.config, rows, state.width, self.model.dtype, self.model.device)
         self.cache.begin(state)
-        self.unpadded = bool(state.valid.all())  # one read per layout, not per step
+        self.row_unpadded = [bool(on) for on in state.valid.all(1).tolist()]  # one read per layout
         tables = getattr(self.model.net, "rope_tables", None)  # a stand-in network may have none
         self.rope = None if tables is None else tables(state.positions)
 
@@ -204,27 +209,20 @@ class Loop:
     def next_region(self, state: DecodeState) -> list:
         """``[start, end, width]`` of the sampler's logit region; ``width`` (a 0-d tensor until the
         decision point reads it) is the widest row's."""
-        start, end = self.sampler.logit_region(state)
-        end = torch.maximum(end, start + 1)
-        return [start, end, (end - start).max()]
+        return _bounds(*self.sampler.logit_region(state))
 
     def decide(self, state: DecodeState) -> list[bool]:
         """The step's decision point, its one host read: which rows are still decoding, the next
-        logit region's width, whether the canvas has padding, whether a block closed by this step
-        leaves the next block already decoded (then blocks close again, reading as they go) and the
-        checks deferred from the step. Returns the rows' active flags."""
+        logit region's width, whether a block closed by this step leaves the next block already
+        decoded (then blocks close again, reading as they go) and the checks deferred from the
+        step. Returns the rows' active flags."""
         width = self.region[2] if self.region is not None else torch.zeros((), dtype=torch.long)
         cascade = (state.active & (state.block_masks() == 0)).any()
-        flags = [state.active, state.valid.all(1), torch.stack([width.to(torch.long), cascade])]
+        flags = [state.active, torch.stack([width.to(torch.long), cascade])]
         flags += [violated.reshape(1) for violated, _ in self.checks]
         values = torch.cat([f.to(torch.long).reshape(-1) for f in flags]).tolist()
         batch = state.batch
-        active, unpadded, (width, cascade), violated = (
-            values[:batch],
-            values[batch : 2 * batch],
-            values[2 * batch : 2 * batch + 2],
-            values[2 * batch + 2 :],
-        )
+        active, (width, cascade), violated = values[:batch], values[batch : batch + 2], values[batch + 2 :]
         messages = [message() for (_, message), bad in zip(self.checks, violated) if bad]
         self.checks.clear()
         if messages:
@@ -235,19 +233,18 @@ class Loop:
             return self.decide(state)
         if self.region is not None:
             self.region[2] = max(width, 1)
-        self.row_unpadded = unpadded
         return [bool(on) for on in active]
 
     def keep_rows(self, keep: list[int]) -> None:
-        """After ``take_rows(state, keep)``: the K/V store, region and flags follow the kept rows."""
+        """After ``take_rows(state, keep)``: the K/V store, RoPE tables, padding flags and region
+        follow the kept rows."""
         index = torch.tensor(keep, dtype=torch.long, device=self.model.device)
-        step = self.model_step
-        step.kv = take_rows(step.kv, index, len(self.row_unpadded))
-        step.rope = take_rows(step.rope, index, len(self.row_unpadded))
+        step, batch = self.model_step, len(self.rows)
+        step.kv = take_rows(step.kv, index, batch)
+        step.rope = take_rows(step.rope, index, batch)
+        step.row_unpadded = [step.row_unpadded[i] for i in keep]
         if self.region is not None:
             self.region[:2] = [bound[index] for bound in self.region[:2]]
-        self.row_unpadded = [self.row_unpadded[i] for i in keep]
-        step.unpadded = all(self.row_unpadded)
         self.rows = [self.rows[i] for i in keep]
 
     def look(self, state: DecodeState, start: torch.Tensor, end: torch.Tensor, width: int) -> StepView:
@@ -277,9 +274,8 @@ class Loop:
         def run(lengths: torch.Tensor) -> StepView:
             canvas.set_lengths(state, lengths)
             self.model_step.restart(state)
-            start, end = state.whole_generation()
-            end = torch.maximum(end, start + 1)
-            return self.look(state, start, end, int((end - start).max()))
+            start, end, width = _bounds(*state.whole_generation())
+            return self.look(state, start, end, int(width))
 
         return run
 
@@ -476,15 +472,22 @@ class Scheduler:
     def join(self, state: DecodeState, ids: list[int]) -> None:
         """Append the prompts ``ids`` as new rows, laid out at the running batch's ``gen_start``."""
         loop, step = self.loop, self.loop.model_step
-        running_kv, running_rope, running_unpadded = step.kv, step.rope, step.unpadded
+        running_kv, running_rope, running_unpadded = step.kv, step.rope, step.row_unpadded
         new = loop.start([self.prompts[i] for i in ids], state.gen_start)
-        step.unpadded = step.unpadded and running_unpadded
+        step.row_unpadded = running_unpadded + step.row_unpadded
         if (new.gen_start, new.width) != (state.gen_start, state.width):
             raise RuntimeError("a joining row's canvas does not match the running batch's layout")
         cat_rows(state, new, state.batch, new.batch)
         step.kv = cat_rows(running_kv, step.kv, state.batch - new.batch, new.batch)
         step.rope = cat_rows(running_rope, step.rope, state.batch - new.batch, new.batch)
         loop.rows = loop.rows + ids
+
+
+def _bounds(start: torch.Tensor, end: torch.Tensor) -> list:
+    """``[start, end, width]`` of per-row column ranges (each at least one column wide; ``width``
+    the widest, a 0-d tensor)."""
+    end = torch.maximum(end, start + 1)
+    return [start, end, (end - start).max()]
 
 
 # Rows x query columns of one forward on a CPU: a larger batch is run in row chunks, since its

@@ -67,10 +67,30 @@ class Request:
 class _Serving(Scheduler):
     """The worker's scheduler: joiners come from the batcher's queue; rows report as they finish."""
 
-    def __init__(self, batcher: Batcher, loop: Loop, requests: list[Request]):
+    def __init__(self, batcher: Batcher, requests: list[Request]):
+        loop = Loop(
+            batcher.model,
+            batcher.sampler,
+            batcher.cache,
+            batcher.config,
+            self.dispatch,
+            batcher.attention_backend,
+        )
         super().__init__(loop, [r.ids for r in requests], batcher.max_batch)
         self.size = batcher.max_batch  # room for the requests still to come
         self.batcher, self.requests = batcher, requests
+
+    def dispatch(self, event: StepEvent) -> None:
+        """The step's event to each running request's listener, with its row."""
+        for row, index in enumerate(event.rows):
+            request = self.requests[index]
+            if request.on_step is None or request.cancelled.is_set():
+                continue
+            try:
+                request.on_step(event, row)
+            except Exception as exc:  # noqa: BLE001 — a listener's error ends its request only
+                request.cancelled.set()
+                request._future.set_exception(exc)
 
     def arrivals(self, room: int, prompt_width: int) -> list[int]:
         if not self.joins:
@@ -176,24 +196,10 @@ class Batcher:
                 self._decode(requests)
 
     def _decode(self, requests: list[Request]) -> None:
-        serving: list[_Serving] = []
-
-        def dispatch(event: StepEvent) -> None:
-            for row, index in enumerate(event.rows):
-                request = serving[0].requests[index]
-                if request.on_step is None or request.cancelled.is_set():
-                    continue
-                try:
-                    request.on_step(event, row)
-                except Exception as exc:  # noqa: BLE001 — a listener's error ends its request only
-                    request.cancelled.set()
-                    request._future.set_exception(exc)
-
-        loop = Loop(self.model, self.sampler, self.cache, self.config, dispatch, self.attention_backend)
-        serving.append(_Serving(self, loop, requests))
+        serving = _Serving(self, requests)
         try:
-            serving[0].decode(list(range(len(requests))))
+            serving.decode(list(range(len(requests))))
         except Exception as exc:  # noqa: BLE001 — the batch's error is every unfinished request's
-            for request in serving[0].requests:
+            for request in serving.requests:
                 if not request.done():
                     request._future.set_exception(exc)
