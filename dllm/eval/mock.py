@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from dllm.models.config import ModelConfig
+from dllm.models.config import small_layout
 from dllm.models.loading import DiffusionModel
 from dllm.models.transformer import Transformer
 
@@ -27,27 +27,7 @@ def random_model(
     from dllm.zoo.tokenizer import load_tokenizer
 
     tok = load_tokenizer()
-    dream = arch == "dream"
-    cfg = ModelConfig(
-        arch=arch,
-        d_model=d_model,
-        n_layers=n_layers,
-        n_heads=4,
-        n_kv_heads=2 if dream else 4,
-        head_dim=d_model // 4,
-        mlp_hidden=2 * d_model,
-        vocab_size=len(tok),
-        rope_theta=10000.0,
-        rms_eps=1e-5,
-        qkv_bias=dream,
-        shift_logits=dream,
-        rope_fp32=not dream,
-        max_seq_len=512,
-        mask_token_id=tok.mask_token_id,
-        eos_token_ids=[tok.eos_token_id],
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-    )
+    cfg = small_layout(arch, tok, d_model=d_model, n_layers=n_layers, rms_eps=1e-5)
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # the default init must not move the caller's RNG
         net = Transformer(cfg)

@@ -342,3 +342,30 @@ def _fast_dllm_v2_native(cfg: ModelConfig, eos) -> dict[str, Any]:
         "layer_types": ["full_attention"] * cfg.n_layers,
         "use_cache": True,
     }
+
+
+def small_layout(arch: str, tokenizer, *, d_model: int, n_layers: int, rms_eps: float) -> ModelConfig:
+    """A small LLaDA or Dream layout over ``tokenizer``'s vocabulary and special ids, for
+    random-weight models that exercise the plumbing: 4 heads; Dream with 2 K/V heads, QKV bias,
+    shifted logits and RoPE in the model dtype, as the real checkpoints have."""
+    dream = arch == "dream"
+    return ModelConfig(
+        arch=arch,
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=4,
+        n_kv_heads=2 if dream else 4,
+        head_dim=d_model // 4,
+        mlp_hidden=2 * d_model,
+        vocab_size=len(tokenizer),
+        rope_theta=10000.0,
+        rms_eps=rms_eps,
+        qkv_bias=dream,
+        shift_logits=dream,
+        rope_fp32=not dream,
+        max_seq_len=512,
+        mask_token_id=tokenizer.mask_token_id,
+        eos_token_ids=[tokenizer.eos_token_id],
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
