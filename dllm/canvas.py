@@ -233,14 +233,16 @@ def finish(state: DecodeState, rows: torch.Tensor) -> None:
 
 
 def region(
-    state: DecodeState, start: torch.Tensor, end: torch.Tensor, width: int
+    state: DecodeState, start: torch.Tensor, end: torch.Tensor, width: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row column ranges ``[start, end)`` padded to ``width`` (at least the widest range) ->
-    ``(cols [B, W], valid [B, W])``.
+    """Per-row column ranges ``[start, end)`` padded to ``width`` (at least the widest range; read
+    from the tensors when None) -> ``(cols [B, W], valid [B, W])``.
 
     Padding repeats a row's last column, so every index stays inside the canvas.
     """
     end = torch.maximum(end, start + 1)
+    if width is None:
+        width = int((end - start).max())
     offsets = torch.arange(width, device=start.device)[None]
     cols = start[:, None] + offsets
     inside = cols < end[:, None]
