@@ -61,12 +61,8 @@ def make_widget(spec: widgets.ParamSpec, elem_id: str | None = None):
     if spec.kind == "bool":
         return gr.Checkbox(value=bool(value), **common)
     if spec.kind in ("int", "float") and not spec.optional:  # an empty gr.Number reads 0, not None
-        return gr.Number(
-            value=value,
-            precision=0 if spec.kind == "int" else None,
-            step=1 if spec.kind == "int" else 0.01,
-            **common,
-        )
+        # no precision: Gradio would round 2.5 to 2 before ``widgets.coerce`` could refuse it
+        return gr.Number(value=value, step=1 if spec.kind == "int" else 0.01, **common)
     if spec.kind in ("choice", "optional-bool"):
         return gr.Dropdown(choices=list(spec.choices), value=value, allow_custom_value=spec.custom, **common)
     placeholder = {"json": f"JSON {spec.container}", "int": "integer", "float": "number"}.get(spec.kind)
@@ -192,9 +188,9 @@ class ColumnUI:
             entry = {"column": index + 1, "model": values[0], "config": "", "status": "error"}
             try:
                 settings = self.settings(values)
-            except ValueError as exc:
-                entry["message"] = str(exc)
-                yield [render.error_html(str(exc), "bad setting"), "", "", "", entry]
+            except (ValueError, TypeError) as exc:
+                entry["message"] = runner.error_message(exc)
+                yield [render.error_html(entry["message"], "bad setting"), "", "", "", entry]
                 return
             entry.update(model=settings.model, config=settings.label())
             text_prompt = examples.finalize(prompt, newline)
@@ -229,10 +225,7 @@ class ColumnUI:
                 render.heatmap_html(frame.canvas, colour_by),
                 entry,
             ]
-        title = "stopped" if frame.status == "stopped" else "error"
-        counters = render.counters_html(
-            frame.status, frame.counters, message=frame.message if title == "error" else frame.message
-        )
+        counters = render.counters_html(frame.status, frame.counters, message=frame.message)
         return [counters, canvas, "", "", entry]
 
 
@@ -295,11 +288,10 @@ class SpeculativeUI:
                     extra_choices=[DRAFTER_DEFAULT_LENGTH],
                 )
                 with gr.Row():
-                    self.max_new_tokens = gr.Number(
-                        value=48, precision=0, label="max_new_tokens", min_width=100
-                    )
+                    # no precision: Gradio would round 2.5 to 2 before ``widgets.coerce`` could refuse it
+                    self.max_new_tokens = gr.Number(value=48, step=1, label="max_new_tokens", min_width=100)
                     self.temperature = gr.Number(value=0.0, label="temperature", min_width=100)
-                    self.seed = gr.Number(value=0, precision=0, label="seed", min_width=100)
+                    self.seed = gr.Number(value=0, step=1, label="seed", min_width=100)
             with gr.Column(scale=2):
                 self.prompt = gr.Textbox(value=default_prompt, label="prompt", lines=2, elem_id="spec-prompt")
                 gr.Examples(
@@ -359,7 +351,7 @@ class SpeculativeUI:
                 )
                 out = runner.speculative(settings, examples.finalize(prompt, newline))
             except Exception as exc:  # noqa: BLE001 — shown in the tab
-                yield render.error_html(runner._message(exc)), [], "", ""
+                yield render.error_html(runner.error_message(exc)), [], "", ""
                 return
             spec, plain, verifier_model = out["spec"], out["plain"], out["verifier"]
             rows = render.speculative_table(
@@ -406,22 +398,26 @@ def api_generate(
     sampler_params: dict | None = None,
     cache: str = "none",
     cache_params: dict | None = None,
-    gen_length: int = 64,
-    block_length: int = 32,
+    gen_length: int = runner.DEFAULT_GENERATION["gen_length"],
+    block_length: int = runner.DEFAULT_GENERATION["block_length"],
 ) -> dict:
-    """One generation, as a column runs it (no streaming): text and the dllm.metrics counts."""
-    settings = runner.ColumnSettings(
-        model=model,
-        sampler=sampler,
-        sampler_params=dict(sampler_params or {}),
-        cache=cache,
-        cache_params=dict(cache_params or {}),
-        generation={"gen_length": int(gen_length), "block_length": int(block_length)},
-    )
+    """One generation, as a column runs it (no streaming): text and the dllm.metrics counts.
+
+    The values go to the library as they arrive (no int() / dict() here: 16.0 or "abc" is refused by
+    ``GenerationConfig`` as ``dllm.generate`` refuses it); any refusal reaches the client as
+    ``gr.Error`` with the library's message, not Gradio's generic one."""
     try:
+        settings = runner.ColumnSettings(
+            model=model,
+            sampler=sampler,
+            sampler_params={} if sampler_params is None else sampler_params,
+            cache=cache,
+            cache_params={} if cache_params is None else cache_params,
+            generation={"gen_length": gen_length, "block_length": block_length},
+        )
         result = runner.run(settings, prompt)
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 — every failure is the caller's message
+        raise gr.Error(runner.error_message(exc)) from exc
     return result.to_dict()
 
 
@@ -568,7 +564,7 @@ def build_app(concurrency: int = 4, max_queue: int = 64) -> gr.Blocks:
         gr.api(api_generate, api_name="generate", concurrency_id="decode", concurrency_limit=concurrency)
         app.load(None, js=HEAD_JS, **PRIVATE)
     app.queue(max_size=max_queue, default_concurrency_limit=concurrency)
-    app.dllm_columns = columns  # for tests
+    app.dllm_columns, app.dllm_speculative = columns, spec  # for tests
     return app
 
 

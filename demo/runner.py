@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from dllm import metrics
+from dllm.config import check_fields
+from dllm.prompts import check_text
 
 from . import examples, models
 from .render import Canvas
@@ -40,6 +42,9 @@ class ColumnSettings:
     cache: str = "none"
     cache_params: dict = field(default_factory=dict)
     generation: dict = field(default_factory=lambda: dict(DEFAULT_GENERATION))
+
+    def __post_init__(self):
+        check_fields(self, "column")  # e.g. sampler_params given as text: TypeError naming the field
 
     def label(self) -> str:
         def named(name, params):
@@ -75,35 +80,30 @@ class Frame:
     score: float | None = None
 
 
-def check_prompt(prompt: str, limit: int = MAX_PROMPT_CHARS) -> None:
-    if not prompt or not prompt.strip():
-        raise ValueError("the prompt is empty: type one or pick an example")
+def check_prompt(prompt, limit: int = MAX_PROMPT_CHARS) -> None:
+    """The demo takes prompt text: ``dllm.prompts``' text rules plus the demo's length limit (what
+    depends on the model is checked by ``dllm.encode_prompts`` in ``prepare``)."""
+    if not isinstance(prompt, str):  # token ids are the library's business, not the page's
+        raise TypeError(f"the prompt is {type(prompt).__name__}, not text; this demo takes a string")
+    check_text(prompt)
     if len(prompt) > limit:
         raise ValueError(f"the prompt is {len(prompt)} characters long; this demo accepts at most {limit}")
 
 
-def _plugin(registry, name, params):
-    try:
-        return registry.get(name, **params)
-    except TypeError as exc:  # a value of the wrong type reaching a comparison in __post_init__
-        raise ValueError(f"bad {registry._registry.kind} parameter for {name!r}: {exc}") from exc
-
-
 def prepare(settings: ColumnSettings, prompt: str) -> Prepared:
-    """Validate everything a column needs; ValueError (naming the field) when something is wrong."""
+    """Validate everything a column needs with the library's own checks (the plugins' and
+    ``GenerationConfig``'s fields, ``dllm.encode_prompts``, ``canvas.check_prompts``): ``ValueError`` /
+    ``TypeError`` naming the field when something is wrong."""
     import dllm
+    from dllm import canvas
 
     check_prompt(prompt)
-    sampler = _plugin(dllm.samplers, settings.sampler, settings.sampler_params)
-    cache = _plugin(dllm.caches, settings.cache, settings.cache_params)
+    sampler = dllm.samplers.get(settings.sampler, **settings.sampler_params)
+    cache = dllm.caches.get(settings.cache, **settings.cache_params)
     config = dllm.GenerationConfig(**settings.generation)
     model = models.diffusion(settings.model)
-    ids = model.encode(prompt)
-    if len(ids) + config.gen_length > model.max_length:
-        raise ValueError(
-            f"the prompt is {len(ids)} tokens; with gen_length {config.gen_length} it exceeds "
-            f"{settings.model}'s context of {model.max_length} tokens"
-        )
+    [ids] = dllm.encode_prompts(model, [prompt])
+    canvas.check_prompts(model, [ids], config)
     return Prepared(model, sampler, cache, config, ids)
 
 
@@ -229,7 +229,7 @@ def stream(
     try:
         p = prepare(settings, prompt)
     except Exception as exc:  # noqa: BLE001 — any failure is this column's error, not the app's
-        yield Frame("error", message=_message(exc))
+        yield Frame("error", message=error_message(exc))
         return
     model, config = p.model, dataclasses.replace(p.config, trace=True)
     yield Frame("running", canvas=empty_canvas(config), counters=live_counters(0, 0, 0, 0.0))
@@ -280,7 +280,7 @@ def stream(
             updates.put(Frame("stopped", message="stopped by the user"))
             return
         except Exception as exc:  # noqa: BLE001 — any failure is this column's error, not the app's
-            updates.put(Frame("error", message=_message(exc)))
+            updates.put(Frame("error", message=error_message(exc)))
             return
         score = examples.score(prompt, result.text) if with_score else None
         updates.put(
@@ -296,7 +296,7 @@ def stream(
     try:
         request = batcher(settings, p).submit(p.prompt_ids, on_step=on_step)
     except Exception as exc:  # noqa: BLE001
-        yield Frame("error", message=_message(exc))
+        yield Frame("error", message=error_message(exc))
         return
     request.when_done(finished)
     last_sent, pending, shown = 0.0, None, None
@@ -323,11 +323,11 @@ def stream(
         request.cancel()
 
 
-def _message(exc: Exception) -> str:
-    if isinstance(exc, ValueError):
+def error_message(exc: Exception) -> str:
+    """What a column, the speculative tab and the API show for a failure: the library's own message for
+    a refused input (it names the field, file or model), the exception's type too for anything else."""
+    if isinstance(exc, (ValueError, TypeError, FileNotFoundError)):
         return str(exc)
-    if isinstance(exc, FileNotFoundError):
-        return f"not found: {exc}"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -370,11 +370,8 @@ def speculative(settings: SpeculativeSettings, prompt: str) -> dict:
         field_default = {f.name: f.default for f in dataclasses.fields(default)}.get("model")
         if isinstance(field_default, str):
             params["model"] = models.get(field_default)
-    drafter = _plugin(dllm.drafters, settings.drafter, params)
-    if settings.length:
-        controller = _plugin(lengths, settings.length, settings.length_params)
-    else:
-        controller = _plugin(lengths, type(drafter.default_length()).name, settings.length_params)
+    drafter = dllm.drafters.get(settings.drafter, **params)
+    controller = lengths.get(settings.length or type(drafter.default_length()).name, **settings.length_params)
     [plain] = dllm.speculate(verifier, prompt, drafter=None, config=config)
     [spec] = dllm.speculate(verifier, prompt, drafter=drafter, length=controller, config=config)
     return {

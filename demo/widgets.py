@@ -194,11 +194,16 @@ def coerce(spec: ParamSpec, raw):
             if text in ("true", "false"):
                 return text == "true"
             raise ValueError
-        if spec.kind == "int":
-            value = float(raw)
-            if value != int(value):
-                raise ValueError
-            return int(value)
+        if spec.kind in ("int", "float") and isinstance(raw, bool):
+            raise ValueError
+        if spec.kind == "int":  # text is parsed as an integer; a number box's 64.0 is 64, 2.5 is refused
+            if isinstance(raw, str):
+                return int(raw.strip())
+            if isinstance(raw, float) and raw.is_integer():
+                return int(raw)
+            if isinstance(raw, int):
+                return raw
+            raise ValueError
         if spec.kind == "float":
             return float(raw)
         if spec.kind == "json":

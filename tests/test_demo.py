@@ -210,6 +210,12 @@ def test_coerce_names_the_field():
     remasking = {s.name: s for s in widgets.specs(dllm.samplers, "llada")}["remasking"]
     with pytest.raises(ValueError, match=r"llada\.remasking='sideways' is not one of"):
         widgets.coerce(remasking, "sideways")
+    # an integer box: text is parsed as an integer, a number box's 16.0 is 16; nothing else is rounded
+    steps = {s.name: s for s in widgets.generation_specs()}["steps"]
+    assert widgets.coerce(steps, " 16 ") == 16 and widgets.coerce(steps, 16.0) == 16
+    for raw in ("16.0", "inf", 2.5, True):  # "inf" was an OverflowError, "16.0" and True were 16 and 1
+        with pytest.raises(ValueError, match=r"GenerationConfig\.steps=.* is not an integer"):
+            widgets.coerce(steps, raw)
 
 
 def test_generation_widgets_come_from_generation_config():
@@ -468,6 +474,137 @@ def test_speculative_compares_with_plain_ar(one_thread):
     assert len(rows[0]) == len(render.SPECULATIVE_HEADERS)
     with pytest.raises(ValueError, match="fixed.k"):
         runner.speculative(dataclasses.replace(settings, length_params={"k": 0}), prompt)
+
+
+# ---- issue 26: the API and the UI take the library's checks and show its messages ---------------
+
+MASKED = "copy: <|mask|> Nora\n"  # the mask token's text (tiny-llada's and tiny-ar's '<|mask|>')
+GENERIC = "upstream Gradio app has raised an exception"
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    """The demo served on 127.0.0.1 (Gradio takes the first free port from 7860) and a gradio_client
+    for its /generate endpoint; closed after the module."""
+    gradio_client = pytest.importorskip("gradio_client")
+    _, url, _ = app.launch(
+        server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **demo_app.launch_kwargs()
+    )
+    try:
+        yield gradio_client.Client(url, verbose=False)
+    finally:
+        app.close()
+
+
+def served(client, prompt=PROMPT, **params):
+    """One /generate call, bounded in time."""
+    return client.submit(prompt, api_name="/generate", **params).result(timeout=120)
+
+
+def served_error(client, prompt=PROMPT, **params) -> str:
+    """The message gradio_client raises for a refused /generate call."""
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as refused:
+        served(client, prompt, **params)
+    message = str(refused.value)
+    assert GENERIC not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"gen_length": "abc"}, "GenerationConfig.gen_length='abc' has the wrong type; expected an integer"),
+        (
+            {"sampler": "fast-dllm", "sampler_params": "threshold=0.7"},
+            "column.sampler_params='threshold=0.7' has the wrong type; expected a mapping",
+        ),
+        ({"cache_params": "[1]"}, "column.cache_params='[1]' has the wrong type; expected a mapping"),
+        ({"model": "no-such-model"}, "model 'no-such-model' not found: not a shipped model"),
+        ({"model": "tiny-ar"}, "'tiny-ar' is an autoregressive model"),
+        ({"sampler": "nope"}, "unknown sampler 'nope'"),
+        ({"sampler": "fast-dllm", "sampler_params": {"threshold": "0.7"}}, "fast-dllm.threshold='0.7'"),
+    ],
+    ids=[
+        "gen_length-text",
+        "sampler_params-text",
+        "cache_params-text",
+        "no-model",
+        "ar-model",
+        "no-sampler",
+        "param-text",
+    ],
+)
+def test_api_errors_name_the_field(client, params, message):
+    """Issue 26, row 1: gradio_client gets the message naming what was wrong, not Gradio's generic one."""
+    assert message in served_error(client, **params)
+
+
+def test_api_refuses_the_types_the_python_api_refuses(client, one_thread):
+    """Issue 26, row 2: gen_length=16.0 (and a float block_length, a bool) reach GenerationConfig as
+    they are: the same refusal as dllm.generate's; valid settings give dllm.generate's run, steps
+    derived from gen_length."""
+    model = models.get("tiny-llada")
+    for params in (
+        {"gen_length": 16.0, "block_length": 16},
+        {"gen_length": 16, "block_length": 16.0},
+        {"gen_length": True, "block_length": 1},
+    ):
+        with pytest.raises(TypeError) as python:
+            dllm.generate(model, PROMPT, **params)
+        assert served_error(client, **params) == str(python.value)
+    with pytest.raises(TypeError, match="not text"):
+        runner.run(runner.ColumnSettings(), [5])
+    generation = {"gen_length": 48, "block_length": 16}
+    out = served(client, **generation)
+    expected = direct(runner.ColumnSettings(generation=generation))
+    assert (out["ids"], out["steps"], out["nfe"]) == (expected.ids, expected.steps, expected.nfe)
+    assert out["steps"] == 48
+
+
+def test_api_prompt_goes_through_encode_prompts(client):
+    """Issue 26, row 3 (API): the mask token's text is refused by dllm.encode_prompts, and the context
+    check is dllm's (canvas.check_prompts): the same messages as dllm.generate's."""
+    model = models.get("tiny-llada")
+    for prompt, params in ((MASKED, {}), ("x " * 600, {"gen_length": 512, "block_length": 32})):
+        with pytest.raises(ValueError) as python:
+            dllm.generate(model, prompt, **params)
+        assert served_error(client, prompt, **params) == str(python.value)
+    assert "the mask token '<|mask|>'" in served_error(client, MASKED)
+
+
+def test_ui_errors_show_the_librarys_message(app, one_thread):
+    """Issue 26, rows 3-4 (UI): a column and the speculative tab refuse the mask token's text with
+    encode_prompts' message, and a number box hands 2.5 on unrounded, refused naming the field."""
+    column = app.dllm_columns[0]
+    with pytest.raises(ValueError) as python:
+        dllm.encode_prompts(models.get("tiny-llada"), MASKED)
+    counters, _, text, _, entry = last(
+        column.handler(), 2, MASKED, True, "step", "run", *column_values(column)
+    )
+    assert entry["status"] == "error" and entry["message"] == str(python.value) and text == ""
+    assert 'data-status="error"' in counters and render.html.escape(str(python.value)) in counters
+    box = column.generation_inputs["gen_length"]
+    assert box.preprocess(2.5) == 2.5  # Gradio no longer rounds it to 2
+    counters, *_, entry = last(
+        column.handler(), 2, PROMPT, True, "step", "run", *column_values(column, **{box.elem_id: 2.5})
+    )
+    assert entry["status"] == "error" and "GenerationConfig.gen_length=2.5 is not an integer" in counters
+
+    spec = app.dllm_speculative
+
+    def spec_status(component, value):  # the tab's status after a click with one widget changed
+        values = [value if c is component else c.value for c in spec.inputs]
+        return last(spec.handler(), *values)[0]
+
+    with pytest.raises(ValueError) as python:
+        dllm.speculate("tiny-ar", MASKED, max_new_tokens=8)
+    status = spec_status(spec.prompt, MASKED)
+    assert 'data-status="error"' in status and render.html.escape(str(python.value)) in status
+    assert spec.max_new_tokens.preprocess(2.5) == 2.5
+    status = spec_status(spec.max_new_tokens, 2.5)
+    assert "SpeculativeConfig.max_new_tokens=2.5 is not an integer" in status
 
 
 # ---- command line ------------------------------------------------------------------------------
