@@ -202,9 +202,15 @@ class GenerationConfig:
                 f"GenerationConfig.gen_length={self.gen_length} is not a multiple of"
                 f" block_length={self.block_length}"
             )
+        self._derived_steps = self.steps is None  # re-derived when gen_length / block_length change
         if self.steps is None:
             self.steps = self.gen_length
         check_range(owner, "steps", self.steps, 1)
+        if self.steps > self.gen_length:
+            raise ValueError(
+                f"GenerationConfig.steps={self.steps} is more than gen_length={self.gen_length}: every step"
+                f" commits at least one token, so at most {self.gen_length} steps can run"
+            )
         if self.steps % self.num_blocks:
             raise ValueError(
                 f"GenerationConfig.steps={self.steps} is not a multiple of the number of blocks"
@@ -233,3 +239,30 @@ class GenerationConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def resolve_generation(config: GenerationConfig | None = None, model=None, **settings) -> GenerationConfig:
+    """The one settings resolution of every entry point (``generate``, the ``Batcher``, the CLI, the
+    demo, the evaluation): ``settings`` (``GenerationConfig`` fields) on top of ``config``, with what
+    depends on another setting derived again. ``steps`` not given follows a new ``gen_length`` (one
+    step per token), as does a config's ``steps`` left to its default; a block-diffusion ``model``
+    given no ``block_length`` at all (neither in ``settings`` nor through ``config``) decodes blocks
+    of its ``bd_size``."""
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(GenerationConfig)})
+    if unknown:
+        raise TypeError(
+            f"unknown generation setting(s) {', '.join(map(repr, unknown))}; the settings are"
+            f" {', '.join(f.name for f in dataclasses.fields(GenerationConfig))}"
+        )
+    if config is not None and not isinstance(config, GenerationConfig):
+        raise TypeError(f"config={config!r} must be a GenerationConfig (or None)")
+    values = {} if config is None else {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    if "steps" not in settings and (
+        "gen_length" in settings or (config is not None and config._derived_steps)
+    ):
+        values["steps"] = None
+    bd = getattr(getattr(model, "config", None), "block_size", None)
+    if bd is not None and config is None and "block_length" not in settings:
+        values["block_length"] = bd
+    values.update(settings)
+    return GenerationConfig(**values)

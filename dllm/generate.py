@@ -13,7 +13,6 @@ closes finished blocks. Counts (NFE, steps, row-forwards) are defined in ``dllm.
 from __future__ import annotations
 
 import dataclasses
-import time
 import weakref
 from typing import Callable
 
@@ -23,7 +22,8 @@ from dllm import caches as cache_registry
 from dllm import canvas
 from dllm import logits as logit_lib
 from dllm import samplers as sampler_registry
-from dllm.config import GenerationConfig
+from dllm.config import GenerationConfig, resolve_generation
+from dllm.engine import Engine, Request, check_max_batch
 from dllm.metrics import GenerationResult, StepRecord, answer_length
 from dllm.models.transformer import KVStore
 from dllm.prompts import encode_prompts
@@ -164,10 +164,9 @@ class ModelStep:
 class Loop:
     """One ``generate`` call: plan, forward, decide, apply, advance, until every row is done."""
 
-    def __init__(
-        self, model, sampler, cache, cfg: GenerationConfig, callback, attention_backend, compile=False
-    ):
-        self.model, self.sampler, self.cache, self.cfg, self.callback = model, sampler, cache, cfg, callback
+    def __init__(self, model, sampler, cache, cfg: GenerationConfig, attention_backend, compile=False):
+        self.model, self.sampler, self.cache, self.cfg = model, sampler, cache, cfg
+        self.event: StepEvent | None = None  # what the last step did (the engine hands it to listeners)
         self.checks: list[tuple[torch.Tensor, Callable[[], str]]] = []  # (violated?, message), read by decide
         self.model_step = ModelStep(model, cache, cfg, attention_backend, self.checks, compile)
         self.traces: dict[int, list[StepRecord]] = {}  # by prompt index
@@ -202,8 +201,7 @@ class Loop:
         self.close_blocks(state)
         self.region = self.next_region(state)
         active = self.decide(state)
-        if self.callback is not None:
-            self.callback(StepEvent(state, committed, list(self.rows), view))
+        self.event = StepEvent(state, committed, list(self.rows), view)
         return active
 
     def next_region(self, state: DecodeState) -> list:
@@ -378,109 +376,67 @@ def compiled(net: torch.nn.Module) -> torch.nn.Module:
     return _COMPILED[net]
 
 
-class Scheduler:
-    """Which prompts are in the running batch: finished rows leave it, waiting prompts join it.
+class Denoising:
+    """The denoising step as the engine's step kind (``dllm.engine``): one ``Loop.step`` of the
+    running batch; rows join at the batch's ``gen_start`` and leave with their K/V, RoPE tables and
+    plugin states. Samplers that change the canvas width (``changes_length``) and classifier-free
+    guidance take no joiners: their requests run in consecutive batches of ``max_batch``; under
+    CFG finished rows also stay in the batch (computed, ignored), since their unconditional twins
+    share the K/V layout."""
 
-    Every row is decoded exactly as it would be alone (its noise, steps and canvas are its own),
-    so the batch's make-up never changes a result. With ``max_batch`` below the number of prompts
-    the batch is kept full: after each step, finished rows leave and the next waiting prompts
-    join, their first forward in the next step (continuous batching). Samplers that change the
-    canvas width (``changes_length``) and classifier-free guidance run in consecutive waves of
-    ``max_batch`` prompts instead; under CFG finished rows also stay in the batch (computed,
-    ignored), since their unconditional twins share the K/V layout.
-    """
+    def __init__(self, loop: Loop):
+        self.loop = loop
+        self.keeps_finished = loop.cfg.cfg_scale > 0
+        self.joins = not self.keeps_finished and not loop.sampler.changes_length()
+        self.rows_seen = 0  # rows that have been in the running batch (the no-progress guard)
 
-    def __init__(self, loop: Loop, prompts: list[list[int]], max_batch: int | None):
-        self.loop, self.prompts = loop, prompts
-        self.size = len(prompts) if max_batch is None else min(max_batch, len(prompts))
-        self.finished: dict[int, GenerationResult] = {}
-        self.reported: set[int] = set()  # prompts whose row has finished (under CFG it stays in the batch)
-        self.joins = loop.cfg.cfg_scale == 0 and not loop.sampler.changes_length()
+    def start(self, requests, prompt_width: int | None) -> DecodeState:
+        self.loop.rows = [r.index for r in requests]
+        self.rows_seen = len(requests)
+        return self.loop.start([r.ids for r in requests], prompt_width)
 
-    def run(self) -> list[GenerationResult]:
-        start_time = time.perf_counter()
-        order = list(range(len(self.prompts)))
-        waves = [order] if self.joins else [order[i : i + self.size] for i in range(0, len(order), self.size)]
-        for wave in waves:
-            self.decode(wave)
-        seconds = time.perf_counter() - start_time
-        results = [self.finished[row] for row in order]
-        for result in results:
-            result.seconds, result.batch_row_forwards = seconds, self.loop.model_step.row_forwards
-        return results
+    def active(self, state: DecodeState) -> list[bool]:
+        return self.loop.decide(state)
 
-    def decode(self, ids: list[int]) -> None:
-        loop = self.loop
-        self.waiting = ids[self.size :]
-        width = max(len(self.prompts[i]) for i in ids) if self.waiting else None
-        loop.rows = ids[: self.size]
-        state = loop.start([self.prompts[i] for i in loop.rows], width)
-        active = loop.decide(state)
-        guard = 4 * state.limit * len(loop.rows) + 16
-        while True:
-            active = self.cancel(state, active)
-            self.retire(state, active)
-            if state.batch < self.size:
-                joining = self.arrivals(self.size - state.batch, state.gen_start)
-                if joining:
-                    self.join(state, joining)
-                    guard += 4 * state.limit * len(joining)
-            if state.batch == 0 or (loop.cfg.cfg_scale > 0 and not any(active)):
-                return  # without CFG every row left in the batch is still decoding
-            guard -= 1
-            if guard < 0:
-                raise RuntimeError(f"sampler {loop.sampler.name!r} made no progress; decoding aborted")
-            active = loop.step(state)
+    def step(self, state: DecodeState) -> list[bool]:
+        return self.loop.step(state)
 
-    def arrivals(self, room: int, prompt_width: int) -> list[int]:
-        """Up to ``room`` prompts (indices into ``self.prompts``, no longer than ``prompt_width``)
-        that join the running batch now: the next waiting ones of the call."""
-        joining, self.waiting = self.waiting[:room], self.waiting[room:]
-        return joining
+    def event(self, state: DecodeState) -> StepEvent:
+        return self.loop.event
 
-    def is_cancelled(self, index: int) -> bool:
-        """Whether prompt ``index`` must stop (a server's cancelled request); never, for a call."""
-        return False
+    def stalled(self, state: DecodeState, steps: int) -> bool:
+        return steps > 4 * state.limit * self.rows_seen + 16
 
-    def finish(self, index: int, result: GenerationResult | None) -> None:
-        """Prompt ``index`` is done (``result``) or was cancelled (None)."""
-        self.finished[index] = result
+    def fits(self, state: DecodeState, request) -> bool:
+        return len(request.ids) <= state.gen_start
 
-    def cancel(self, state: DecodeState, active: list[bool]) -> list[bool]:
-        """Stop the rows whose prompts ``is_cancelled``; returns the row flags updated."""
-        stopping = [on and self.is_cancelled(index) for on, index in zip(active, self.loop.rows)]
-        if any(stopping):
-            canvas.finish(state, torch.tensor(stopping, device=state.tokens.device))
-            active = [on and not stop for on, stop in zip(active, stopping)]
-        return active
-
-    def retire(self, state: DecodeState, active: list[bool]) -> None:
-        """Report finished rows and drop them from the state, K/V and plugin states (``active``: the
-        row flags read at the step's decision point)."""
-        loop = self.loop
-        for row in [i for i, on in enumerate(active) if not on and loop.rows[i] not in self.reported]:
-            index = loop.rows[row]
-            self.reported.add(index)
-            trace = loop.traces.pop(index, [])
-            self.finish(index, None if self.is_cancelled(index) else _result(loop.model, state, row, trace))
-        if all(active) or loop.cfg.cfg_scale > 0:
-            return
-        kept = [i for i, on in enumerate(active) if on]
-        take_rows(state, torch.tensor(kept, dtype=torch.long, device=state.tokens.device), state.batch)
-        loop.keep_rows(kept)
-
-    def join(self, state: DecodeState, ids: list[int]) -> None:
-        """Append the prompts ``ids`` as new rows, laid out at the running batch's ``gen_start``."""
+    def join(self, state: DecodeState, requests) -> None:
+        """Append the requests as new rows, laid out at the running batch's ``gen_start``."""
         loop, step = self.loop, self.loop.model_step
         running_kv, running_rope, running_unpadded = step.kv, step.rope, step.row_unpadded
-        new = loop.start([self.prompts[i] for i in ids], state.gen_start)
+        new = loop.start([r.ids for r in requests], state.gen_start)
         step.row_unpadded = running_unpadded + step.row_unpadded
         if (new.gen_start, new.width) != (state.gen_start, state.width):
             raise RuntimeError("a joining row's canvas does not match the running batch's layout")
         cat_rows(state, new, state.batch, new.batch)
         step.kv = cat_rows(running_kv, step.kv, state.batch - new.batch, new.batch)
         step.rope = cat_rows(running_rope, step.rope, state.batch - new.batch, new.batch)
-        loop.rows = loop.rows + ids
+        loop.rows = loop.rows + [r.index for r in requests]
+        self.rows_seen += len(requests)
+
+    def stop(self, state: DecodeState, rows: list[int]) -> None:
+        stopping = torch.zeros(state.batch, dtype=torch.bool, device=state.tokens.device)
+        stopping[rows] = True
+        canvas.finish(state, stopping)
+
+    def leave(self, state: DecodeState, keep: list[int]) -> None:
+        take_rows(state, torch.tensor(keep, dtype=torch.long, device=state.tokens.device), state.batch)
+        self.loop.keep_rows(keep)
+
+    def result(self, state: DecodeState, row: int, request) -> GenerationResult:
+        result = _result(self.loop.model, state, row, self.loop.traces.pop(request.index, []))
+        result.batch_row_forwards = self.loop.model_step.row_forwards
+        return result
 
 
 def _bounds(start: torch.Tensor, end: torch.Tensor) -> list:
@@ -529,7 +485,7 @@ def _result(model, state: DecodeState, row: int, trace: list[StepRecord]) -> Gen
         steps=int(state.steps[row]),
         nfe=int(state.nfe[row]),
         gen_tokens=n,
-        seconds=0.0,  # the whole call's, set when the last row finishes
+        seconds=0.0,  # set by the engine when the row leaves
         trace=trace,
     )
 
@@ -571,25 +527,21 @@ def generate(
     ``config``. ``chat=True`` wraps text prompts in the tokenizer's chat template (instruct models).
     Text that spells a special token (the mask, EOS, ...) is refused unless ``allow_special=True``
     (``dllm.prompts``). ``max_batch`` bounds the running batch: more prompts than that are
-    decoded with continuous batching (``Scheduler``); every result equals the prompt's run alone.
+    decoded with continuous batching (``dllm.engine``); every result equals the prompt's run alone.
     ``compile=True`` runs the model through ``torch.compile`` (``compiled``; the first call
     compiles, minutes on a CPU; the tokens equal eager decoding's in the tests).
     """
-    if config is None:
-        config = GenerationConfig(**settings)
-    elif settings:
-        if "gen_length" in settings and "steps" not in settings:
-            settings["steps"] = None  # re-derive one step per token for the new length
-        config = dataclasses.replace(config, **settings)
+    config = resolve_generation(config, model, **settings)
     sampler = sampler_registry.get(sampler)
     cache = cache_registry.get(cache)
-    if max_batch is not None and (
-        isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1
-    ):
-        raise ValueError(
-            f"max_batch={max_batch!r} must be a positive integer (or None: one batch of every prompt)"
-        )
+    check_max_batch(max_batch)
     if not isinstance(compile, bool):
         raise TypeError(f"compile={compile!r} must be True or False")
-    loop = Loop(model, sampler, cache, config, callback, attention_backend, compile)
-    return Scheduler(loop, encode_prompts(model, prompts, chat, allow_special), max_batch).run()
+    ids = encode_prompts(model, prompts, chat, allow_special)
+    canvas.check_prompts(model, ids, config)
+    loop = Loop(model, sampler, cache, config, attention_backend, compile)
+    requests = [Request(prompt, index=i) for i, prompt in enumerate(ids)]
+    results = Engine(Denoising(loop), max_batch, callback).run(requests)
+    for result in results:  # the call's total (metrics.py), where a Batcher's row gets the running total
+        result.batch_row_forwards = loop.model_step.row_forwards
+    return results

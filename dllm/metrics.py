@@ -13,8 +13,11 @@
 - **host syncs**: operations after which the host waits for the device on a GPU: tensor values
   read on the host (``item``, ``bool``, ``int``, ``tolist``), ``nonzero`` and boolean-mask
   indexing. ``count_host_syncs`` counts them.
-  ``GenerationResult.seconds`` is the decoding call only: the denoising loop from building the
-  canvas to the last step; model loading and tokenisation are outside it.
+  ``Result.seconds`` (both kinds of result) is a request's decoding time: from its row joining the
+  running batch (its canvas built, ``dllm.engine``) to its row leaving it; ``queue_seconds`` is its
+  wait before joining. Model loading and tokenisation are outside both. A call's wall time is
+  ``batch_seconds`` (first submission to last row leaving); a batch's throughput is
+  ``batch_throughput`` = summed generated tokens / ``batch_seconds``.
 - **decode tok/s** (what ``dllm generate`` prints, labelled ``decode-tok/s(warm)``): a row's
   generated tokens / the seconds of the decoding call, measured after an untimed one-forward
   warm-up call over a canvas of the same shape (so the first forward's one-time costs are excluded), with one
@@ -129,19 +132,57 @@ class StepRecord:
     confidences: list[float]
 
 
-@dataclass
-class GenerationResult:
-    """One row of a generation: the answer and the counts defined in this module."""
+@dataclass(kw_only=True)
+class Result:
+    """What every result carries, whichever kind of step made it (``dllm.engine``): the answer,
+    its length, and its timing: ``seconds`` the request's decoding time (from its row joining the
+    running batch to leaving it), ``queue_seconds`` its wait before that (from submission)."""
 
     ids: list[int]  # answer tokens, stopped before the first EOS
     text: str
+    gen_tokens: int
+    seconds: float = 0.0
+    queue_seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return throughput(self.gen_tokens, self.seconds)
+
+    def stats(self) -> dict:
+        return {
+            "gen_tokens": self.gen_tokens,
+            "seconds": round(self.seconds, 4),
+            "queue_seconds": round(self.queue_seconds, 4),
+            "tokens_per_second": round(self.tokens_per_second, 2),
+        }
+
+    def to_dict(self, with_trace: bool = False) -> dict:
+        out = {"text": self.text, "ids": self.ids, **self.stats()}
+        if with_trace:
+            out["trace"] = [asdict(r) for r in getattr(self, "trace", [])]
+        return out
+
+
+def batch_seconds(results: Sequence[Result]) -> float:
+    """Wall time of a call (or of requests submitted together): its first submission to its last
+    row leaving the batch."""
+    return max((r.queue_seconds + r.seconds for r in results), default=0.0)
+
+
+def batch_throughput(results: Sequence[Result]) -> float:
+    """A batch's tokens per second: summed generated tokens / ``batch_seconds``."""
+    return throughput(sum(r.gen_tokens for r in results), batch_seconds(results))
+
+
+@dataclass(kw_only=True)
+class GenerationResult(Result):
+    """One row of a generation: the answer and the counts defined in this module."""
+
     canvas: list[int]  # the whole generated region, EOS padding included
     steps: int
     nfe: int
-    gen_tokens: int
-    seconds: float
     trace: list[StepRecord] = field(default_factory=list)
-    batch_row_forwards: int = 0  # the call's row-forwards (see the module docstring), same for every row
+    batch_row_forwards: int = 0  # the batch's row-forwards when the row left (module docstring)
 
     @property
     def tokens_per_forward(self) -> float:
@@ -151,26 +192,14 @@ class GenerationResult:
     def tokens_per_step(self) -> float:
         return tokens_per_step(self.gen_tokens, self.steps)
 
-    @property
-    def tokens_per_second(self) -> float:
-        return throughput(self.gen_tokens, self.seconds)
-
     def stats(self) -> dict:
         return {
             "steps": self.steps,
             "nfe": self.nfe,
-            "gen_tokens": self.gen_tokens,
             "tokens_per_forward": round(self.tokens_per_forward, 4),
             "tokens_per_step": round(self.tokens_per_step, 4),
-            "seconds": round(self.seconds, 4),
-            "tokens_per_second": round(self.tokens_per_second, 2),
+            **super().stats(),
         }
-
-    def to_dict(self, with_trace: bool = False) -> dict:
-        out = {"text": self.text, "ids": self.ids, **self.stats()}
-        if with_trace:
-            out["trace"] = [asdict(r) for r in self.trace]
-        return out
 
 
 # ---- speculative decoding (draft and verify) ------------------------------------------------
@@ -207,22 +236,18 @@ class RoundRecord:
     committed: list[int]  # what the round added (after the EOS / budget cut)
 
 
-@dataclass
-class SpeculativeResult:
+@dataclass(kw_only=True)
+class SpeculativeResult(Result):
     """One row of speculative decoding: the answer and the counts defined above."""
 
-    ids: list[int]  # answer tokens, stopped before the first EOS
-    text: str
-    gen_tokens: int
     rounds: int
     drafted: int
     accepted: int
     committed: int
     verifier_forwards: int
     drafter_forwards: int
-    seconds: float  # batch wall time, like GenerationResult.seconds
-    draft_seconds: float
-    verify_seconds: float
+    draft_seconds: float = 0.0  # drafting time of the rounds the row took part in
+    verify_seconds: float = 0.0  # ... and their verifying time
     reached: list[int] = field(default_factory=list)  # rounds whose verification reached position i
     accepted_at: list[int] = field(default_factory=list)  # ... and accepted it
     trace: list[RoundRecord] = field(default_factory=list)
@@ -251,13 +276,8 @@ class SpeculativeResult:
     def other_seconds(self) -> float:
         return max(0.0, self.seconds - self.draft_seconds - self.verify_seconds)
 
-    @property
-    def tokens_per_second(self) -> float:
-        return throughput(self.gen_tokens, self.seconds)
-
     def stats(self) -> dict:
         return {
-            "gen_tokens": self.gen_tokens,
             "rounds": self.rounds,
             "drafted": self.drafted,
             "accepted": self.accepted,
@@ -268,15 +288,8 @@ class SpeculativeResult:
             "acceptance_by_position": [round(a, 4) for a in self.acceptance_by_position],
             "verifier_forwards": self.verifier_forwards,
             "drafter_forwards": self.drafter_forwards,
-            "seconds": round(self.seconds, 4),
             "draft_seconds": round(self.draft_seconds, 4),
             "verify_seconds": round(self.verify_seconds, 4),
             "other_seconds": round(self.other_seconds, 4),
-            "tokens_per_second": round(self.tokens_per_second, 2),
+            **super().stats(),
         }
-
-    def to_dict(self, with_trace: bool = False) -> dict:
-        out = {"text": self.text, "ids": self.ids, **self.stats()}
-        if with_trace:
-            out["trace"] = [asdict(r) for r in self.trace]
-        return out

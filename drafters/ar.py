@@ -13,14 +13,22 @@ this drafter's default: ``dllm.drafters.length.HeuristicLength``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from . import register
-from .base import Drafter, Proposal, VocabMap, _load_cached, stop_cut
+from .base import Drafter, DraftRun, Proposal, VocabMap, _load_cached, stop_cut
 from .runner import CausalRunner
 from .verify import sample
+
+
+@dataclass
+class ARRun(DraftRun):
+    lm: object = None  # the drafting causal LM
+    vocab: VocabMap | None = None
+    runner: CausalRunner | None = None  # the drafter's own KV cache, one row per drafting row
+    slots: list[int] = field(default_factory=list)  # the request number of each runner row
 
 
 @register("ar")
@@ -31,85 +39,86 @@ class ARDrafter(Drafter):
     model: object = "tiny-ar-draft"
     greedy: bool = False  # draft the argmax even when the verifier samples (a deterministic proposal)
 
-    def bind(self, verifier, sampling) -> None:
+    def start(self, verifier, sampling) -> ARRun:
         from dllm.models import CausalLM
 
-        super().bind(verifier, sampling)
         lm = _load_cached(self.model, verifier.device) if isinstance(self.model, str) else self.model
         if not isinstance(lm, CausalLM):
             raise ValueError(
                 f"drafter 'ar' needs a causal LM as its model; {getattr(lm, 'name', lm)!r} is "
                 f"{type(lm).__name__}"
             )
-        self.lm = lm
-        self.vocab = VocabMap.build(
-            lm.tokenizer, verifier.tokenizer, verifier.vocab_size, lm.name, verifier.name
-        )
-        self.runner = CausalRunner(lm.net, lm.pad_id)
+        vocab = VocabMap.build(lm.tokenizer, verifier.tokenizer, verifier.vocab_size, lm.name, verifier.name)
+        base = super().start(verifier, sampling)
+        return ARRun(**vars(base), lm=lm, vocab=vocab, runner=CausalRunner(lm.net, lm.pad_id))
 
     def default_length(self):
         from .length import HeuristicLength
 
         return HeuristicLength()
 
-    def room(self, context_length: int) -> int:
-        return self.lm.max_length - context_length
+    def room(self, run: ARRun, context_length: int) -> int:
+        return run.lm.max_length - context_length
 
-    def start(self, rows: int) -> None:
-        self.runner.reset(rows)
-        self.slots = list(range(rows))  # prompt index of each runner row
-
-    def propose(self, requests):
-        rows = [r.row for r in requests]
-        if rows != self.slots:  # rows left the batch, or some asked for no draft this round
-            if not set(rows) <= set(self.slots):
-                raise ValueError("the ar drafter was asked for rows it was not started with")
-            self.runner.select([self.slots.index(r) for r in rows])
-            self.slots = rows
+    def propose(self, run: ARRun, requests):
+        order = self._follow(run, [r.row for r in requests])
+        requests = [requests[i] for i in order]  # in the runner's row order
         cached = []
-        for request, ids in zip(requests, self.runner.ids):
+        for request, ids in zip(requests, run.runner.ids):
             shared = 0
             limit = min(len(ids), len(request.context) - 1)
             while shared < limit and ids[shared] == request.context[shared]:
                 shared += 1
             cached.append(shared)
-        self.runner.keep(cached)
+        run.runner.keep(cached)
         feeds = [req.context[n:] for req, n in zip(requests, cached)]
         drafts = [[] for _ in requests]
         dists = [[] for _ in requests]
         forwards = [0] * len(requests)
         for _step in range(max(r.k for r in requests)):
             live = [
-                i for i, r in enumerate(requests) if len(drafts[i]) < r.k and not self._stopped(drafts[i])
+                i
+                for i, r in enumerate(requests)
+                if len(drafts[i]) < r.k and not _stopped(drafts[i], run.stop_ids)
             ]
             if not live:
                 break
-            logits = self.runner.feed([feeds[i] if i in live else [] for i in range(len(requests))])
+            logits = run.runner.feed([feeds[i] if i in live else [] for i in range(len(requests))])
             for i in live:
-                last = self.vocab.logits(logits[i, len(feeds[i]) - 1][None])
-                if self.sampling.greedy or self.greedy:
+                last = run.vocab.logits(logits[i, len(feeds[i]) - 1][None])
+                if run.sampling.greedy or self.greedy:
                     token = int(last.argmax())
                 else:
-                    q = self.sampling.probabilities(last, requests[i].context + drafts[i])[0]
+                    q = run.sampling.probabilities(last, requests[i].context + drafts[i])[0]
                     token = sample(q, requests[i].generator)
                     dists[i].append(q)
                 drafts[i].append(token)
                 feeds[i] = [token]
                 forwards[i] += 1
-        out = []
-        for i, _request in enumerate(requests):
-            tokens = stop_cut(drafts[i], self.stop_ids)
+        out = [None] * len(requests)
+        for i, position in enumerate(order):
+            tokens = stop_cut(drafts[i], run.stop_ids)
             q = torch.stack(dists[i][: len(tokens)]) if dists[i] else None
-            out.append(
-                Proposal(
-                    tokens=tokens,
-                    kind="deterministic" if q is None else "sequential",
-                    q=q,
-                    raw_len=len(drafts[i]),
-                    forwards=forwards[i],
-                )
+            out[position] = Proposal(
+                tokens=tokens,
+                kind="deterministic" if q is None else "sequential",
+                q=q,
+                raw_len=len(drafts[i]),
+                forwards=forwards[i],
             )
         return out
 
-    def _stopped(self, draft: list[int]) -> bool:
-        return bool(draft) and draft[-1] in self.stop_ids
+    @staticmethod
+    def _follow(run: ARRun, rows: list[int]) -> list[int]:
+        """Make the runner's rows those of ``rows``: rows not asked for leave, new rows join at the
+        end. Returns, per runner row, the index into ``rows`` of its request."""
+        kept = [slot for slot in run.slots if slot in rows]
+        run.runner.select([run.slots.index(slot) for slot in kept])
+        new = [row for row in rows if row not in kept]
+        run.runner.add(len(new))
+        run.slots = kept + new
+        return [rows.index(slot) for slot in run.slots]
+
+
+def _stopped(draft: list[int], stop_ids) -> bool:
+    return bool(draft) and draft[-1] in stop_ids

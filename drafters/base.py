@@ -10,14 +10,17 @@ first stop token, plus the *kind* that selects the verification rule (``dllm.dra
 - ``deterministic``: anything else (argmax, path search, multi-step denoising); ``q`` is None and
   the point-mass rule applies.
 
-A drafter is a dataclass of parameters (registered like samplers). ``bind(verifier, sampling)`` is
-called once per ``speculate`` call (load models, check the vocabulary), ``start(rows)`` once per
-batch, ``propose(requests)`` once per round for all active rows together.
+A drafter is a dataclass of parameters (registered like samplers) and holds no run state, so
+one instance serves any number of concurrent calls: ``start(verifier, sampling)`` is called once
+per run (a ``speculate`` call, a ``Batcher``: load or look up the models, check the vocabulary)
+and returns that run's ``DraftRun``; ``propose(run, requests)`` is called once per round for the
+active rows together (``DraftRequest.row`` names a row for the whole run: rows join and leave).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 
 import torch
 
@@ -26,7 +29,7 @@ from .verify import KINDS
 
 @dataclass
 class DraftRequest:
-    row: int  # index of the prompt in the call (stable while it decodes)
+    row: int  # the row's request number (stable while it decodes; new rows join, finished ones leave)
     context: list[int]  # committed verifier ids: prompt + accepted output
     k: int  # draft length asked for (>= 1)
     generator: torch.Generator  # this row's drafter RNG (never the verifier's)
@@ -79,6 +82,12 @@ class Sampling:
         if self.top_p is not None and self.top_p < 1.0:
             out.append(TopPLogitsWarper(self.top_p))
         return out
+
+    def distribution(self, logits: torch.Tensor) -> torch.Tensor:
+        """Processed fp32 probabilities for logit rows ``[N, V]`` (temperature, top-k and top-p
+        do not read the context)."""
+        ids = torch.zeros(logits.shape[0], 1, dtype=torch.long, device=logits.device)
+        return torch.softmax(self.processors()(ids, logits.float()), dim=-1)
 
     def probabilities(self, logits: torch.Tensor, context: list[int]) -> torch.Tensor:
         """Processed fp32 probabilities for logit rows ``[N, V]`` scored after ``context``."""
@@ -149,21 +158,26 @@ class VocabMap:
 
 
 @dataclass
+class DraftRun:
+    """One run's drafting state: the verifier's sampling settings and stop tokens (drafters extend
+    it with their models and caches)."""
+
+    sampling: Sampling
+    stop_ids: set
+
+
+@dataclass
 class Drafter:
     """Base class of drafter plugins (see the module docstring)."""
 
-    def bind(self, verifier, sampling: Sampling) -> None:
-        self.sampling = sampling
-        self.stop_ids = set(verifier.eos_ids)
+    def start(self, verifier, sampling: Sampling) -> DraftRun:
+        return DraftRun(sampling=sampling, stop_ids=set(verifier.eos_ids))
 
-    def start(self, rows: int) -> None:
-        return None
-
-    def room(self, context_length: int) -> int:
+    def room(self, run: DraftRun, context_length: int) -> int:
         """The longest draft this drafter can make after ``context_length`` tokens."""
         return 1 << 30
 
-    def propose(self, requests: list[DraftRequest]) -> list[Proposal]:
+    def propose(self, run: DraftRun, requests: list[DraftRequest]) -> list[Proposal]:
         raise NotImplementedError
 
     def default_length(self):
@@ -174,16 +188,20 @@ class Drafter:
 
 
 @dataclass
+class DiffusionRun(DraftRun):
+    dlm: object = None  # the drafting dLLM
+    vocab: VocabMap | None = None
+
+
+@dataclass
 class DiffusionDrafter(Drafter):
     """A drafter built on a dLLM (``model``: a shipped name, folder, hub id or a loaded model)."""
 
     model: object = "tiny-dream"
-    _loaded: object = field(default=None, init=False, repr=False, compare=False)
 
-    def bind(self, verifier, sampling: Sampling) -> None:
+    def start(self, verifier, sampling: Sampling) -> DiffusionRun:
         from dllm.models import DiffusionModel
 
-        super().bind(verifier, sampling)
         dlm = self.model if isinstance(self.model, DiffusionModel) else None
         if dlm is None:
             if not isinstance(self.model, str):
@@ -197,8 +215,7 @@ class DiffusionDrafter(Drafter):
                 f"drafter {self.name!r} needs a diffusion LM as its model; {self.model!r} is "
                 f"{type(dlm).__name__} (an autoregressive model: use the 'ar' drafter)"
             )
-        self.dlm = dlm
-        self.vocab = VocabMap.build(
+        vocab = VocabMap.build(
             dlm.tokenizer,
             verifier.tokenizer,
             verifier.vocab_size,
@@ -206,14 +223,16 @@ class DiffusionDrafter(Drafter):
             verifier.name,
             mask_id=dlm.mask_id,
         )
+        return DiffusionRun(sampling=sampling, stop_ids=set(verifier.eos_ids), dlm=dlm, vocab=vocab)
 
-    def room(self, context_length: int) -> int:
-        return self.dlm.max_length - context_length
+    def room(self, run: DiffusionRun, context_length: int) -> int:
+        return run.dlm.max_length - context_length
 
-    def block_logits(self, contexts: list[list[int]], ks: list[int]) -> torch.Tensor:
+    @staticmethod
+    def block_logits(run: DiffusionRun, contexts: list[list[int]], ks: list[int]) -> torch.Tensor:
         """One dLLM forward over each ``context + [MASK] * k`` (a batch, left-padded); fp32 logits
         ``[B, max k, V_verifier]`` for the masked positions (rows past ``k[b]`` are padding)."""
-        dlm = self.dlm
+        dlm = run.dlm
         width_p, width_k = max(len(c) for c in contexts), max(ks)
         device = dlm.device
         tokens = torch.full((len(contexts), width_p + width_k), dlm.mask_id, dtype=torch.long, device=device)
@@ -227,17 +246,20 @@ class DiffusionDrafter(Drafter):
         targets = (width_p + torch.arange(width_k, device=device)).expand(len(contexts), -1)
         with torch.no_grad():
             logits = dlm.net(tokens, positions, valid, logits_for=targets)
-        return self.vocab.logits(logits)
+        return run.vocab.logits(logits)
 
 
 _MODELS: dict = {}
+_MODELS_LOCK = threading.Lock()
 
 
 def _load_cached(name: str, device):
-    """Models are loaded once per process and shared by every drafter that names them."""
+    """Models are loaded once per process and shared by every drafter that names them (under a
+    lock: two threads starting runs at once load it once)."""
     from dllm.models import load
 
     key = (name, str(device))
-    if key not in _MODELS:
-        _MODELS[key] = load(name, device=device)
-    return _MODELS[key]
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = load(name, device=device)
+        return _MODELS[key]

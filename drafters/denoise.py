@@ -33,15 +33,20 @@ class DenoisingDrafter(DiffusionDrafter):
 
         self.sampler_obj = samplers.get(self.sampler, **self.sampler_params)
         self.cache_obj = caches.get(self.cache, **self.cache_params)
+        if self.sampler_obj.changes_length():
+            raise ValueError(
+                f"drafter 'dllm': sampler {self.sampler!r} changes the canvas length, but a drafter must"
+                " fill exactly the k masks it is given; choose a sampler with a fixed canvas"
+            )
 
-    def propose(self, requests):
+    def propose(self, run, requests):
         from dllm.generate import generate
 
         out = {}
         for k in sorted({r.k for r in requests}):
             group = [r for r in requests if r.k == k]
             results = generate(
-                self.dlm,
+                run.dlm,
                 [r.context for r in group],
                 sampler=self.sampler_obj,
                 cache=self.cache_obj,
@@ -50,12 +55,12 @@ class DenoisingDrafter(DiffusionDrafter):
             )
             for request, result in zip(group, results):
                 raw = result.canvas
-                tokens = stop_cut(self.vocab.usable_prefix(raw), self.stop_ids)
+                tokens = stop_cut(run.vocab.usable_prefix(raw), run.stop_ids)
                 out[id(request)] = Proposal(
                     tokens=tokens,
                     kind="deterministic",
                     raw_len=len(raw),
-                    gen_len=eos_aware_length(raw, self.stop_ids),
+                    gen_len=eos_aware_length(raw, run.stop_ids),
                     forwards=result.nfe,
                 )
         return [out[id(r)] for r in requests]

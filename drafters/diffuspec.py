@@ -28,8 +28,13 @@ import torch
 from dllm.config import check_range
 
 from . import register
-from .base import DiffusionDrafter, Proposal, eos_aware_length, stop_cut
-from .ngram import fit
+from .base import DiffusionDrafter, DiffusionRun, Proposal, eos_aware_length, stop_cut
+from .ngram import NgramModel, fit
+
+
+@dataclass
+class DiffuSpecRun(DiffusionRun):
+    ngram: NgramModel | None = None  # the causal-consistency proxy (None: lambda = 1)
 
 
 @register("diffuspec")
@@ -57,52 +62,53 @@ class DiffuSpecDrafter(DiffusionDrafter):
         if self.proxy not in ("ngram", "none"):
             raise ValueError(f"diffuspec.proxy={self.proxy!r}; expected 'ngram' or 'none'")
 
-    def bind(self, verifier, sampling) -> None:
-        super().bind(verifier, sampling)
-        self.ngram = (
+    def start(self, verifier, sampling) -> DiffuSpecRun:
+        run = super().start(verifier, sampling)
+        ngram = (
             fit(self.corpus, self.ngram_order, self.corpus_size, verifier.tokenizer)
             if self.proxy == "ngram"
             else None
         )
+        return DiffuSpecRun(**vars(run), ngram=ngram)
 
     def default_length(self):
         from .length import AdaptiveLength
 
         return AdaptiveLength()
 
-    def propose(self, requests):
-        logits = self.block_logits([r.context for r in requests], [r.k for r in requests])
+    def propose(self, run, requests):
+        logits = self.block_logits(run, [r.context for r in requests], [r.k for r in requests])
         logp = torch.log_softmax(logits, dim=-1)
         out = []
         for row, request in enumerate(requests):
             row_logp = logp[row, : request.k]
             raw = row_logp.argmax(-1).tolist()
-            path = self.search(row_logp, request.context)
+            path = self.search(run, row_logp, request.context)
             out.append(
                 Proposal(
-                    tokens=stop_cut(path, self.stop_ids),
+                    tokens=stop_cut(path, run.stop_ids),
                     kind="deterministic",
                     raw_len=request.k,
-                    gen_len=eos_aware_length(raw, self.stop_ids),
+                    gen_len=eos_aware_length(raw, run.stop_ids),
                     forwards=1,
                 )
             )
         return out
 
-    def candidates(self, logp: torch.Tensor) -> list[list[int]]:
+    def candidates(self, logp: torch.Tensor, stop_ids) -> list[list[int]]:
         """Per position: the smallest top set with mass >= tau (at most m_max), plus the stop tokens."""
         probs, order = logp.exp().sort(dim=-1, descending=True)
         sizes = ((probs.cumsum(-1) < self.tau).sum(-1) + 1).clamp(max=self.m_max).tolist()
         out = []
         for i, size in enumerate(sizes):
             tokens = order[i, :size].tolist()
-            tokens += [t for t in sorted(self.stop_ids) if t not in tokens and logp[i, t] > float("-inf")]
+            tokens += [t for t in sorted(stop_ids) if t not in tokens and logp[i, t] > float("-inf")]
             out.append(tokens)
         return out
 
-    def search(self, logp: torch.Tensor, context: list[int]) -> list[int]:
+    def search(self, run: DiffuSpecRun, logp: torch.Tensor, context: list[int]) -> list[int]:
         """The best path of the beam search over the candidate lattice."""
-        lattice = self.candidates(logp)
+        lattice = self.candidates(logp, run.stop_ids)
         scores = logp.tolist()
         beams = [(0.0, [], False)]  # (score, path, ended at a stop token)
         for i, cands in enumerate(lattice):
@@ -110,9 +116,9 @@ class DiffuSpecDrafter(DiffusionDrafter):
             for score, path, _ in (b for b in beams if not b[2]):
                 for token in cands:
                     gain = self.lam * scores[i][token]
-                    if self.ngram is not None and self.lam < 1:
-                        gain += (1 - self.lam) * self.ngram.logprob(context + path, token)
-                    grown.append((score + gain, path + [token], token in self.stop_ids))
+                    if run.ngram is not None and self.lam < 1:
+                        gain += (1 - self.lam) * run.ngram.logprob(context + path, token)
+                    grown.append((score + gain, path + [token], token in run.stop_ids))
             beams = sorted(grown, key=self._rank, reverse=True)[: self.beam]
             if all(done for _, _, done in beams):
                 break

@@ -9,7 +9,9 @@
   floored, first ``k = k_max``. The paper's defaults (20, 30, 10, 0.5) are for answers of hundreds
   of tokens; ours are scaled to the tiny tasks' answers (median ~14 tokens, see the benchmark).
 
-Per-row state: a controller serves every row of a batch; ``start(rows)`` resets it.
+A controller is pure and holds no run state: ``initial()`` is a new row's state, ``next_length(state)``
+its next draft length and ``update(state, proposal, accepted)`` the state after a round, so one
+instance serves every row of every concurrent run.
 """
 
 from __future__ import annotations
@@ -37,13 +39,13 @@ class FixedLength:
     def __post_init__(self):
         check_range("fixed", "k", self.k, 1)
 
-    def start(self, rows: int) -> None:
+    def initial(self) -> None:
         return None
 
-    def next_length(self, row: int) -> int:
+    def next_length(self, state) -> int:
         return self.k
 
-    def update(self, row: int, proposal, accepted: int) -> None:
+    def update(self, state, proposal, accepted: int) -> None:
         return None
 
 
@@ -65,15 +67,15 @@ class HeuristicLength:
         check_range("heuristic", "decrease", self.decrease, 0)
         check_range("heuristic", "maximum", self.maximum, self.minimum)
 
-    def start(self, rows: int) -> None:
-        self.k = [min(max(self.start_k, self.minimum), self.maximum)] * rows
+    def initial(self) -> int:
+        return min(max(self.start_k, self.minimum), self.maximum)
 
-    def next_length(self, row: int) -> int:
-        return self.k[row]
+    def next_length(self, k: int) -> int:
+        return k
 
-    def update(self, row: int, proposal, accepted: int) -> None:
+    def update(self, k: int, proposal, accepted: int) -> int:
         step = self.increase if proposal.tokens and accepted == len(proposal.tokens) else -self.decrease
-        self.k[row] = min(max(self.k[row] + step, self.minimum), self.maximum)
+        return min(max(k + step, self.minimum), self.maximum)
 
 
 @register("adl")
@@ -92,18 +94,16 @@ class AdaptiveLength:
         check_range("adl", "delta", self.delta, 0)
         check_range("adl", "rho", self.rho, 0.0, 1.0, low_open=True)
 
-    def start(self, rows: int) -> None:
-        self.gen = [0.0] * rows
-        self.acc = [0.0] * rows
-        self.k = [self.k_max] * rows
+    def initial(self) -> tuple[float, float, int]:
+        return 0.0, 0.0, self.k_max  # (EMA of L_gen, EMA of L_acc, k)
 
-    def next_length(self, row: int) -> int:
-        return self.k[row]
+    def next_length(self, state: tuple[float, float, int]) -> int:
+        return state[2]
 
-    def update(self, row: int, proposal, accepted: int) -> None:
+    def update(self, state: tuple[float, float, int], proposal, accepted: int) -> tuple[float, float, int]:
         drafted = proposal.raw_len or len(proposal.tokens)
         gen_len = drafted if proposal.gen_len is None else min(proposal.gen_len, drafted)
-        self.gen[row] = (1 - self.rho) * self.gen[row] + self.rho * gen_len
-        self.acc[row] = (1 - self.rho) * self.acc[row] + self.rho * accepted
-        bonus = self.delta if self.acc[row] >= self.gen[row] else 0
-        self.k[row] = min(max(math.floor(self.gen[row] + bonus), self.k_min), self.k_max)
+        gen = (1 - self.rho) * state[0] + self.rho * gen_len
+        acc = (1 - self.rho) * state[1] + self.rho * accepted
+        bonus = self.delta if acc >= gen else 0
+        return gen, acc, min(max(math.floor(gen + bonus), self.k_min), self.k_max)

@@ -15,18 +15,20 @@ generators seeded by ``seed`` alone, so a row's output is the output it has when
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from dllm.config import check_fields, check_range
+from dllm.engine import Engine, Request, check_max_batch
 from dllm.metrics import RoundRecord, SpeculativeResult, answer_length
 from dllm.prompts import encode_prompts
 
-from .base import DraftRequest, Sampling, stop_cut
+from .base import DraftRequest, Proposal, Sampling, stop_cut
 from .runner import CausalRunner
-from .verify import verify
+from .verify import verify_rows
 
 
 @dataclass
@@ -84,9 +86,26 @@ def as_verifier(verifier, device="cpu"):
     return verifier
 
 
-def _row_generators(seeds: list[int], device, salt: int) -> list[torch.Generator]:
-    """Separate verifier (salt 0) and drafter (salt 1) generators per row."""
-    return [torch.Generator(device=device).manual_seed((seed * 2 + salt) % 2**63) for seed in seeds]
+def resolve_speculative(config: SpeculativeConfig | None = None, **settings) -> SpeculativeConfig:
+    """``settings`` (``SpeculativeConfig`` fields) on top of ``config``, as ``dllm.generate`` applies
+    its keywords on top of its config (``dllm.config.resolve_generation``)."""
+    names = [f.name for f in dataclasses.fields(SpeculativeConfig)]
+    unknown = sorted(set(settings) - set(names))
+    if unknown:
+        raise TypeError(
+            f"unknown speculative setting(s) {', '.join(map(repr, unknown))};"
+            f" the settings are {', '.join(names)}"
+        )
+    if config is None:
+        return SpeculativeConfig(**settings)
+    if not isinstance(config, SpeculativeConfig):
+        raise TypeError(f"config={config!r} must be a SpeculativeConfig (or None)")
+    return dataclasses.replace(config, **settings) if settings else config
+
+
+def _generator(seed: int, device, salt: int) -> torch.Generator:
+    """A row's verifier (salt 0) or drafter (salt 1) generator."""
+    return torch.Generator(device=device).manual_seed((seed * 2 + salt) % 2**63)
 
 
 def speculate(
@@ -98,176 +117,236 @@ def speculate(
     config: SpeculativeConfig | None = None,
     chat: bool = False,
     allow_special: bool = False,
+    max_batch: int | None = None,
+    callback=None,
     **settings,
 ) -> list[SpeculativeResult]:
     """Speculative decoding of one prompt or a batch (text or verifier token ids); one result each.
 
     ``verifier``: a causal LM (name, folder, hub id or ``dllm.load`` result). ``drafter``: a registered
     drafter name, class or instance (None: plain AR decoding). ``length``: a length-controller name or
-    instance (default: the drafter's). ``settings``: ``SpeculativeConfig`` fields. Prompts follow
-    ``dllm.prompts``' rules; ``allow_special=True`` lets text contain special-token text.
+    instance (default: the drafter's). ``settings``: ``SpeculativeConfig`` fields, applied on top of
+    ``config``. ``max_batch`` bounds the running batch: more prompts than that are decoded with
+    continuous batching (``dllm.engine``); every result equals the prompt's run alone. ``callback``
+    gets a ``RoundEvent`` after every round. Prompts follow ``dllm.prompts``' rules;
+    ``allow_special=True`` lets text contain special-token text.
     """
-    from . import get as get_drafter
-    from . import length as length_registry
-
-    config = SpeculativeConfig(**settings) if config is None else config
+    config = resolve_speculative(config, **settings)
     verifier = as_verifier(verifier)
-    drafter = None if drafter is None else get_drafter(drafter)
+    check_max_batch(max_batch)
+    kind = Speculative(verifier, drafter, length, config)
     prompts = encode_prompts(
         verifier, prompts, chat=chat, allow_special=allow_special, vocabulary="the verifier's vocabulary"
     )
-    limit = verifier.max_length
-    for ids in prompts:
-        if len(ids) + config.max_new_tokens > limit:
+    seeds = config.row_seeds(len(prompts))
+    requests = [kind.request(ids, index=i, seed=seed) for i, (ids, seed) in enumerate(zip(prompts, seeds))]
+    return Engine(kind, max_batch, callback).run(requests)
+
+
+@dataclass
+class _Row:
+    """A running speculative row: its tokens, generators, draft-length state and counts."""
+
+    key: int  # the request number (the drafter's name for the row)
+    committed: list[int]  # prompt + output
+    out: list[int]
+    verifier_rng: torch.Generator
+    drafter_rng: torch.Generator
+    length: object  # the length controller's state
+    counts: dict = field(default_factory=lambda: dict(rounds=0, drafted=0, accepted=0, committed=0))
+    forwards: dict = field(default_factory=lambda: dict(verifier_forwards=0, drafter_forwards=0))
+    seconds: dict = field(default_factory=lambda: dict(draft_seconds=0.0, verify_seconds=0.0))
+    reached: list[int] = field(default_factory=list)
+    accepted_at: list[int] = field(default_factory=list)
+    trace: list[RoundRecord] = field(default_factory=list)
+
+
+@dataclass
+class RoundEvent:
+    """Passed to listeners after every round: what each row committed (``new[row]``) and its output
+    so far (``out[row]``, verifier ids)."""
+
+    rows: list[int]  # the request number of each row
+    new: list[list[int]]
+    out: list[list[int]]
+    accepted: list[int]
+    drafted: list[int]
+
+
+@dataclass
+class _Batch:
+    rows: list[_Row]
+    runner: CausalRunner
+    event: RoundEvent | None = None
+    rows_seen: int = 0
+
+
+class Speculative:
+    """The speculative round as the engine's step kind (``dllm.engine``): every row drafts (one
+    ``propose`` for all), one verifier forward scores every row's uncached tokens and draft, the
+    rules of ``verify_rows`` accept, and each row's verifier K/V is rolled back to ``committed - 1``
+    tokens. Rows join between rounds (their prompt is fed with the others' next tokens) and leave
+    when they stop; every row draws from its own generators, so its output is its run alone."""
+
+    joins, keeps_finished = True, False
+
+    def __init__(self, verifier, drafter=None, length=None, config: SpeculativeConfig | None = None):
+        from . import get as get_drafter
+        from . import length as length_registry
+
+        self.verifier, self.config = verifier, config or SpeculativeConfig()
+        self.sampling, self.stop_ids = self.config.sampling, set(verifier.eos_ids)
+        self.drafter = None if drafter is None else get_drafter(drafter)
+        if self.drafter is None and length is not None:
+            raise ValueError("a draft-length controller was given without a drafter")
+        self.controller = None
+        if self.drafter is not None:
+            self.controller = (
+                length_registry.get(length) if length is not None else self.drafter.default_length()
+            )
+        self.run = None if self.drafter is None else self.drafter.start(verifier, self.sampling)
+
+    def request(
+        self, ids: list[int], on_step=None, index: int | None = None, seed: int | None = None
+    ) -> Request:
+        """A request for ``ids`` (verifier ids, checked against the context)."""
+        limit = self.verifier.max_length
+        if len(ids) + self.config.max_new_tokens > limit:
             raise ValueError(
-                f"prompt of {len(ids)} tokens + max_new_tokens {config.max_new_tokens} exceeds the "
+                f"prompt of {len(ids)} tokens + max_new_tokens {self.config.max_new_tokens} exceeds the "
                 f"verifier's context of {limit} positions"
             )
-    sampling = config.sampling
-    if drafter is not None:
-        bound = getattr(drafter, "bound_to", None)
-        if (
-            bound is None or bound[0] is not verifier or bound[1] != sampling
-        ):  # bind once per verifier + settings
-            drafter.bind(verifier, sampling)
-            drafter.bound_to = (verifier, sampling)
-        controller = length_registry.get(length) if length is not None else drafter.default_length()
-    elif length is not None:
-        raise ValueError("a draft-length controller was given without a drafter")
-    return _Run(verifier, drafter, controller if drafter else None, config).run(prompts)
+        seed = self.config.row_seeds(1)[0] if seed is None else seed
+        return Request(ids, on_step, index=index, seed=seed)
 
+    def start(self, requests: list[Request], prompt_width: int | None) -> _Batch:
+        batch = _Batch(rows=[], runner=CausalRunner(self.verifier.net, self.verifier.pad_id))
+        self.join(batch, requests)
+        return batch
 
-class _Run:
-    def __init__(self, verifier, drafter, controller, config: SpeculativeConfig):
-        self.verifier, self.drafter, self.controller, self.config = verifier, drafter, controller, config
-        self.sampling = config.sampling
-        self.stop_ids = set(verifier.eos_ids)
-
-    def run(self, prompts: list[list[int]]) -> list[SpeculativeResult]:
-        start = time.perf_counter()
-        rows = len(prompts)
+    def join(self, batch: _Batch, requests: list[Request]) -> None:
         device = self.verifier.device
-        seeds = self.config.row_seeds(rows)
-        verifier_rng = _row_generators(seeds, device, 0)
-        drafter_rng = _row_generators(seeds, device, 1)
-        committed = [list(p) for p in prompts]
-        out: list[list[int]] = [[] for _ in range(rows)]
-        stats = [
-            dict(
-                rounds=0,
-                drafted=0,
-                accepted=0,
-                committed=0,
-                verifier_forwards=0,
-                drafter_forwards=0,
-                reached=[],
-                accepted_at=[],
-                trace=[],
+        batch.runner.add(len(requests))
+        batch.rows += [
+            _Row(
+                key=r.index,
+                committed=list(r.ids),
+                out=[],
+                verifier_rng=_generator(r.extra["seed"], device, 0),
+                drafter_rng=_generator(r.extra["seed"], device, 1),
+                length=None if self.controller is None else self.controller.initial(),
             )
-            for _ in range(rows)
+            for r in requests
         ]
-        seconds = {"draft": 0.0, "verify": 0.0}
-        runner = CausalRunner(self.verifier.net, self.verifier.pad_id)
-        runner.reset(rows)
-        if self.drafter is not None:
-            self.drafter.start(rows)
-            self.controller.start(rows)
-        active = list(range(rows))
-        while active:
-            budget = {r: self.config.max_new_tokens - len(out[r]) for r in active}
-            tick = time.perf_counter()
-            proposals = self._propose(active, committed, budget, drafter_rng)
-            seconds["draft"] += time.perf_counter() - tick
-            tick = time.perf_counter()
-            cached = runner.lengths()
-            feeds = [committed[r][cached[i] :] + proposals[r].tokens for i, r in enumerate(active)]
-            logits = runner.feed(feeds)
-            finished = []
-            for i, r in enumerate(active):
-                draft = proposals[r].tokens
-                first = len(committed[r]) - cached[i] - 1  # the column that predicts the first draft token
-                scores = logits[i, first : first + len(draft) + 1]
-                p = scores if self.sampling.greedy else self.sampling.probabilities(scores, committed[r])
-                n, token = verify(
-                    p, draft, proposals[r].q, greedy=self.sampling.greedy, generator=verifier_rng[r]
-                )
-                new = stop_cut(draft[:n] + [token], self.stop_ids)[: budget[r]]
-                committed[r] += new
-                out[r] += new
-                self._record(stats[r], proposals[r], n, token, new)
-                if self.drafter is not None:
-                    self.controller.update(r, proposals[r], n)
-                if new[-1] in self.stop_ids or len(out[r]) >= self.config.max_new_tokens:
-                    finished.append(r)
-            runner.keep([len(committed[r]) - 1 for r in active])
-            seconds["verify"] += time.perf_counter() - tick
-            if finished:
-                keep = [i for i, r in enumerate(active) if r not in finished]
-                runner.select(keep)
-                active = [active[i] for i in keep]
-        total = time.perf_counter() - start
-        results = []
-        for r in range(rows):
-            n = answer_length(out[r], self.verifier.eos_ids)
-            s = stats[r]
-            results.append(
-                SpeculativeResult(
-                    ids=out[r][:n],
-                    text=self.verifier.decode(out[r][:n]),
-                    gen_tokens=n,
-                    seconds=total,
-                    draft_seconds=seconds["draft"],
-                    verify_seconds=seconds["verify"],
-                    **s,
-                )
-            )
-        return results
+        batch.rows_seen += len(requests)
 
-    def _propose(self, active, committed, budget, generators) -> dict:
-        from .base import Proposal
+    def active(self, batch: _Batch) -> list[bool]:
+        return [True] * len(batch.rows)
 
+    def fits(self, batch: _Batch, request: Request) -> bool:
+        return True
+
+    def stalled(self, batch: _Batch, steps: int) -> bool:
+        return steps > (self.config.max_new_tokens + 1) * batch.rows_seen
+
+    def stop(self, batch: _Batch, rows: list[int]) -> None:
+        return None  # a cancelled row only leaves
+
+    def leave(self, batch: _Batch, keep: list[int]) -> None:
+        batch.runner.select(keep)
+        batch.rows = [batch.rows[i] for i in keep]
+
+    def event(self, batch: _Batch) -> RoundEvent:
+        return batch.event
+
+    def step(self, batch: _Batch) -> list[bool]:
+        """One round of every row (module docstring)."""
+        rows, runner, budget = batch.rows, batch.runner, self.config.max_new_tokens
+        tick = time.perf_counter()
+        proposals = self.propose(rows)
+        drafted = time.perf_counter()
+        cached = runner.lengths()
+        logits = runner.feed([row.committed[n:] + p.tokens for row, n, p in zip(rows, cached, proposals)])
+        accepted, tokens = verify_rows(
+            logits,
+            [len(row.committed) - n - 1 for row, n in zip(rows, cached)],  # the column scoring draft[0]
+            [p.tokens for p in proposals],
+            [p.q for p in proposals],
+            probabilities=None if self.sampling.greedy else self.sampling.distribution,
+            generators=[row.verifier_rng for row in rows],
+        )
+        news = []
+        for row, proposal, n, token in zip(rows, proposals, accepted, tokens):
+            new = stop_cut(proposal.tokens[:n] + [token], self.stop_ids)[: budget - len(row.out)]
+            row.committed += new
+            row.out += new
+            news.append(new)
+            self._record(row, proposal, n, token, new)
+        runner.keep([len(row.committed) - 1 for row in rows])
+        verified = time.perf_counter()
+        for row in rows:
+            row.seconds["draft_seconds"] += drafted - tick
+            row.seconds["verify_seconds"] += verified - drafted
+        batch.event = RoundEvent(
+            rows=[row.key for row in rows],
+            new=news,
+            out=[list(row.out) for row in rows],
+            accepted=accepted,
+            drafted=[len(p.tokens) for p in proposals],
+        )
+        return [not (new[-1] in self.stop_ids or len(row.out) >= budget) for row, new in zip(rows, news)]
+
+    def propose(self, rows: list[_Row]) -> list[Proposal]:
+        """Each row's draft (empty without a drafter, or when no draft token fits its budget)."""
         empty = Proposal(tokens=[], kind="deterministic")
         if self.drafter is None:
-            return {r: empty for r in active}
-        requests = []
-        for r in active:
-            k = min(self.controller.next_length(r), budget[r] - 1, self.drafter.room(len(committed[r])))
+            return [empty] * len(rows)
+        asks = []
+        for i, row in enumerate(rows):
+            k = min(
+                self.controller.next_length(row.length),
+                self.config.max_new_tokens - len(row.out) - 1,
+                self.drafter.room(self.run, len(row.committed)),
+            )
             if k >= 1:
-                requests.append(DraftRequest(row=r, context=committed[r], k=k, generator=generators[r]))
-        proposals = {r: empty for r in active}
-        if requests:
-            for request, proposal in zip(requests, self.drafter.propose(requests)):
-                if len(proposal.tokens) > request.k:
-                    raise ValueError(
-                        f"drafter {self.drafter.name!r} proposed {len(proposal.tokens)} tokens "
-                        f"for k={request.k}"
-                    )
-                bad = [t for t in proposal.tokens if not 0 <= t < self.verifier.vocab_size]
-                if bad:
-                    raise ValueError(
-                        f"drafter {self.drafter.name!r} proposed ids {bad[:4]} "
-                        "outside the verifier's vocabulary"
-                    )
-                proposals[request.row] = proposal
+                asks.append(
+                    (i, DraftRequest(row=row.key, context=row.committed, k=k, generator=row.drafter_rng))
+                )
+        proposals = [empty] * len(rows)
+        if not asks:
+            return proposals
+        for (i, request), proposal in zip(asks, self.drafter.propose(self.run, [r for _, r in asks])):
+            if len(proposal.tokens) > request.k:
+                raise ValueError(
+                    f"drafter {self.drafter.name!r} proposed {len(proposal.tokens)} tokens for k={request.k}"
+                )
+            bad = [t for t in proposal.tokens if not 0 <= t < self.verifier.vocab_size]
+            if bad:
+                raise ValueError(
+                    f"drafter {self.drafter.name!r} proposed ids {bad[:4]} outside the verifier's vocabulary"
+                )
+            proposals[i] = proposal
         return proposals
 
-    def _record(self, s: dict, proposal, n: int, token: int, new: list[int]) -> None:
+    def _record(self, row: _Row, proposal: Proposal, n: int, token: int, new: list[int]) -> None:
         draft = proposal.tokens
-        s["rounds"] += 1
-        s["verifier_forwards"] += 1
-        s["drafter_forwards"] += proposal.forwards
-        s["drafted"] += len(draft)
-        s["accepted"] += n
-        s["committed"] += len(new)
+        row.counts["rounds"] += 1
+        row.counts["drafted"] += len(draft)
+        row.counts["accepted"] += n
+        row.counts["committed"] += len(new)
+        row.forwards["verifier_forwards"] += 1
+        row.forwards["drafter_forwards"] += proposal.forwards
         depth = min(n + 1, len(draft))  # positions whose verdict was reached this round
-        while len(s["reached"]) < depth:
-            s["reached"].append(0)
-            s["accepted_at"].append(0)
+        while len(row.reached) < depth:
+            row.reached.append(0)
+            row.accepted_at.append(0)
         for i in range(depth):
-            s["reached"][i] += 1
-            s["accepted_at"][i] += int(i < n)
+            row.reached[i] += 1
+            row.accepted_at[i] += int(i < n)
+        if self.controller is not None:
+            row.length = self.controller.update(row.length, proposal, n)
         if self.config.trace:
-            s["trace"].append(
+            row.trace.append(
                 RoundRecord(
                     k=max(proposal.raw_len, len(draft)),
                     draft=list(draft),
@@ -276,3 +355,18 @@ class _Run:
                     committed=list(new),
                 )
             )
+
+    def result(self, batch: _Batch, index: int, request: Request) -> SpeculativeResult:
+        row = batch.rows[index]
+        n = answer_length(row.out, self.verifier.eos_ids)
+        return SpeculativeResult(
+            ids=row.out[:n],
+            text=self.verifier.decode(row.out[:n]),
+            gen_tokens=n,
+            **row.counts,
+            **row.forwards,
+            **row.seconds,
+            reached=row.reached,
+            accepted_at=row.accepted_at,
+            trace=row.trace,
+        )

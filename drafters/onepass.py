@@ -22,24 +22,24 @@ from .verify import sample
 class OnePassDrafter(DiffusionDrafter):
     """One dLLM forward over k masks: the argmax per position, or independent samples from the marginals."""
 
-    def propose(self, requests):
-        logits = self.block_logits([r.context for r in requests], [r.k for r in requests])
+    def propose(self, run, requests):
+        logits = self.block_logits(run, [r.context for r in requests], [r.k for r in requests])
         out = []
         for row, request in enumerate(requests):
             block = logits[row, : request.k]
-            if self.sampling.greedy:
+            if run.sampling.greedy:
                 raw, q = block.argmax(-1).tolist(), None
             else:
-                q = self.sampling.probabilities(block, request.context)
+                q = run.sampling.probabilities(block, request.context)
                 raw = [sample(q_i, request.generator) for q_i in q]
-            tokens = stop_cut(raw, self.stop_ids)
+            tokens = stop_cut(raw, run.stop_ids)
             out.append(
                 Proposal(
                     tokens=tokens,
                     kind="deterministic" if q is None else "independent",
                     q=None if q is None else q[: len(tokens)],
                     raw_len=len(raw),
-                    gen_len=eos_aware_length(raw, self.stop_ids),
+                    gen_len=eos_aware_length(raw, run.stop_ids),
                     forwards=1,
                 )
             )

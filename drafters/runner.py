@@ -17,6 +17,15 @@ import inspect
 import torch
 
 
+def _empty_cache():
+    from transformers import DynamicCache
+
+    # Built without the model config, every layer is a full DynamicLayer, even for sliding-window
+    # models (whose window is applied by the attention mask): it keeps every position, so it can
+    # always be rolled back, where a windowed layer refuses to crop once the window is full.
+    return DynamicCache()
+
+
 def crop_cache(cache, length: int) -> None:
     """Keep the first ``length`` positions of every layer (``DynamicCache.crop`` takes a length in
     transformers 4 and the number of positions to remove, negative, in transformers 5)."""
@@ -40,12 +49,7 @@ class CausalRunner:
         self.reset(0)
 
     def reset(self, batch: int) -> None:
-        from transformers import DynamicCache
-
-        # Built without the model config, every layer is a full DynamicLayer, even for sliding-window
-        # models (whose window is applied by the attention mask): it keeps every position, so it can
-        # always be rolled back, where a windowed layer refuses to crop once the window is full.
-        self.cache = DynamicCache()
+        self.cache = _empty_cache()
         self.ids: list[list[int]] = [[] for _ in range(batch)]  # the tokens whose K/V each row caches
         self.width = 0
         self.forwards = 0
@@ -67,6 +71,20 @@ class CausalRunner:
             for layer in self.cache.layers:
                 layer.keys, layer.values = layer.keys[index], layer.values[index]
         self._trim()
+
+    def add(self, rows: int) -> None:
+        """Append ``rows`` rows caching nothing yet (requests joining the batch)."""
+        if not rows:
+            return
+        if self.width:
+            for layer in self.cache.layers:
+                layer.keys = torch.cat([layer.keys, layer.keys.new_zeros((rows, *layer.keys.shape[1:]))])
+                layer.values = torch.cat(
+                    [layer.values, layer.values.new_zeros((rows, *layer.values.shape[1:]))]
+                )
+        else:  # nothing cached in any row: the stored tensors (if any) may have another batch size
+            self.cache = _empty_cache()
+        self.ids += [[] for _ in range(rows)]
 
     def feed(self, new: list[list[int]]) -> torch.Tensor:
         """Append ``new[b]`` to each row (a row may get none this time, not all); fp32 logits

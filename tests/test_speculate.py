@@ -292,7 +292,7 @@ class ScriptedDrafter(Drafter):
 
     mode: str = "random"
 
-    def propose(self, requests):
+    def propose(self, run, requests):
         out = []
         for r in requests:
             if self.mode == "wrong":
@@ -301,7 +301,7 @@ class ScriptedDrafter(Drafter):
                 tokens = torch.randint(4, 900, (r.k,), generator=r.generator).tolist()
                 if self.mode == "eos":
                     tokens[len(tokens) // 2] = 2
-            cut = next((i + 1 for i, t in enumerate(tokens) if t in self.stop_ids), len(tokens))
+            cut = next((i + 1 for i, t in enumerate(tokens) if t in run.stop_ids), len(tokens))
             out.append(Proposal(tokens=tokens[:cut], kind="deterministic", raw_len=len(tokens)))
         return out
 
@@ -447,14 +447,14 @@ def test_block_logits_follow_each_models_logit_shift_and_ignore_batch_padding():
         dlm = random_model(arch)
         dlm.tokenizer = TinyTokenizer(64)
         drafter = drafters.get("onepass", model=dlm)
-        drafter.bind(random_causal_lm(vocab=64, tokenizer=TinyTokenizer(64)), drafters.Sampling())
+        run = drafter.start(random_causal_lm(vocab=64, tokenizer=TinyTokenizer(64)), drafters.Sampling())
         contexts, ks = [[5, 6, 7, 8], [9, 10]], [3, 5]
-        logits = drafter.block_logits(contexts, ks)
+        logits = drafter.block_logits(run, contexts, ks)
         for row, (context, k) in enumerate(zip(contexts, ks)):
             canvas = torch.tensor([context + [dlm.mask_id] * k])
             with torch.no_grad():
                 full = dlm.net(canvas).float()  # column j: the logits of token j (Dream reads column j-1)
-            expected = drafter.vocab.logits(full[0, len(context) :])
+            expected = run.vocab.logits(full[0, len(context) :])
             assert torch.allclose(logits[row, :k], expected, atol=1e-4)
 
 
@@ -475,17 +475,19 @@ def test_different_tokenizers_are_a_clear_error(tiny_ar):
 
 def test_cps_candidate_sets_and_beam_search():
     drafter = drafters.get("diffuspec", proxy="none", tau=0.8, m_max=3, beam=2, lam=1.0, normalize=False)
-    drafter.stop_ids, drafter.ngram = {2}, None
+    from dllm.drafters.diffuspec import DiffuSpecRun
+
+    run = DiffuSpecRun(sampling=drafters.Sampling(), stop_ids={2}, ngram=None)
     probs = torch.tensor(
         [[0.05, 0.05, 0.02, 0.6, 0.28], [0.1, 0.1, 0.5, 0.2, 0.1], [0.2, 0.2, 0.2, 0.2, 0.2]]
     )
     logp = probs.log()
     # mass 0.8 needs {3, 4} at position 0 (EOS 2 added); position 1: {2, 3, 0} capped at m_max = 3.
-    assert drafter.candidates(logp)[:2] == [[3, 4, 2], [2, 3, 0]]
+    assert drafter.candidates(logp, run.stop_ids)[:2] == [[3, 4, 2], [2, 3, 0]]
     # Best sum of log-probs: 3 then EOS (0.6 * 0.5) beats 3, 3, x (0.6 * 0.2 * 0.2); the path stops at EOS.
-    assert drafter.search(logp, [1]) == [3, 2]
+    assert drafter.search(run, logp, [1]) == [3, 2]
     drafter.normalize = True  # mean per-token score: the same here
-    assert drafter.search(logp, [1]) == [3, 2]
+    assert drafter.search(run, logp, [1]) == [3, 2]
 
 
 def test_ngram_proxy_prefers_seen_continuations(tiny_ar):
@@ -500,17 +502,21 @@ def test_ngram_proxy_prefers_seen_continuations(tiny_ar):
 
 def test_length_controllers():
     adl = lengths.get("adl", k_min=2, k_max=10, delta=3, rho=0.5)
-    adl.start(1)
-    assert adl.next_length(0) == 10
-    adl.update(0, Proposal(tokens=[1] * 6, kind="deterministic", raw_len=10, gen_len=6), accepted=6)
-    assert adl.next_length(0) == 6  # G = 3, A = 3 >= G: floor(3 + 3)
-    adl.update(0, Proposal(tokens=[1] * 8, kind="deterministic", raw_len=8, gen_len=8), accepted=1)
-    assert adl.next_length(0) == 5  # G = 5.5, A = 2 < G
+    state = adl.initial()
+    assert adl.next_length(state) == 10
+    state = adl.update(
+        state, Proposal(tokens=[1] * 6, kind="deterministic", raw_len=10, gen_len=6), accepted=6
+    )
+    assert adl.next_length(state) == 6  # G = 3, A = 3 >= G: floor(3 + 3)
+    state = adl.update(
+        state, Proposal(tokens=[1] * 8, kind="deterministic", raw_len=8, gen_len=8), accepted=1
+    )
+    assert adl.next_length(state) == 5  # G = 5.5, A = 2 < G
     heuristic = lengths.get("heuristic", start_k=3)
-    heuristic.start(2)
-    heuristic.update(0, Proposal(tokens=[1, 1, 1], kind="deterministic"), accepted=3)
-    heuristic.update(1, Proposal(tokens=[1, 1, 1], kind="deterministic"), accepted=1)
-    assert [heuristic.next_length(0), heuristic.next_length(1)] == [5, 2]
+    full = heuristic.update(heuristic.initial(), Proposal(tokens=[1, 1, 1], kind="deterministic"), accepted=3)
+    part = heuristic.update(heuristic.initial(), Proposal(tokens=[1, 1, 1], kind="deterministic"), accepted=1)
+    assert [heuristic.next_length(full), heuristic.next_length(part)] == [5, 2]
+    assert heuristic.initial() == 3  # pure: the instance keeps no row state
 
 
 # ---------------------------------------------------------------------------- bad input
