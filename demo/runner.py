@@ -371,7 +371,12 @@ def speculative(settings: SpeculativeSettings, prompt: str) -> dict:
         if isinstance(field_default, str):
             params["model"] = models.get(field_default)
     drafter = dllm.drafters.get(settings.drafter, **params)
-    controller = lengths.get(settings.length or type(drafter.default_length()).name, **settings.length_params)
+    if settings.length is not None:
+        controller = lengths.get(settings.length, **settings.length_params)
+    elif settings.length_params:
+        raise ValueError(f"length_params {settings.length_params} given without a draft-length controller")
+    else:  # the drafter's own, as dllm.speculate picks it (DEER's follows its k)
+        controller = drafter.default_length()
     [plain] = dllm.speculate(verifier, prompt, drafter=None, config=config)
     [spec] = dllm.speculate(verifier, prompt, drafter=drafter, length=controller, config=config)
     return {

@@ -607,6 +607,34 @@ def test_ui_errors_show_the_librarys_message(app, one_thread):
     assert "SpeculativeConfig.max_new_tokens=2.5 is not an integer" in status
 
 
+def test_speculative_tab_default_length_is_the_drafters_own(app, one_thread):
+    """Issue 26, item 3 (settings merged without re-deriving): "(the drafter's default)" is the controller
+    dllm.speculate picks, drafter.default_length(): DEER's follows its k (the tab drafted FixedLength's
+    default 8 for deer k=4)."""
+    prompt = "copy: Nora Diaz, Oscar Cook\n"
+    [expected] = dllm.speculate(
+        "tiny-ar", prompt, drafter=dllm.drafters.get("deer", k=4), max_new_tokens=16, trace=True
+    )
+    out = runner.speculative(
+        runner.SpeculativeSettings(drafter="deer", drafter_params={"k": 4}, max_new_tokens=16), prompt
+    )
+    assert max(r.k for r in out["spec"].trace) == 4 == max(r.k for r in expected.trace)
+    assert (out["spec"].ids, out["spec"].rounds) == (expected.ids, expected.rounds)
+    with pytest.raises(ValueError, match="without a draft-length controller"):
+        runner.speculative(runner.SpeculativeSettings(length_params={"k": 2}), prompt)
+    spec = app.dllm_speculative  # the same through the tab's handler, its widgets set to deer, k=4
+    k_box = next(c for c in spec.drafter.inputs if c.elem_id == "spec-drafter-deer-k")
+    changes = {
+        id(spec.drafter.dropdown): "deer",
+        id(k_box): 4,
+        id(spec.max_new_tokens): 16,
+        id(spec.prompt): prompt,
+    }
+    status, _, texts, rounds = last(spec.handler(), *[changes.get(id(c), c.value) for c in spec.inputs])
+    assert 'data-status="done"' in status and f'data-rounds="{expected.rounds}"' in rounds
+    assert f"speculative: {expected.text}" in texts
+
+
 # ---- command line ------------------------------------------------------------------------------
 
 
