@@ -208,8 +208,8 @@ def test_coerce_names_the_field():
     with pytest.raises(ValueError, match=r"adablock\.delimiters"):
         widgets.coerce(delimiters, "{nope")
     remasking = {s.name: s for s in widgets.specs(dllm.samplers, "llada")}["remasking"]
-    with pytest.raises(ValueError, match=r"llada\.remasking='sideways' is not one of"):
-        widgets.coerce(remasking, "sideways")
+    with pytest.raises(ValueError, match=r"llada\.remasking='sideways' is not one of"):  # the plugin's check
+        dllm.samplers.get("llada", remasking=widgets.coerce(remasking, "sideways"))
     # an integer box: text is parsed as an integer, a number box's 16.0 is 16; nothing else is rounded
     steps = {s.name: s for s in widgets.generation_specs()}["steps"]
     assert widgets.coerce(steps, " 16 ") == 16 and widgets.coerce(steps, 16.0) == 16
