@@ -402,3 +402,104 @@ def test_a_nul_character_in_the_model_name_is_named():
         ValueError, match=r"model 'tiny\\x00llada' is not a valid name or path \(it contains a NUL"
     ):
         dllm.load("tiny\x00llada")
+
+
+# ---- tokenizer files and vocabulary size (issue 26)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def _resize_vocab(folder, rows: int, *fields: str) -> None:
+    """config.json's vocabulary size (``fields``) and the embedding / LM head rows set to ``rows``
+    (cut, or padded with small random rows), consistently: only the tokenizer disagrees."""
+    _config(folder, **dict.fromkeys(fields, rows))
+
+    def resize(state):
+        for key, tensor in list(state.items()):
+            if tensor.dim() == 2 and tensor.shape[0] == 936:
+                pad = torch.randn(max(rows - 936, 0), tensor.shape[1]) * 0.02
+                state[key] = torch.cat([tensor[:rows], pad]).contiguous()
+
+    _weights(folder, resize)
+
+
+@pytest.mark.parametrize("keep", [(), ("tokenizer_config.json",)], ids=["no-files", "config-only"])
+def test_a_folder_without_tokenizer_json_names_the_folder_and_the_file(built, tmp_path, keep):
+    folder = tmp_path / "llada"
+    shutil.copytree(built["llada"], folder)
+    for name in TOKENIZER_FILES:
+        if name not in keep:
+            (folder / name).unlink(missing_ok=True)
+    with pytest.raises(
+        FileNotFoundError, match=rf"no tokenizer in {folder}: tokenizer\.json is missing"
+    ) as err:
+        dllm.load(folder)
+    assert "Couldn't instantiate" not in str(err.value) and "vocab.json" in str(err.value)
+    assert isinstance(dllm.load(folder, tokenizer=False), dllm.DiffusionModel)  # the way out it names
+
+
+def test_a_corrupt_tokenizer_json_names_the_file(built, tmp_path):
+    folder = tmp_path / "dream"
+    shutil.copytree(built["dream"], folder)
+    (folder / "tokenizer.json").write_text('{"version": ')
+    with pytest.raises(
+        ValueError, match=rf"{folder}: transformers could not build the tokenizer from tokenizer\.json"
+    ):
+        dllm.load(folder)
+
+
+@pytest.mark.parametrize(
+    "arch,fields", [("llada", ("vocab_size", "embedding_size")), ("dream", ("vocab_size",))]
+)
+def test_a_tokenizer_larger_than_the_embedding_is_refused(built, tmp_path, arch, fields):
+    folder = tmp_path / arch
+    shutil.copytree(built[arch], folder)
+    _resize_vocab(folder, 600, *fields)
+    assert dllm.load(folder, tokenizer=False).config.vocab_size == 600  # weights and config agree
+    with pytest.raises(
+        ValueError,
+        match=rf"the tokenizer has 936 tokens \(ids up to 935\), but config\.json's {fields[-1]} is 600"
+        r" .*token ids from 600 on \(336 tokens.*cannot be embedded",
+    ):
+        dllm.load(folder)
+
+
+@pytest.mark.parametrize(
+    "arch,fields", [("llada", ("vocab_size", "embedding_size")), ("dream", ("vocab_size",))]
+)
+def test_an_embedding_padded_beyond_the_tokenizer_still_loads(built, tmp_path, arch, fields):
+    folder = tmp_path / arch
+    shutil.copytree(built[arch], folder)
+    _resize_vocab(folder, 960, *fields)  # padded to a multiple of 64, as real checkpoints are
+    model = dllm.load(folder)
+    assert model.config.vocab_size == 960 and len(model.tokenizer) == 936
+    [result] = dllm.generate(model, "copy: Emma\n", gen_length=8, block_length=8)
+    assert result.steps > 0
+
+
+def test_shipped_models_still_load():
+    for name in shipped_models():
+        model = dllm.load(name)
+        assert model.tokenizer is not None
+
+
+def test_causal_lm_tensor_of_the_wrong_shape_is_named(tmp_path):
+    folder = tmp_path / "ar"
+    shutil.copytree(shipped_models()["tiny-ar-draft"], folder)
+    name = "model.layers.0.self_attn.q_proj.weight"
+    shape = tuple(load_file(str(folder / "model.safetensors"))[name].shape)
+    _weights(folder, lambda s: s.update({name: torch.ones(shape[0], shape[1] // 2)}))
+    with pytest.raises(ValueError) as err:
+        dllm.load(folder)
+    # the diffusion loader's wording (test "shape-mismatch" above), with the folder in front
+    half = (shape[0], shape[1] // 2)
+    assert (
+        str(err.value) == f"{folder}: checkpoint tensor {name} has shape {half}, config.json implies {shape}"
+    )
+
+
+def test_causal_lm_tokenizer_larger_than_the_embedding_is_refused(tmp_path):
+    folder = tmp_path / "ar"
+    shutil.copytree(shipped_models()["tiny-ar-draft"], folder)
+    _resize_vocab(folder, 600, "vocab_size")
+    with pytest.raises(ValueError, match=r"tokenizer has 936 tokens .* vocab_size is 600"):
+        dllm.load(folder)

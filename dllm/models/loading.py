@@ -176,8 +176,13 @@ def _load_causal_lm(folder: Path, name: str, dtype, device, model_type: str = ""
         _check_safetensors_header(path)
     with _quiet_transformers():
         try:
+            # mismatched shapes are reported below, by tensor name (transformers would only suggest
+            # ignore_mismatched_sizes); the model is refused either way
             net, info = AutoModelForCausalLM.from_pretrained(
-                str(folder), dtype=dtype or torch.float32, output_loading_info=True
+                str(folder),
+                dtype=dtype or torch.float32,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,
             )
         except Exception as exc:  # corrupted weights, configs transformers rejects, ...
             raise ValueError(
@@ -187,6 +192,10 @@ def _load_causal_lm(folder: Path, name: str, dtype, device, model_type: str = ""
     problems = {
         kind: sorted(str(k) for k in info.get(kind) or []) for kind in ("missing_keys", "unexpected_keys")
     }
+    mismatched = sorted(k for k in info.get("mismatched_keys") or [] if isinstance(k, tuple) and len(k) == 3)
+    if mismatched and not any(problems.values()):
+        name, found, expected = mismatched[0]
+        raise ValueError(f"{folder}: {shape_mismatch(name, found, expected, len(mismatched) - 1)}")
     problems["mismatched_keys"] = sorted(
         str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or []
     )
@@ -206,6 +215,7 @@ def _load_causal_lm(folder: Path, name: str, dtype, device, model_type: str = ""
             _check_finite(param_name, param, None, param.dtype)
     net = net.to(device).eval()
     tok = _load_tokenizer(folder)
+    check_tokenizer_fits(folder, tok, int(net.get_input_embeddings().weight.shape[0]))
     eos = config_mod._as_id_list(net.config.eos_token_id) or [tok.eos_token_id]
     return CausalLM(net=net, tokenizer=tok, eos_ids=sorted(set(eos)), name=name, path=folder)
 
@@ -346,6 +356,31 @@ def _check_finite(name: str, tensor: torch.Tensor, source, dtype: torch.dtype) -
     )
 
 
+def shape_mismatch(name: str, found, expected, more: int = 0) -> ValueError:
+    """The error for a checkpoint tensor whose shape is not the one config.json implies (both loaders)."""
+    others = f" (and {more} more tensor(s) of the wrong shape)" if more else ""
+    return ValueError(
+        f"checkpoint tensor {name} has shape {tuple(found)}, config.json implies {tuple(expected)}{others}"
+    )
+
+
+def check_tokenizer_fits(folder: Path, tokenizer, rows: int, field: str = "vocab_size") -> None:
+    """ValueError naming both numbers when the tokenizer has ids the model's embedding cannot hold.
+
+    An embedding larger than the tokenizer is normal (checkpoints pad it, e.g. to a multiple of 64);
+    a tokenizer with more tokens than the embedding has rows means they were not trained together."""
+    vocab = tokenizer.get_vocab()
+    top = max(vocab.values(), default=-1)
+    if top < rows:
+        return
+    beyond = [token for token, i in sorted(vocab.items(), key=lambda item: item[1]) if i >= rows]
+    raise ValueError(
+        f"{folder}: the tokenizer has {len(tokenizer)} tokens (ids up to {top}), but config.json's"
+        f" {field} is {rows} (the rows of the embedding): token ids from {rows} on ({len(beyond)} tokens,"
+        f" e.g. {beyond[:3]}) cannot be embedded; the tokenizer and the weights do not belong together"
+    )
+
+
 def _build_net(
     cfg: ModelConfig, state: dict, folder: Path, dtype: torch.dtype, sources: dict[str, Path] | None = None
 ) -> Transformer:
@@ -372,10 +407,7 @@ def _build_net(
     native_name = {k: next(iter(weights_mod.to_native(cfg.arch, {k: None}))) for k in internal}
     for name, tensor in internal.items():
         if tensor.shape != shapes[name]:
-            raise ValueError(
-                f"checkpoint tensor {native_name[name]} has shape {tuple(tensor.shape)},"
-                f" config.json implies {tuple(shapes[name])}"
-            )
+            raise shape_mismatch(native_name[name], tensor.shape, shapes[name])
         if not tensor.is_floating_point():
             raise ValueError(
                 f"checkpoint tensor {native_name[name]} has dtype {str(tensor.dtype).replace('torch.', '')};"
@@ -390,13 +422,24 @@ def _build_net(
     return net.eval()
 
 
+# Files a tokenizer can be built from besides tokenizer.json (BPE, SentencePiece, WordPiece, tiktoken).
+_VOCABULARY_FILES = ("vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.txt")
+
+
 def _load_tokenizer(folder: Path):
     from transformers import AutoTokenizer
 
-    if not any(
-        (folder / name).exists() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json")
-    ):
-        raise FileNotFoundError(f"no tokenizer files in {folder} (tokenizer.json / tokenizer_config.json)")
+    vocabularies = [n for n in _VOCABULARY_FILES if (folder / n).exists()] + sorted(
+        p.name for p in folder.glob("*.tiktoken")
+    )
+    if not (folder / "tokenizer.json").exists() and not vocabularies:
+        present = [n for n in ("tokenizer_config.json", "special_tokens_map.json") if (folder / n).exists()]
+        has = f" ({' and '.join(present)} alone cannot build one)" if present else ""
+        raise FileNotFoundError(
+            f"no tokenizer in {folder}: tokenizer.json is missing{has}, and there is no vocabulary file"
+            f" to build one from ({', '.join(_VOCABULARY_FILES)}, *.tiktoken); copy the checkpoint's"
+            " tokenizer.json there, or load with tokenizer=False and pass token ids"
+        )
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
@@ -410,6 +453,13 @@ def _load_tokenizer(folder: Path):
 
             return PreTrainedTokenizerFast.from_pretrained(str(folder))
         return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    except Exception as exc:  # a corrupt tokenizer.json, a SentencePiece model without sentencepiece, ...
+        files = ["tokenizer.json"] if (folder / "tokenizer.json").exists() else vocabularies
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"{folder}: transformers could not build the tokenizer from {', '.join(files)}"
+            f" ({type(exc).__name__}: {first})"
+        ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
 
@@ -534,6 +584,9 @@ def load(
         )
     if not 0 <= mask_id < cfg.vocab_size:
         raise ValueError(f"mask token id {mask_id} is outside the vocabulary of size {cfg.vocab_size}")
+    if tok is not None:
+        field = "embedding_size" if cfg.arch == "llada" and raw.get("embedding_size") is not None else None
+        check_tokenizer_fits(folder, tok, cfg.vocab_size, field or "vocab_size")
     eos_ids = _eos_ids(cfg, folder, tok)
     if not eos_ids:
         raise ValueError(f"{folder}: no EOS token id in config.json, generation_config.json or the tokenizer")
