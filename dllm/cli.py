@@ -237,17 +237,53 @@ def _demo(args) -> int:
         return 2
     if args.concurrency < 1 or args.max_queue < 1 or args.threads < 0:
         raise ValueError("--concurrency and --max-queue must be at least 1, --threads at least 0")
+    _check_port(args.host, args.port)  # before the models load, not after
     from dllm.demo import launch
 
-    launch(
-        port=args.port,
-        host=args.host,
-        share=args.share,
-        concurrency=args.concurrency,
-        max_queue=args.max_queue,
-        threads=args.threads or None,
-    )
+    try:
+        launch(
+            port=args.port,
+            host=args.host,
+            share=args.share,
+            concurrency=args.concurrency,
+            max_queue=args.max_queue,
+            threads=args.threads or None,
+        )
+    except OSError as exc:  # taken while the models loaded: Gradio's "Cannot find empty port"
+        if "port" not in str(exc).lower():
+            raise
+        raise ValueError(
+            f"--port {args.port}: the demo cannot serve on {args.host}:{args.port} ({exc}); the port is"
+            " in use, choose another --port"
+        ) from None
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """ValueError naming the port when the demo could not serve on ``host:port``: out of range, or in use
+    (bound the way Gradio checks it: with SO_REUSEADDR, on the host and on 127.0.0.1)."""
+    import errno
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise ValueError(f"--port {port} is not a port number (1 to 65535)")
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ValueError(f"--host {host!r} is not an address of this machine ({exc.strerror})") from None
+    local = socket.getaddrinfo("127.0.0.1", port, type=socket.SOCK_STREAM)  # Gradio's own check binds there
+    for family, kind, proto, _, address in addresses + local:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ValueError(
+                        f"--port {port}: port {port} is already in use on {address[0]} (another program"
+                        " serves there); stop it or choose another --port"
+                    ) from None
+                raise ValueError(f"--port {port}: cannot serve on {host}:{port} ({exc.strerror})") from None
 
 
 def _list_plugins(registry, title: str) -> None:
