@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from dllm import metrics
-from dllm.config import check_fields
+from dllm.config import check_fields, resolve_generation
 from dllm.prompts import check_text
 
 from . import examples, models
@@ -91,8 +91,8 @@ def check_prompt(prompt, limit: int = MAX_PROMPT_CHARS) -> None:
 
 
 def prepare(settings: ColumnSettings, prompt: str) -> Prepared:
-    """Validate everything a column needs with the library's own checks (the plugins' and
-    ``GenerationConfig``'s fields, ``dllm.encode_prompts``, ``canvas.check_prompts``): ``ValueError`` /
+    """Validate everything a column needs with the library's own checks (the plugins' fields,
+    ``resolve_generation``, ``dllm.encode_prompts``, ``canvas.check_prompts``): ``ValueError`` /
     ``TypeError`` naming the field when something is wrong."""
     import dllm
     from dllm import canvas
@@ -100,8 +100,9 @@ def prepare(settings: ColumnSettings, prompt: str) -> Prepared:
     check_prompt(prompt)
     sampler = dllm.samplers.get(settings.sampler, **settings.sampler_params)
     cache = dllm.caches.get(settings.cache, **settings.cache_params)
-    config = dllm.GenerationConfig(**settings.generation)
     model = models.diffusion(settings.model)
+    # dllm's one settings resolution (steps follow gen_length; the live colouring reads the trace)
+    config = resolve_generation(None, model, **{**settings.generation, "trace": True})
     [ids] = dllm.encode_prompts(model, [prompt])
     canvas.check_prompts(model, [ids], config)
     return Prepared(model, sampler, cache, config, ids)
@@ -121,8 +122,7 @@ def batcher(settings: ColumnSettings, p: Prepared):
         if key in _batchers:
             _batchers.move_to_end(key)
             return _batchers[key]
-        config = dataclasses.replace(p.config, trace=True)  # the live colouring reads the trace
-        _batchers[key] = Batcher(p.model, p.sampler, p.cache, config, max_batch=MAX_BATCH)
+        _batchers[key] = Batcher(p.model, p.sampler, p.cache, p.config, max_batch=MAX_BATCH)
         while len(_batchers) > MAX_BATCHERS:
             _, old = _batchers.popitem(last=False)
             threading.Thread(target=old.close, name="dllm-demo-close", daemon=True).start()
@@ -231,7 +231,7 @@ def stream(
     except Exception as exc:  # noqa: BLE001 — any failure is this column's error, not the app's
         yield Frame("error", message=error_message(exc))
         return
-    model, config = p.model, dataclasses.replace(p.config, trace=True)
+    model, config = p.model, p.config
     yield Frame("running", canvas=empty_canvas(config), counters=live_counters(0, 0, 0, 0.0))
 
     updates: queue.Queue = queue.Queue()

@@ -340,6 +340,8 @@ def test_bad_settings_and_long_prompts_are_errors_not_crashes():
         in final(runner.ColumnSettings(generation={"gen_length": 48, "block_length": 32})).message
     )
     assert "autoregressive" in final(runner.ColumnSettings(model="tiny-ar")).message
+    unknown = final(runner.ColumnSettings(generation={"gen_length": 32, "steps_per_block": 4})).message
+    assert "unknown generation setting(s) 'steps_per_block'" in unknown  # dllm's resolve_generation
     assert final(runner.ColumnSettings(model="/no/such/folder")).status == "error"
     assert "at most" in final(runner.ColumnSettings(), "x" * (runner.MAX_PROMPT_CHARS + 1)).message
     assert "empty" in final(runner.ColumnSettings(), "  ").message
