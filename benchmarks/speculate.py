@@ -115,7 +115,7 @@ def run_config(verifier, items, drafter_name, params, length, batch: int = 1, te
                 temperature=temperature,
                 seed=0,
             )
-            seconds += out[0].seconds
+            seconds += dllm.metrics.batch_seconds(out)
             for i, result in zip(part, out):
                 results[i] = result
     return results, seconds

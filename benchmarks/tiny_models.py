@@ -56,7 +56,7 @@ def run_diffusion(model, task, examples, make_sampler, one_per_step: bool, batch
     for start in range(0, len(examples), batch):
         chunk = examples[start : start + batch]
         out = dllm.generate(model, [e.prompt for e in chunk], sampler=make_sampler(), **kwargs)
-        seconds += out[0].seconds  # every row of a batch carries the batch's wall time
+        seconds += dllm.metrics.batch_seconds(out)
         results += out
     scores = [task.score(r.text, e) for r, e in zip(results, examples)]
     tokens = sum(r.gen_tokens for r in results)

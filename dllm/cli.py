@@ -406,7 +406,7 @@ def _prompts(args) -> list[str]:
 
 def _generate(args) -> int:
     import dllm
-    from dllm.metrics import TOKENS_PER_SECOND_LABEL, throughput
+    from dllm.metrics import TOKENS_PER_SECOND_LABEL, batch_seconds, throughput
 
     # every argument is checked before the model is loaded
     params = {k: getattr(args, k) for k in args.sampler_flags if getattr(args, k) is not None}
@@ -479,7 +479,7 @@ def _generate(args) -> int:
             _render_steps(console, model, result)
     if len(results) > 1:
         tokens = sum(r.gen_tokens for r in results)
-        seconds = results[0].seconds
+        seconds = batch_seconds(results)
         console.print(
             f"[dim]batch of {len(results)}: tokens={tokens} seconds={seconds:.3f}"
             f" {TOKENS_PER_SECOND_LABEL}={throughput(tokens, seconds):.1f}[/dim]",

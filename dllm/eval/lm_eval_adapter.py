@@ -280,7 +280,7 @@ class DLLMEvalLM(LM):
             for i, res in zip(order, results):
                 text, stop = cut_at_stop(res.text, gen_kwargs.get("until"))
                 outputs[i] = text
-                rec = self._record(requests[i], res, text, stop, len(order), encoded[i], gen_kwargs)
+                rec = self._record(requests[i], res, text, stop, results, encoded[i], gen_kwargs)
                 self.records.append(rec)
                 if writer is not None:
                     writer.write(json.dumps(rec) + "\n")
@@ -298,9 +298,10 @@ class DLLMEvalLM(LM):
         self.stats_dir.mkdir(parents=True, exist_ok=True)
         return open(self.stats_dir / f"rank{self.rank}.jsonl", "a", encoding="utf-8")
 
-    def _record(self, req, res, text: str, stop, batch_size: int, encoded, gen_kwargs) -> dict:
+    def _record(self, req, res, text: str, stop, batch: list, encoded, gen_kwargs) -> dict:
         kept = res.gen_tokens if stop is None else len(self.model.encode(text, add_bos=False)) if text else 0
-        latency = res.seconds / batch_size
+        batch_size = len(batch)
+        latency = metrics.batch_seconds(batch) / batch_size
         task, doc_id = (req.metadata[0], req.metadata[1]) if getattr(req, "metadata", None) else (None, None)
         return {
             "task": task,

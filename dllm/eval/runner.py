@@ -419,6 +419,7 @@ def make_record(
     score: float,
     prompt_tokens: int,
     batch_size: int,
+    batch_seconds: float,
     peak_mem: tuple[float, str],
     device: str,
     rank: int,
@@ -428,7 +429,7 @@ def make_record(
     """One per-sample record (schema in the module docstring and docs/evaluate.md); ``cfg`` and
     ``result`` are a ``GenerationConfig`` / ``GenerationResult`` or, for a speculative run, a
     ``SpeculativeConfig`` / ``SpeculativeResult``."""
-    latency = result.seconds / batch_size
+    latency = batch_seconds / batch_size
     return {
         "run_id": run.run_id,
         "mode": run.mode,
@@ -455,7 +456,7 @@ def make_record(
         "gen_tokens": result.gen_tokens,
         **(_speculative_counts(run, cfg, result) if run.speculative else _diffusion_counts(cfg, result)),
         "latency_s": latency,
-        "batch_seconds": result.seconds,
+        "batch_seconds": batch_seconds,
         "batch_size": batch_size,
         "tokens_per_second": metrics.throughput(result.gen_tokens, latency),
         "peak_mem_gb": round(peak_mem[0], 4),
@@ -805,6 +806,7 @@ def _run_config(
                     score=float(task.score(res.text, ex)),
                     prompt_tokens=len(model.encode(ex.prompt)),
                     batch_size=len(batch),
+                    batch_seconds=metrics.batch_seconds(results),
                     peak_mem=peak,
                     device=str(device),
                     rank=dist.rank,
