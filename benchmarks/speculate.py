@@ -180,6 +180,98 @@ def acceptance_curve(results, depth: int = 32) -> list[float | None]:
     return [a / n if n >= 5 else None for a, n in zip(accepted, reached)]  # fewer than 5 rounds: not drawn
 
 
+BATCH_CONFIGS = [  # (label, drafter name, drafter params, length controller)
+    ("deer (tiny-deer), k = 32", "deer", {}, None),
+    ("deer (tiny-deer), k = 16", "deer", {}, ("fixed", {"k": 16})),
+    ("deer (tiny-deer), ADL 4..32", "deer", {}, ("adl", {"k_min": 4, "k_max": 32})),
+    ("onepass tiny-dream-draft, k = 16", "onepass", {"model": "tiny-dream-draft"}, ("fixed", {"k": 16})),
+    ("ar tiny-ar-draft, HF heuristic k", "ar", {}, None),
+]
+
+
+def hf_batched_greedy(verifier, prompts: list[str], budget: int, batch: int) -> tuple[list, float]:
+    """``transformers``' own batched greedy ``generate`` (left padding, KV cache) over consecutive
+    batches of ``batch`` prompts: the batched plain-AR baseline."""
+    from dllm.metrics import answer_length
+
+    outputs, start = [], time.perf_counter()
+    for first in range(0, len(prompts), batch):
+        rows = [verifier.encode(p) for p in prompts[first : first + batch]]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([[verifier.pad_id] * (width - len(r)) + r for r in rows])
+        pads = torch.tensor([width - len(r) for r in rows])
+        mask = (torch.arange(width)[None] >= pads[:, None]).long()
+        with torch.no_grad():
+            gen = verifier.net.generate(
+                ids,
+                attention_mask=mask,
+                max_new_tokens=budget,
+                do_sample=False,
+                eos_token_id=verifier.eos_ids,
+                pad_token_id=verifier.pad_id,
+            )
+        outputs += [row[: answer_length(row, verifier.eos_ids)] for row in gen[:, width:].tolist()]
+    return outputs, time.perf_counter() - start
+
+
+def batch_suite(verifier, items, args) -> int:
+    """Continuous speculative batching (``dllm.speculate(..., max_batch=B)`` over every prompt)
+    against batched plain AR at the same B: transformers' batched greedy generate and dllm's loop
+    without a drafter (also continuous). One ``max_new_tokens`` for every prompt (the largest task
+    budget; rows stop at EOS). Tokens/s = generated tokens / wall seconds (``dllm.metrics``)."""
+    import dllm
+    from dllm.drafters import length as lengths
+
+    prompts, budget = [p for p, _ in items], max(b for _, b in items)
+    configs = [c for c in BATCH_CONFIGS if args.configs is None or any(s in c[0] for s in args.configs)]
+    dllm.speculate(verifier, prompts[:2], "deer", max_new_tokens=4)  # warm-up (model loads)
+    reference, _ = hf_batched_greedy(verifier, prompts, budget, 1)
+    rows = []
+    print(
+        f"# Continuous speculative batching, verifier tiny-ar, greedy: {len(prompts)} held-out prompts,"
+        f" max_new_tokens {budget}, {args.threads} CPU thread(s)\n"
+    )
+    print("| batch | system | tokens/s | vs batched plain AR | TPVF | identical to greedy |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for batch in args.batch:
+        runs = []
+        outputs, seconds = hf_batched_greedy(verifier, prompts, budget, batch)
+        runs.append(("transformers batched greedy generate", outputs, seconds, None))
+        start = time.perf_counter()
+        out = dllm.speculate(verifier, prompts, None, max_batch=batch, max_new_tokens=budget)
+        runs.append(
+            ("dllm loop, no drafter (continuous)", [r.ids for r in out], time.perf_counter() - start, out)
+        )
+        for label, name, params, length in configs:
+            drafter = dllm.drafters.get(name, **params)
+            controller = None if length is None else lengths.get(length[0], **length[1])
+            dllm.speculate(verifier, prompts[:2], drafter, length=controller, max_new_tokens=4)  # warm-up
+            start = time.perf_counter()
+            out = dllm.speculate(
+                verifier, prompts, drafter, length=controller, max_batch=batch, max_new_tokens=budget
+            )
+            runs.append((label, [r.ids for r in out], time.perf_counter() - start, out))
+        ar = max(sum(map(len, o)) / s for _, o, s, _ in runs[:2])
+        for label, outputs, seconds, results in runs:
+            tps = sum(map(len, outputs)) / seconds
+            tpvf = (
+                sum(r.gen_tokens for r in results) / sum(r.verifier_forwards for r in results)
+                if results
+                else None
+            )
+            same = sum(o == ref for o, ref in zip(outputs, reference)) / len(reference)
+            print(
+                f"| {batch} | {label} | {tps:.0f} | {tps / ar:.2f}x | {'' if tpvf is None else f'{tpvf:.2f}'}"
+                f" | {100 * same:.0f} % |",
+                flush=True,
+            )
+            rows.append(dict(batch=batch, system=label, tokens_per_second=tps, vs_ar=tps / ar, tpvf=tpvf))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return 0
+
+
 def deer_suite(verifier, items, reference, args) -> int:
     """DEER against its ablations, the AR drafter and DiffuSpec, greedy and at T = 1."""
     from pathlib import Path
@@ -255,26 +347,31 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=8, help="held-out prompts per task")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=8, help="batch size of the batched run")
+    parser.add_argument(
+        "--batch", type=int, nargs="+", default=[8], help="batch size(s) of the batched run(s)"
+    )
     parser.add_argument(
         "--configs", nargs="+", default=None, help="labels (substrings) of the configs to run"
     )
     parser.add_argument("--json", default=None, help="write the rows to this file")
     parser.add_argument(
         "--suite",
-        choices=["drafters", "deer"],
+        choices=["drafters", "deer", "batch"],
         default="drafters",
-        help="deer: the DEER ablation (greedy and T = 1) and its acceptance plot",
+        help="deer: the DEER ablation (greedy and T = 1) and its acceptance plot; batch: tokens/s of"
+        " continuous speculative batching against batched plain AR at each --batch size",
     )
     parser.add_argument("--plot", default="docs/deer_acceptance.png", help="--suite deer: the plot's file")
     args = parser.parse_args(argv)
-    if args.samples < 1 or args.threads < 1 or args.batch < 1:
+    if args.samples < 1 or args.threads < 1 or min(args.batch) < 1:
         parser.error("--samples, --threads and --batch must be >= 1")
     torch.set_num_threads(args.threads)
     import dllm
 
     verifier = dllm.load("tiny-ar")
     items = prompts_and_budgets(args.samples)
+    if args.suite == "batch":
+        return batch_suite(verifier, items, args)
     plain_ar(verifier, items[:4])  # warm-up
     reference, generate_seconds, ar_seconds = plain_ar(verifier, items)
     if args.suite == "deer":
@@ -322,11 +419,12 @@ def main(argv=None) -> int:
                 sum(ar_seconds[part]),
             )
             print(f"| {name} | {row['tpvf']:.2f} | {row['tau_bonus']:.2f} | {row['speedup']:.2f}× |")
-    if best is not None and args.batch > 1:
+    batch = args.batch[0]
+    if best is not None and batch > 1:
         label, name, params, length = next(c for c in configs if c[0] == best["config"])
-        results, seconds = run_config(verifier, items, name, params, length, batch=args.batch)
+        results, seconds = run_config(verifier, items, name, params, length, batch=batch)
         batched = summarise(label, results, seconds, reference, baseline)
-        print(f"\n## Batch {args.batch}: {label}\n")
+        print(f"\n## Batch {batch}: {label}\n")
         print("| batch | TPVF | identical to plain AR | seconds | tokens/s |\n|---|---:|---:|---:|---:|")
         tokens = sum(len(r) for r in reference)
         print(
@@ -334,14 +432,14 @@ def main(argv=None) -> int:
             f"{tokens / best['seconds']:.0f} |"
         )
         print(
-            f"| {args.batch} | {batched['tpvf']:.2f} | {100 * batched['identical']:.0f} % | {seconds:.2f} | "
+            f"| {batch} | {batched['tpvf']:.2f} | {100 * batched['identical']:.0f} % | {seconds:.2f} | "
             f"{tokens / seconds:.0f} |"
         )
         print(
-            f"\nBatch {args.batch} keeps {100 * batched['tpvf'] / best['tpvf']:.0f} % of batch 1's "
+            f"\nBatch {batch} keeps {100 * batched['tpvf'] / best['tpvf']:.0f} % of batch 1's "
             "tokens per verifier forward."
         )
-        rows.append({**batched, "config": f"{label} (batch {args.batch})"})
+        rows.append({**batched, "config": f"{label} (batch {batch})"})
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
