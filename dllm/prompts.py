@@ -88,6 +88,19 @@ def _token_ids(prompt, label: str) -> list[int]:
     return ids
 
 
+def encode_prompt(
+    model, prompt, chat: bool = False, allow_special: bool = False, *, vocabulary: str = "the vocabulary"
+) -> list[int]:
+    """One prompt (text or token ids) -> its checked token ids, as ``encode_prompts`` checks a batch;
+    a list of prompts or a bare number is a ``TypeError`` (a server's request is one prompt)."""
+    if isinstance(prompt, (list, tuple)) and prompt and not isinstance(prompt[0], numbers.Integral):
+        raise TypeError(
+            f"one prompt expected (text or a list of token ids), got a list of {len(prompt)} prompts"
+        )
+    [ids] = encode_prompts(model, prompt, chat, allow_special, vocabulary=vocabulary)
+    return ids
+
+
 def _as_batch(prompts) -> list:
     if isinstance(prompts, (bytes, bytearray, memoryview)):
         raise TypeError(

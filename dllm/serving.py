@@ -29,7 +29,7 @@ from dllm import samplers as sampler_registry
 from dllm.config import GenerationConfig, resolve_generation
 from dllm.engine import Batcher as _EngineBatcher
 from dllm.engine import Engine, Request, StepListener, check_max_batch
-from dllm.prompts import encode_prompts
+from dllm.prompts import encode_prompt
 
 __all__ = ["Batcher", "Request", "StepListener"]
 
@@ -90,10 +90,10 @@ class Batcher(_EngineBatcher):
         """The checked request for one prompt (text or token ids), as ``generate`` / ``speculate``
         check theirs."""
         if hasattr(self.kind, "request"):  # speculative: the verifier's vocabulary and context
-            [ids] = encode_prompts(
-                self.model, [prompt], chat, allow_special, vocabulary="the verifier's vocabulary"
+            ids = encode_prompt(
+                self.model, prompt, chat, allow_special, vocabulary="the verifier's vocabulary"
             )
             return self.kind.request(ids, on_step)
-        [ids] = encode_prompts(self.model, [prompt], chat, allow_special)
+        ids = encode_prompt(self.model, prompt, chat, allow_special)
         canvas.check_prompts(self.model, [ids], self.config)
         return Request(ids, on_step)

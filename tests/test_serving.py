@@ -132,6 +132,10 @@ def test_bad_input_is_refused_at_submit(model):
         batcher.submit("   ")
     with pytest.raises(ValueError, match="exceeds the context"):
         batcher.submit([5] * 1200)
+    with pytest.raises(TypeError, match="prompts must be text, token ids or a list of them, got int"):
+        batcher.submit(5)  # dllm.generate(model, 5) refuses it too
+    with pytest.raises(TypeError, match="one prompt expected"):
+        batcher.submit(["copy: a ->", "copy: b ->"])
     batcher.close()
     with pytest.raises(RuntimeError, match="closed"):
         batcher.submit("copy: a ->")
