@@ -89,3 +89,56 @@ def test_two_process_lm_eval_matches_one_process(tmp_path):
 
     assert answers(tmp_path / "one") == answers(tmp_path / "two")
     assert len(answers(tmp_path / "two")) == 5
+
+
+@pytest.mark.slow
+def test_two_processes_on_a_locked_folder_exit_with_the_lock_error(tmp_path):
+    """Rank 0 finds the folder locked: every rank prints the same one-line error and exits 2, none
+    with a traceback and none waiting on a broadcast (torchrun's own report of the failed launch
+    follows; each rank's output is read from its own log)."""
+    import fcntl
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun is not installed")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({**SPEC, "models": ["random:llada"], "num_samples": 2}))
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("pid 1 on elsewhere")
+        held.flush()
+        done = subprocess.run(
+            [
+                "torchrun",
+                "--nproc_per_node",
+                "2",
+                "--master_port",
+                str(29500 + (os.getpid() + 500) % 1000),
+                "--log-dir",
+                str(logs),
+                "--redirects",
+                "3",
+                "-m",
+                "dllm.eval",
+                "run",
+                str(spec),
+                "--out",
+                str(out),
+                "--no-progress",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,  # before the fix the ranks could wait on the plan's broadcast
+            env=ENV,
+        )
+    assert done.returncode != 0
+    message = (
+        f"error: {out} is in use by another `dllm eval run` (pid 1 on elsewhere); wait for it to finish or"
+        " pass another --out\n"
+    )
+    stderr = {path.parent.name: path.read_text() for path in logs.rglob("stderr.log")}
+    assert stderr == {"0": message, "1": message}, done.stderr[-3000:]
+    assert "exitcode  : 2" in done.stderr  # the launcher's report: a rank exited with the error's status
+    assert not list(out.glob("records/*"))

@@ -53,8 +53,21 @@ def _read(path: Path) -> list[dict]:
         import pyarrow.parquet as pq
 
         return pq.read_table(path).to_pylist()
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    from dllm.eval.files import read_text
+
+    rows = []
+    for number, line in enumerate(read_text(path, "benchmark data file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not a JSON line ({exc.msg}); fix or delete that line") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: a row must be a JSON object, found a JSON {type(row).__name__}")
+        rows.append(row)
+    return rows
 
 
 def load_rows(bench: str, split: str, data_files=None, source: str | None = None) -> tuple[list[dict], str]:

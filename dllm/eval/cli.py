@@ -75,6 +75,7 @@ def run(args) -> int:
 
 def _run(args) -> int:
     import os
+    from pathlib import Path
 
     from dllm.eval.distributed import Distributed
     from dllm.eval.runner import cpu_threads, run_sweep
@@ -87,15 +88,19 @@ def _run(args) -> int:
 
     try:
         result = run_sweep(
-            args.spec,
+            Path(args.spec),  # a file, never YAML text
             args.out,
             batch_size=args.batch_size,
             progress=not args.no_progress,
             max_configs=args.max_configs,
             threads=threads,
         )
-    except SweepLocked as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (SweepLocked, ValueError, FileNotFoundError) as exc:
+        # under torchrun every rank gets here with the same error (rank 0's, see run_on_main): each
+        # prints it, waits at most a few seconds for the others and leaves the process group
+        sys.stderr.write(f"error: {exc}\n")  # one write: the ranks' lines do not interleave
+        sys.stderr.flush()
+        Distributed.leave()
         return 2
     except KeyboardInterrupt:
         where = f" in {args.out}" if args.out else ""

@@ -9,9 +9,23 @@ is installed (``PartialState(cpu=True)`` on a machine without CUDA, i.e. gloo), 
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import torch
+
+T = TypeVar("T")
+
+
+def _portable(error: Exception | None) -> Exception | None:
+    """``error`` if it survives pickling (to go to the other ranks), else a RuntimeError with its text."""
+    if error is None:
+        return None
+    try:
+        return pickle.loads(pickle.dumps(error))
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
 
 
 @dataclass
@@ -68,6 +82,44 @@ class Distributed:
         box = [obj if self.rank == src else None]
         torch.distributed.broadcast_object_list(box, src=src)
         return box[0]
+
+    def run_on_main(self, work: Callable[[], T]) -> T:
+        """``work()`` run on rank 0 only; every rank returns its value, or raises the error it raised.
+
+        A failure on rank 0 (a locked or damaged output folder) is then the same error on every rank,
+        where the other ranks would otherwise wait on a broadcast that never comes."""
+        value = error = None
+        if self.is_main:
+            try:
+                value = work()
+            except Exception as exc:
+                if self.world_size == 1:
+                    raise
+                error = exc
+        if self.world_size == 1:
+            return value
+        value, shared = self.broadcast_object((value, _portable(error)))
+        if self.is_main and error is not None:
+            raise error
+        if shared is not None:
+            raise shared
+        return value
+
+    @staticmethod
+    def leave(wait: float = 10.0) -> None:
+        """Leave the process group on an error every rank got (see :meth:`run_on_main`): wait up to
+        ``wait`` seconds for the other ranks (so the launcher does not kill one that is still printing
+        the error), then tear the group down; a process that exits with a live gloo group can abort in
+        its destructor. Never waits longer, even when the other ranks are not leaving."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        import datetime
+
+        try:
+            torch.distributed.monitored_barrier(timeout=datetime.timedelta(seconds=wait))
+        except Exception:  # a rank that is not leaving, or a backend without it (nccl)
+            pass
+        torch.distributed.destroy_process_group()
 
     def close(self) -> None:
         """Wait for every rank, then tear the process group down (a process that exits with a live

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from dllm.eval.aggregate import QUALITY_LEVELS, build_report
+from dllm.eval.files import output_file_remedy, read_yaml
 from dllm.eval.runner import load_records
 
 
@@ -13,9 +14,10 @@ def _task_sets(out_dir: Path) -> dict:
     spec = out_dir / "spec.yaml"
     if not spec.exists():
         return {}
-    import yaml
-
-    return dict((yaml.safe_load(spec.read_text()) or {}).get("task_sets") or {})
+    data = read_yaml(spec, "the sweep's copy of its spec", output_file_remedy(spec, run=False)) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{spec} must be a sweep spec (a mapping); {output_file_remedy(spec, run=False)}")
+    return dict(data.get("task_sets") or {})
 
 
 def make_report(out_dir: str | Path, report_dir: str | Path | None = None, plots: bool = True) -> dict:

@@ -57,6 +57,7 @@ from dllm import metrics
 from dllm import samplers as sampler_registry
 from dllm.eval import tasks as task_lib
 from dllm.eval.distributed import Distributed
+from dllm.eval.files import output_file_remedy, read_json_object
 from dllm.eval.spec import (
     PLAIN_AR,
     ModelEntry,
@@ -614,8 +615,23 @@ def run_sweep(
     if threads:
         torch.set_num_threads(threads)
     out = Path(out_dir or spec.output_dir or Path("results") / spec.name)
-    with folder_lock(out, enabled=dist.is_main):
+    with contextlib.ExitStack() as held:
+        # rank 0 takes the folder; a locked (or unusable) folder is the same error on every rank
+        dist.run_on_main(lambda: held.enter_context(folder_lock(_output_folder(out))))
         return _run_sweep(spec, out, dist, models, batch_size, progress, max_configs, on_record)
+
+
+def _output_folder(root: Path) -> Path:
+    """``root``, created if needed; a ValueError naming it when it is a file or cannot be created."""
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"output folder {root} is a file, not a folder; pass another --out")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent is a file, no permission, ...
+        problem = exc.strerror
+    else:
+        return root
+    raise ValueError(f"cannot create the output folder {root} ({problem}); pass another --out")
 
 
 def _run_sweep(
@@ -630,9 +646,8 @@ def _run_sweep(
         runs = runs[:max_configs]
     bs = int(batch_size or spec.batch_size)
 
-    # Rank 0 decides what is left to do; every rank follows the same plan.
-    plan = None
-    if dist.is_main:
+    # Rank 0 decides what is left to do; every rank follows the same plan (or raises rank 0's error).
+    def make_plan() -> list[list[int]]:
         layout.records.mkdir(parents=True, exist_ok=True)
         _write_manifest(layout, spec, runs, skipped)
         for item in skipped:
@@ -643,7 +658,9 @@ def _run_sweep(
             done = layout.done_ids(run.run_id)
             examples = task_lib.get(run.task).examples(run.split, run.num_samples, run.data_seed)
             plan.append([i for i, ex in enumerate(examples) if ex.uid not in done])
-    plan = dist.broadcast_object(plan)
+        return plan
+
+    plan = dist.run_on_main(make_plan)
     result = SweepResult(out_dir=out, runs=runs, skipped=skipped)
     result.reused = sum(r.num_samples - len(todo) for r, todo in zip(runs, plan))
     todo_configs = [(r, t) for r, t in zip(runs, plan) if t]
@@ -701,7 +718,11 @@ def _write_manifest(layout: Layout, spec: SweepSpec, runs: list[RunConfig], skip
 
     (layout.root / "spec.yaml").write_text(yaml.safe_dump(spec.raw, sort_keys=False))
     manifest_path = layout.root / "configs.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest = (
+        read_json_object(manifest_path, "sweep manifest", output_file_remedy(manifest_path))
+        if manifest_path.exists()
+        else {}
+    )
     manifest.update({r.run_id: r.to_dict() for r in runs})
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
     with open(layout.root / "skipped.jsonl", "w", encoding="utf-8") as fh:

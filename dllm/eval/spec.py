@@ -327,27 +327,26 @@ def _speculative_entry(entry, where: str) -> dict:
 
 
 def load_spec(source: str | Path | dict) -> SweepSpec:
-    """Parse and validate a sweep spec from a YAML file path, YAML text or a dict."""
+    """Parse and validate a sweep spec from a YAML file path, YAML text or a dict.
+
+    A ``Path``, and a one-line string that is not a ``{...}`` mapping, name a file; a missing file is a
+    FileNotFoundError naming it (not YAML text that happens to be a string)."""
     if isinstance(source, dict):
         data = copy.deepcopy(source)
+        where = "a sweep spec"
     else:
-        import yaml
+        from dllm.eval.files import parse_yaml, read_text
 
-        path = Path(source)
-        text = path.read_text() if path.exists() else str(source)
-        if not path.exists() and "\n" not in text and text.endswith((".yaml", ".yml")):
-            raise FileNotFoundError(f"sweep spec {source} not found")
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            where = f"sweep spec {path}" if path.exists() else "the sweep spec text"
-            mark = getattr(exc, "problem_mark", None)
-            at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-            raise ValueError(
-                f"{where} is not valid YAML{at}: {getattr(exc, 'problem', None) or exc}"
-            ) from None
+        text = str(source)
+        if isinstance(source, Path) or ("\n" not in text and not text.lstrip().startswith("{")):
+            where = f"sweep spec {source}"
+            text = read_text(Path(source), "sweep spec")
+        else:
+            where = "the sweep spec text"
+        data = parse_yaml(text, where)
     if not isinstance(data, dict):
-        raise ValueError("a sweep spec must be a mapping with models, tasks and samplers")
+        found = "nothing (it is empty)" if data is None else f"a YAML {type(data).__name__}"
+        raise ValueError(f"{where} must be a mapping with models, tasks and samplers; found {found}")
     _check_keys("spec", data, TOP_KEYS)
     diffusion = bool(data.get("models") or data.get("samplers") or not data.get("speculative"))
     for key in ("models", "tasks", "samplers") if diffusion else ("tasks",):
