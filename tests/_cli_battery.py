@@ -27,6 +27,17 @@ FAST = ["--gen-length", "8", "--block-length", "8"]
 CASES = [
     ("bad-sampler", ["generate", M, "copy: Ava\\n", "--sampler", "nope"], "unknown sampler 'nope'"),
     (
+        "more-steps-than-tokens",  # issue 26: ran 16 steps without a word
+        ["generate", M, "copy: Ava\\n", "--steps", "64", "--gen-length", "16", "--block-length", "16"],
+        "steps=64 is more than gen_length=16",
+    ),
+    (
+        "length-changing-drafter-sampler",  # issue 26: "proposed 7 tokens for k=1" mid-run
+        ["speculate", "tiny-ar", "copy: Ava\\n", "--drafter", "dllm", "--drafter-model", "tiny-dream"]
+        + ["-d", "sampler=daedal"],
+        "sampler 'daedal' changes the canvas length",
+    ),
+    (
         "zero-max-batch",
         ["generate", M, "copy: Ava\\n", "--max-batch", "0"],
         "--max-batch=0 must be at least 1",
