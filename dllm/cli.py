@@ -124,6 +124,11 @@ def _parser() -> argparse.ArgumentParser:
         "-l", "--length-arg", action="append", metavar="KEY=VALUE", help="length-controller parameter"
     )
     spec.add_argument("--max-new-tokens", type=int, default=64)
+    spec.add_argument(
+        "--max-batch",
+        type=int,
+        help="rows decoded at once; more prompts than that run with continuous batching (default: all)",
+    )
     spec.add_argument("--temperature", type=float, default=0.0)
     spec.add_argument("--top-k", type=int)
     spec.add_argument("--top-p", type=float)
@@ -426,8 +431,7 @@ def _generate(args) -> int:
         trace=args.show_steps,
         sub_block_length=args.sub_block_length,
     )
-    if args.max_batch is not None and args.max_batch < 1:
-        raise ValueError(f"--max-batch={args.max_batch} must be at least 1")
+    _check_max_batch(args)
     prompts = _prompts(args)
     _set_threads(args.threads)
     _refuse_autoregressive(args.model)
@@ -571,11 +575,17 @@ def _render_rounds(console, verifier, result) -> None:
         console.print(line, soft_wrap=True)
 
 
+def _check_max_batch(args) -> None:
+    if args.max_batch is not None and args.max_batch < 1:
+        raise ValueError(f"--max-batch={args.max_batch} must be at least 1")
+
+
 def _speculate(args) -> int:
     import dllm
     from dllm.drafters import SpeculativeConfig
     from dllm.drafters.loop import as_verifier
 
+    _check_max_batch(args)
     drafter, controller = _build_drafter(args)
     config = SpeculativeConfig(
         max_new_tokens=args.max_new_tokens,
@@ -593,7 +603,13 @@ def _speculate(args) -> int:
         # plain AR decoding of the same prompts, same config: the speedup's denominator; a two-token
         # speculative call first loads and binds the drafter, so neither timing includes loading
         baseline = dllm.speculate(
-            verifier, prompts, drafter=None, config=config, chat=args.chat, allow_special=args.allow_special
+            verifier,
+            prompts,
+            drafter=None,
+            config=config,
+            chat=args.chat,
+            allow_special=args.allow_special,
+            max_batch=args.max_batch,
         )
         dllm.speculate(
             verifier,
@@ -612,6 +628,7 @@ def _speculate(args) -> int:
         config=config,
         chat=args.chat,
         allow_special=args.allow_special,
+        max_batch=args.max_batch,
     )
     name = drafter.name if drafter is not None else "none"
     length_name = controller.name if controller is not None else None

@@ -27,6 +27,11 @@ FAST = ["--gen-length", "8", "--block-length", "8"]
 CASES = [
     ("bad-sampler", ["generate", M, "copy: Ava\\n", "--sampler", "nope"], "unknown sampler 'nope'"),
     (
+        "zero-max-batch-speculate",
+        ["speculate", "tiny-ar", "copy: Ava\\n", "--max-batch", "0"],
+        "--max-batch=0 must be at least 1",
+    ),
+    (
         "more-steps-than-tokens",  # issue 26: ran 16 steps without a word
         ["generate", M, "copy: Ava\\n", "--steps", "64", "--gen-length", "16", "--block-length", "16"],
         "steps=64 is more than gen_length=16",

@@ -137,6 +137,17 @@ def test_json_one_prompt_and_a_batch(capsys, greedy_text):
     assert all(row["drafter"] == "ar" and len(row["trace"]) == row["rounds"] for row in batch)
 
 
+def test_max_batch_gives_every_prompt_its_run_alone(capsys):
+    prompts = [ARG, "sort: pear, fig, apple\\n", "copy: Ava Cole, Max Hill\\n"]
+    argv = ["speculate", "tiny-ar", *prompts, "--drafter", "deer", "--max-new-tokens", TOKENS, "--json"]
+    assert main(argv) == 0
+    together = json.loads(capsys.readouterr().out)
+    assert main(argv + ["--max-batch", "1"]) == 0
+    one_at_a_time = json.loads(capsys.readouterr().out)
+    keys = ("ids", "rounds", "accepted", "verifier_forwards")
+    assert [[r[k] for k in keys] for r in together] == [[r[k] for k in keys] for r in one_at_a_time]
+
+
 def test_show_rounds(capsys):
     assert (
         main(
