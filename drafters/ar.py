@@ -7,8 +7,11 @@ sample from q = the drafter's distribution under the verifier's logits processor
 proposals: token i is drawn given tokens < i).
 
 Source: Leviathan et al. 2023 (arXiv 2211.17192), Chen et al. 2023 (arXiv 2302.01318); the same
-loop as ``transformers``' ``generate(assistant_model=...)`` (HF's heuristic length schedule is
-this drafter's default: ``dllm.drafters.length.HeuristicLength``).
+loop as ``transformers``' ``generate(assistant_model=...)``. This drafter's default draft length is
+transformers' former heuristic schedule (+2/−1 from 5), ``dllm.drafters.length.HeuristicLength``; not
+transformers' current default for assisted generation, which is 20 draft tokens with an adaptive
+confidence threshold of 0.4 (``num_assistant_tokens=20``, ``assistant_confidence_threshold=0.4``);
+dllm has no such controller yet (issue 29).
 """
 
 from __future__ import annotations
