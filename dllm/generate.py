@@ -1,8 +1,9 @@
 """The denoising loop: the only code that calls the model and mutates the canvas.
 
-Read top-down: ``generate`` checks its inputs and hands the prompts to a ``Scheduler``, which
-keeps the running batch (finished rows leave, waiting prompts join) and steps a ``Loop`` until
-every row is done. ``Loop.start`` builds a state (``dllm.canvas``); one ``Loop.step`` is: the
+Read top-down: ``generate`` resolves its settings and checks its prompts, then hands them to the
+engine (``dllm.engine``), which keeps the running batch (finished rows leave, waiting prompts join)
+and steps it through ``Denoising``, this module's step kind, one ``Loop.step`` at a time until every
+row is done. ``Loop.start`` builds a state (``dllm.canvas``); one ``Loop.step`` is: the
 sampler names its logit region, ``look`` runs the cache-planned forward (``ModelStep``, the only
 code that calls the model) and applies the logit rules (``dllm.logits``), the sampler may size
 the new blocks and then decides, ``apply`` writes the decision (guaranteeing progress: an active
