@@ -65,11 +65,10 @@ class Sampling:
 
     def processors(self):
         """``transformers`` logits processors of these settings (empty when greedy)."""
-        from transformers import (
-            LogitsProcessorList,
-            TemperatureLogitsWarper,
-            TopKLogitsWarper,
-            TopPLogitsWarper,
+        from dllm.models.lazy import from_transformers
+
+        LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper = from_transformers(
+            "LogitsProcessorList", "TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper"
         )
 
         out = LogitsProcessorList()

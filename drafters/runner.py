@@ -18,7 +18,9 @@ import torch
 
 
 def _empty_cache():
-    from transformers import DynamicCache
+    from dllm.models.lazy import from_transformers
+
+    DynamicCache = from_transformers("DynamicCache")
 
     # Built without the model config, every layer is a full DynamicLayer, even for sliding-window
     # models (whose window is applied by the attention mask): it keeps every position, so it can

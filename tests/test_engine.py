@@ -214,3 +214,29 @@ def test_speculate_applies_keywords_on_top_of_its_config(verifier):
 def test_a_drafter_with_a_length_changing_sampler_is_refused_up_front():
     with pytest.raises(ValueError, match="changes the canvas length"):
         drafters.get("dllm", sampler="daedal")
+
+
+def test_two_threads_in_a_fresh_process_load_and_speculate(tmp_path):
+    """transformers resolves its names lazily and not thread-safely: the first two concurrent calls
+    of a fresh process raced there (ImportError: cannot import name 'AutoModelForCausalLM')."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "race.py"
+    script.write_text(
+        "import threading, dllm\n"
+        "drafter, errors = dllm.drafters.get('ar'), []\n"
+        "def go():\n"
+        "    try:\n"
+        "        dllm.speculate('tiny-ar', ['copy: Ava Cole\\n'], drafter, max_new_tokens=8)\n"
+        "    except Exception as exc:\n"
+        "        errors.append(repr(exc))\n"
+        "threads = [threading.Thread(target=go) for _ in range(2)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "print(errors)\n"
+    )
+    for _ in range(2):  # it failed on every try before
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == "[]"

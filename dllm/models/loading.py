@@ -18,6 +18,7 @@ import torch
 from . import config as config_mod
 from . import weights as weights_mod
 from .config import ModelConfig
+from .lazy import from_transformers
 from .transformer import Transformer
 
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
@@ -167,7 +168,7 @@ def _quiet_transformers():
 
 
 def _load_causal_lm(folder: Path, name: str, dtype, device, model_type: str = "") -> CausalLM:
-    from transformers import AutoModelForCausalLM
+    AutoModelForCausalLM = from_transformers("AutoModelForCausalLM")
 
     weights = _weight_files(folder)[
         0
@@ -221,7 +222,7 @@ def _load_causal_lm(folder: Path, name: str, dtype, device, model_type: str = ""
 
 
 def _shipped_models() -> dict[str, Path]:
-    from dllm.zoo import shipped_models
+    from dllm.shipped import shipped_models
 
     return shipped_models()
 
@@ -427,7 +428,7 @@ _VOCABULARY_FILES = ("vocab.json", "tokenizer.model", "spiece.model", "sentencep
 
 
 def _load_tokenizer(folder: Path):
-    from transformers import AutoTokenizer
+    AutoTokenizer = from_transformers("AutoTokenizer")
 
     vocabularies = [n for n in _VOCABULARY_FILES if (folder / n).exists()] + sorted(
         p.name for p in folder.glob("*.tiktoken")
@@ -449,7 +450,7 @@ def _load_tokenizer(folder: Path):
             # transformers 5 picks the tokenizer class from config.json's model_type (a Qwen2 folder
             # gets Qwen2Tokenizer, whose pre-tokenizer splits digits differently); honour the folder's
             # own declaration instead.
-            from transformers import PreTrainedTokenizerFast
+            PreTrainedTokenizerFast = from_transformers("PreTrainedTokenizerFast")
 
             return PreTrainedTokenizerFast.from_pretrained(str(folder))
         return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
