@@ -726,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
             _list_plugins(dllm.drafters, "drafters")
             _list_plugins(dllm.drafters.length, "draft-length controllers")
         elif args.command == "models":
-            from dllm.zoo import shipped_models
+            from dllm.shipped import shipped_models
 
             for name, path in shipped_models().items():
                 print(f"{name}\t{path}")

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dllm import zoo
+import dllm.shipped as shipped_data
 from dllm.config import check_range
 from dllm.selection import best_candidate
 from dllm.state import Decision, StepView
@@ -109,11 +109,11 @@ def find_filter(model: str | None = None, path: str | Path | None = None) -> Con
         if value is not None and "\x00" in str(value):
             raise ValueError(f"learn2pd.{field_name}={str(value)!r} contains a NUL character")
     key = Path(str(model)).name
-    folder = Path(path) if path is not None else zoo.shipped_path(zoo.FILTERS, key)
+    folder = Path(path) if path is not None else shipped_data.shipped_path(shipped_data.FILTERS, key)
     cache_key = str(folder.resolve())
     if cache_key not in _LOADED:
         if not (folder / "filter.json").exists():
-            shipped = sorted(zoo.shipped_filters())
+            shipped = sorted(shipped_data.shipped_filters())
             who = f"model {model!r}" if path is None else f"path {str(path)!r}"
             raise FileNotFoundError(
                 f"no Learn2PD filter for {who} (looked in {folder}); "
@@ -165,7 +165,7 @@ class Learn2PDSampler(Sampler):
             for n in (getattr(model, "name", None), getattr(getattr(model, "path", None), "name", None))
             if n
         ]
-        shipped = zoo.shipped_filters()
+        shipped = shipped_data.shipped_filters()
         found = [n for n in names if Path(str(n)).name in shipped]
         return find_filter(found[0] if found else (names[0] if names else None))
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import dllm
+import dllm.shipped
 import dllm.zoo
 from dllm.samplers.base import Sampler
 from dllm.samplers.daedal import eos_completion
@@ -338,8 +339,8 @@ def test_adablock_needs_a_tokenizer():
 def test_learn2pd_filter_lookup_and_errors(filter_dir, monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m dllm.zoo.learn2pd_train no-such-model"):
         dllm.samplers.get("learn2pd", model="no-such-model")
-    monkeypatch.setattr(dllm.zoo, "shipped_path", tmp_path.joinpath)  # an installation shipping one filter
-    ConfidenceFilter(8).save(tmp_path / dllm.zoo.FILTERS / "random-llada")
+    monkeypatch.setattr(dllm.shipped, "shipped_path", tmp_path.joinpath)  # an install shipping one filter
+    ConfidenceFilter(8).save(tmp_path / dllm.shipped.FILTERS / "random-llada")
     sampler = dllm.samplers.get("learn2pd", model="random-llada")
     assert sampler._filter is find_filter("random-llada")
     results = _run(_model("llada"), dllm.samplers.get("learn2pd"))  # found from the model's name

@@ -12,6 +12,7 @@ import torch
 from dllm.models.config import small_layout
 from dllm.models.loading import DiffusionModel
 from dllm.models.transformer import Transformer
+from dllm.shipped import tokenizer_dir
 
 PREFIX = "random:"
 
@@ -24,9 +25,9 @@ def random_model(
     device: str | torch.device = "cpu",
 ) -> DiffusionModel:
     """A ``DiffusionModel`` with random weights (seeded) in the ``arch`` layout and the shipped tokenizer."""
-    from dllm.zoo.tokenizer import load_tokenizer
+    from transformers import AutoTokenizer
 
-    tok = load_tokenizer()
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir()))
     cfg = small_layout(arch, tok, d_model=d_model, n_layers=n_layers, rms_eps=1e-5)
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # the default init must not move the caller's RNG
