@@ -44,7 +44,7 @@ def name_columns(target_ids: list[int], n_items: int) -> tuple[list[int], list[i
 
 
 def answer_items(example) -> list[str]:
-    from dllm.eval.tasks import parse_list
+    from dllm.tasks import parse_list
 
     return parse_list(example.target)
 

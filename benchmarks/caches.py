@@ -9,7 +9,7 @@
 
 For each model x gen length x sampler (``llada`` one token per step, ``fast-dllm`` threshold 0.9,
 ``learn2pd`` + EoTP at its defaults)
-x cache, the same held-out prompts (``dllm.eval.tasks``, eval split) are decoded one at a time
+x cache, the same held-out prompts (``dllm.tasks``, eval split) are decoded one at a time
 (batch 1, as in the papers), each configuration in a fresh subprocess so that its peak RSS is its
 own. Columns: wall and CPU seconds (summed over prompts; the CPU is shared, so CPU time is the
 steadier number), speedup over no cache with the same sampler (wall / CPU), answer tokens/s and

@@ -55,7 +55,7 @@ class NgramModel:
 
 def task_corpus(tokenizer, size: int, seed: int = 0) -> list[list[int]]:
     """``size`` train-split examples of every task, as token ids."""
-    from dllm.eval import tasks as task_lib
+    import dllm.tasks as task_lib
 
     rng = random.Random(seed)
     out = []

@@ -1,4 +1,4 @@
-"""Tests for dllm.eval.tasks: generators, splits, and hand-written right/wrong cases for every checker."""
+"""Tests for dllm.tasks: generators, splits, and hand-written right/wrong cases for every checker."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import random
 
 import pytest
 
-from dllm.eval import tasks as T
-from dllm.eval.tasks import Example, LatinSquare, ListTask, Sudoku, parse_list
-from dllm.eval.tasks.base import first_line, is_eval_prompt
-from dllm.eval.tasks.math_ops import parse_int
-from dllm.eval.tasks.names import FIRST_NAMES, FULL_NAMES, LAST_NAMES
-from dllm.eval.tasks.puzzles import all_sudoku_grids, count_solutions, is_sudoku_solution
+from dllm import tasks as T
+from dllm.tasks import Example, LatinSquare, ListTask, Sudoku, parse_list
+from dllm.tasks.base import first_line, is_eval_prompt
+from dllm.tasks.math_ops import parse_int
+from dllm.tasks.names import FIRST_NAMES, FULL_NAMES, LAST_NAMES
+from dllm.tasks.puzzles import all_sudoku_grids, count_solutions, is_sudoku_solution
 
 WAITING_LINE = [
     "copy",

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from dllm.eval import tasks as T
-from dllm.eval.tasks import ListTask
-from dllm.eval.tasks.names import FIRST_NAMES, LAST_NAMES
+from dllm import tasks as T
+from dllm.tasks import ListTask
+from dllm.tasks.names import FIRST_NAMES, LAST_NAMES
 from dllm.zoo import tokenizer as ztok
 
 
@@ -116,7 +116,7 @@ def _worst_case_target_tokens(tok, task) -> int:
     if task.name == "math_op":
         return max(n_tokens(tok, s) for s in ("998001", "-999", "1998"))
     if task.name in ("latin_square", "sudoku"):
-        from dllm.eval.tasks.names import LATIN_SYMBOLS
+        from dllm.tasks.names import LATIN_SYMBOLS
 
         per_cell = max(n_tokens(tok, " " + s) for s in LATIN_SYMBOLS + tuple("1234"))
         return 16 * per_cell + 3 * comma

@@ -1,6 +1,6 @@
 """Evaluation: ParallelBench-style tasks, sweeps of quality vs parallelism, lm-eval, closed forms.
 
-``tasks``        self-contained task generators and checkers (``get``, ``names``)
+``tasks``        the task generators and checkers, :mod:`dllm.tasks` (a leaf of the core; this name stays)
 ``spec``         sweep specs (YAML) expanded into run configs with stable ids
 ``runner``       ``run_sweep``: resumable per-sample JSONL records, data parallel over ranks
 ``aggregate``    per-config CSV, task-set averages, per-sample oracle, Max-TPS@q, AUC, Pareto
@@ -14,3 +14,5 @@
 
 Command line: ``dllm eval run|report|lm-eval|theory`` (``docs/evaluate.md``).
 """
+
+from dllm import tasks  # noqa: F401  (``from dllm.eval import tasks``: the generators moved to dllm.tasks)

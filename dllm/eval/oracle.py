@@ -60,7 +60,7 @@ _HEADERS = (
 
 def default_items() -> list[str]:
     """Every item of the shipped list tasks: people's names, letters and words."""
-    from dllm.eval.tasks.names import FULL_NAMES, LETTERS, WORDS
+    from dllm.tasks.names import FULL_NAMES, LETTERS, WORDS
 
     return list(dict.fromkeys([*FULL_NAMES, *LETTERS, *WORDS]))
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dllm.eval import tasks as task_lib
+from dllm import tasks as task_lib
 
 from .train import (
     BOS_ID,

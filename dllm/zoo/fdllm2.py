@@ -188,7 +188,7 @@ def block_decode(
 
 
 def quick_eval(net: Transformer, tokenizer, n: int = 16, tasks=EVAL_TASKS) -> dict[str, float]:
-    from dllm.eval import tasks as task_lib
+    from dllm import tasks as task_lib
 
     was_training = net.training
     net.eval()

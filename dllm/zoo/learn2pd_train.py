@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 import dllm
-from dllm.eval import tasks as task_lib
+from dllm import tasks as task_lib
 from dllm.samplers.base import Sampler
 from dllm.samplers.learn2pd import DEFAULT_THRESHOLD, ConfidenceFilter, block_confidences, weights_fingerprint
 from dllm.state import Decision

@@ -1,7 +1,7 @@
 """The project's small byte-level BPE tokenizer, trained on the ParallelBench-style task corpus.
 
 ``build_tokenizer(out_dir)`` trains a byte-level BPE (HF ``tokenizers``) on train-split prompts and
-targets of every task in :mod:`dllm.eval.tasks` and saves it so that
+targets of every task in :mod:`dllm.tasks` and saves it so that
 ``transformers.AutoTokenizer.from_pretrained(out_dir)`` returns a ``PreTrainedTokenizerFast``.
 The shipped copy lives in ``dllm/zoo/tokenizer/`` (:data:`SHIPPED_DIR`, :func:`load_tokenizer`);
 rebuild it with ``python -m dllm.zoo.tokenizer dllm/zoo/tokenizer`` (the build is deterministic).
@@ -49,8 +49,8 @@ _SEED = 1234
 
 
 def _corpus(n_examples: int) -> Iterator[str]:
-    from dllm.eval import tasks
-    from dllm.eval.tasks.names import FIRST_NAMES, LAST_NAMES
+    from dllm import tasks
+    from dllm.tasks.names import FIRST_NAMES, LAST_NAMES
 
     for name in tasks.names():
         for ex in tasks.get(name).examples("train", n_examples, seed=_SEED):
@@ -92,7 +92,7 @@ def name_tokenization_problems(tokenizer) -> list[str]:
     """
     from tokenizers import Tokenizer
 
-    from dllm.eval.tasks.names import FIRST_NAMES, LAST_NAMES
+    from dllm.tasks.names import FIRST_NAMES, LAST_NAMES
 
     def n_tokens(text: str) -> int:
         if isinstance(tokenizer, Tokenizer):

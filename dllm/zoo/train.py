@@ -3,7 +3,7 @@
 
 Every shipped model is trained from scratch (or, for ``tiny-dream``, from the weights of ``tiny-ar``'s
 first stage, the way Dream-7B started from Qwen2.5-7B; they are trained into ``~/.cache/dllm/zoo`` if
-not there yet) on the project's own task generators (``dllm.eval.tasks``,
+not there yet) on the project's own task generators (``dllm.tasks``,
 train split only), on a CPU, for a fixed number of optimizer steps, so that the same command and
 seed rebuild the shipped weights.
 
@@ -53,8 +53,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from dllm import tasks as task_lib
 from dllm.canvas import layout as canvas_layout
-from dllm.eval import tasks as task_lib
 from dllm.models.config import ModelConfig
 from dllm.models.transformer import Transformer
 from dllm.zoo import MODELS_DIR, tokenizer_dir

@@ -26,7 +26,7 @@ distinct common lowercase nouns).  Their prompts use the same headers as the wai
 (``"reverse: K, B, Q\\n"``, ``"sort: K, B, Q\\n"``); letters and words sort by plain string order.
 
 Scoring parses the first non-empty line of the prediction with
-:func:`~dllm.eval.tasks.base.parse_list` and then applies exact list match (deterministic ops) or the
+:func:`~dllm.tasks.base.parse_list` and then applies exact list match (deterministic ops) or the
 validity checks of ParallelBench (shuffle / ``*_random`` ops); see :meth:`ListTask.score`.
 """
 

@@ -18,6 +18,10 @@ Math (family ``"math"``)
 Example prompts: ``"reverse: Emma Stone, Liam Park, Noah Reed\\n"`` -> ``"Noah Reed, Liam Park, Emma
 Stone"``; see each module's docstring for the others.  Scorers read the first non-empty line of a
 prediction only.  Train and eval are split by a sha256 hash of the prompt (eval iff ``% 10 == 0``).
+
+A leaf of the core (it imports nothing of dllm): the evaluation harness, the training recipes
+(``dllm.zoo``), DiffuSpec's n-gram corpus (``dllm.drafters.ngram``) and the demo's examples all read
+it. It was ``dllm.eval.tasks``, a name that still works (``from dllm.eval import tasks``).
 """
 
 from __future__ import annotations
