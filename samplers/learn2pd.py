@@ -8,6 +8,7 @@ confident one (progress). With ``end_of_text`` the EoTP rule (``samplers/eotp.py
 EOS padding. Filters are trained per model (``python -m dllm.zoo.learn2pd_train MODEL``) and
 shipped in ``dllm/zoo/filters/<model>/``; ``dllm.samplers.get("learn2pd", model="tiny-llada")``
 loads one, and without ``model`` / ``filter_path`` the filter of the generating model is used.
+The filter itself (model, files, features) is ``dllm.confidence_filter``, shared with the trainer.
 
 Source: Bao et al., "Learning to Parallel Decode: Accelerating Diffusion LLMs with Learned
 Parallel Decoding" (arXiv:2509.25188), ims-kdks/Learning-to-Parallel-Decoding
@@ -22,17 +23,14 @@ commit the single most confident candidate. Positions past a short last block re
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 import dllm.shipped as shipped_data
+from dllm.confidence_filter import DEFAULT_THRESHOLD, ConfidenceFilter, block_confidences, weights_fingerprint
 from dllm.config import check_range
 from dllm.selection import best_candidate
 from dllm.state import Decision, StepView
@@ -41,66 +39,7 @@ from . import register
 from .base import Sampler
 from .eotp import end_of_text_edits
 
-DEFAULT_THRESHOLD = {False: 0.96, True: 0.9}  # LLaDA / Dream (shifted logits)
-_LOADED: dict[str, "ConfidenceFilter"] = {}
-
-
-class ConfidenceFilter(nn.Module):
-    """Block confidences [B, K] -> per-position logits [B, K] ("is this prediction final?")."""
-
-    def __init__(self, block_length: int = 32, hidden: int = 64):
-        super().__init__()
-        self.block_length, self.hidden = block_length, hidden
-        self.net = nn.Sequential(nn.Linear(block_length, hidden), nn.ReLU(), nn.Linear(hidden, block_length))
-
-    def forward(self, conf: torch.Tensor) -> torch.Tensor:
-        return self.net(conf)
-
-    def save(self, folder: Path, **meta) -> Path:
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "filter.safetensors")
-        )
-        info = {"block_length": self.block_length, "hidden": self.hidden, **meta}
-        (folder / "filter.json").write_text(json.dumps(info, indent=2) + "\n")
-        return folder
-
-    @classmethod
-    def load(cls, folder: Path) -> "ConfidenceFilter":
-        from safetensors.torch import load_file
-
-        info = json.loads((Path(folder) / "filter.json").read_text())
-        module = cls(info["block_length"], info["hidden"])
-        module.load_state_dict(load_file(str(Path(folder) / "filter.safetensors")))
-        module.meta, module.folder = info, Path(folder)
-        return module.eval()
-
-
-def weights_fingerprint(folder) -> str | None:
-    """Short hash of a checkpoint folder's config.json and weights (size, first and last MiB of each)."""
-    if folder is None or not Path(folder).is_dir():
-        return None
-    paths = [
-        p for p in [Path(folder) / "config.json", *sorted(Path(folder).glob("*.safetensors"))] if p.exists()
-    ]
-    # Hashing reads ~2 MiB per file; every generate call checks it, so cache it per file state.
-    return _fingerprint(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
-
-
-@functools.lru_cache(maxsize=64)
-def _fingerprint(files: tuple) -> str:
-    digest = hashlib.sha1()
-    for path, size, _ in files:
-        digest.update(f"{Path(path).name}:{size}".encode())
-        with open(path, "rb") as fh:
-            digest.update(fh.read(1 << 20))
-            if size > 2 << 20:
-                fh.seek(-(1 << 20), 2)
-                digest.update(fh.read())
-    return digest.hexdigest()[:12]
+_LOADED: dict[str, ConfidenceFilter] = {}
 
 
 def find_filter(model: str | None = None, path: str | Path | None = None) -> ConfidenceFilter:
@@ -129,12 +68,6 @@ def find_filter(model: str | None = None, path: str | Path | None = None) -> Con
 class Learn2PDState:
     filter: ConfidenceFilter  # on the canvas's device
     threshold: float  # the configured one, else the model family's default
-
-
-def block_confidences(view: StepView, size: int):
-    """``(features [B, size], index, inside)``: confidences of the block's columns (1 past its end)."""
-    index, inside = view.block_window(size)
-    return torch.where(inside, view.conf.gather(1, index), 1.0).float(), index, inside
 
 
 @register("learn2pd")

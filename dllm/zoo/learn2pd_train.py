@@ -6,7 +6,7 @@ prompts of the project's tasks (never the eval split):
 1. Reference output ``y*``: decode every prompt with the LLaDA sampler, one token per step
    (greedy, ``gen_length`` / ``block_length`` as used at inference).
 2. Replay ("extremely greedy parallel" oracle decoding): per block, while it has masks: one
-   forward; record the block's confidences (features, ``samplers.learn2pd.block_confidences``)
+   forward; record the block's confidences (features, ``dllm.confidence_filter.block_confidences``)
    and, per position, whether the current prediction equals ``y*`` (labels); then commit every
    masked block position whose prediction equals ``y*``. When none does, ``y*`` is written into
    the rest of the block (the reference's anti-stall: with greedy decoding the next forward
@@ -35,8 +35,8 @@ import torch
 
 import dllm
 from dllm import tasks as task_lib
-from dllm.samplers.base import Sampler
-from dllm.samplers.learn2pd import DEFAULT_THRESHOLD, ConfidenceFilter, block_confidences, weights_fingerprint
+from dllm.confidence_filter import DEFAULT_THRESHOLD, ConfidenceFilter, block_confidences, weights_fingerprint
+from dllm.samplers import Sampler  # the interface the replay implements (no plugin module)
 from dllm.state import Decision
 from dllm.zoo import FILTERS_DIR
 
