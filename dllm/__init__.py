@@ -6,13 +6,8 @@ model = dllm.load("tiny-llada")
 print(result.text, result.nfe, result.tokens_per_forward)
 """
 
-from dllm import (  # noqa: E402  (registries; import after the core)
-    caches,
-    drafters,  # noqa: E402
-    samplers,
-)
+from dllm import caches, samplers  # the registries
 from dllm.config import GenerationConfig
-from dllm.drafters import speculate  # noqa: E402
 from dllm.generate import StepEvent, generate
 from dllm.metrics import GenerationResult, StepRecord
 from dllm.models import DiffusionModel, load
@@ -34,3 +29,18 @@ __all__ = [
     "samplers",
     "speculate",
 ]
+
+
+def __getattr__(name: str):
+    """``dllm.drafters`` and ``dllm.speculate`` load on first use: every module of dllm runs this
+    file first, and the core (the loop, the models, the engine) does not need the drafters."""
+    if name in ("drafters", "speculate"):
+        import importlib
+
+        drafters = importlib.import_module("dllm.drafters")
+        return drafters if name == "drafters" else drafters.speculate
+    raise AttributeError(f"module 'dllm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

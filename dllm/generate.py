@@ -19,10 +19,10 @@ from typing import Callable
 
 import torch
 
-from dllm import caches as cache_registry
-from dllm import canvas
-from dllm import logits as logit_lib
-from dllm import samplers as sampler_registry
+import dllm.caches as cache_registry
+import dllm.canvas as canvas
+import dllm.logits as logit_lib
+import dllm.samplers as sampler_registry
 from dllm.config import GenerationConfig, resolve_generation
 from dllm.engine import Engine, Request, check_max_batch
 from dllm.metrics import GenerationResult, StepRecord, answer_length

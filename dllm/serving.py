@@ -23,9 +23,9 @@ mid-run: their requests are decoded in consecutive batches of the waiting ones.
 
 from __future__ import annotations
 
-from dllm import caches as cache_registry
-from dllm import canvas
-from dllm import samplers as sampler_registry
+import dllm.caches as cache_registry
+import dllm.canvas as canvas
+import dllm.samplers as sampler_registry
 from dllm.config import GenerationConfig, resolve_generation
 from dllm.engine import Batcher as _EngineBatcher
 from dllm.engine import Engine, Request, StepListener, check_max_batch

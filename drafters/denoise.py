@@ -29,10 +29,11 @@ class DenoisingDrafter(DiffusionDrafter):
     cache_params: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        from dllm import caches, samplers
+        from dllm.caches import get as get_cache
+        from dllm.samplers import get as get_sampler
 
-        self.sampler_obj = samplers.get(self.sampler, **self.sampler_params)
-        self.cache_obj = caches.get(self.cache, **self.cache_params)
+        self.sampler_obj = get_sampler(self.sampler, **self.sampler_params)
+        self.cache_obj = get_cache(self.cache, **self.cache_params)
         if self.sampler_obj.changes_length():
             raise ValueError(
                 f"drafter 'dllm': sampler {self.sampler!r} changes the canvas length, but a drafter must"
