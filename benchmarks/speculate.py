@@ -25,7 +25,7 @@ import torch
 TASKS = ("copy", "reverse", "sort", "shuffle", "insert_index", "replace_random", "cumsum", "letters_sort")
 CONFIGS = [  # (label, drafter name or None, drafter params, length controller or None)
     ("AR through the loop (no drafter)", None, {}, None),
-    ("ar: tiny-ar-draft, HF heuristic k", "ar", {}, None),
+    ("ar: tiny-ar-draft, former HF heuristic k (+2/-1 from 5)", "ar", {}, None),
     ("ar: tiny-ar-draft, k = 8", "ar", {}, ("fixed", {"k": 8})),
     ("onepass tiny-dream, k = 8", "onepass", {"model": "tiny-dream"}, ("fixed", {"k": 8})),
     ("onepass tiny-dream, k = 16", "onepass", {"model": "tiny-dream"}, ("fixed", {"k": 16})),
@@ -163,7 +163,7 @@ def table(rows: list[dict], baseline_seconds: float, generate_seconds: float) ->
 DEER_STAGE1 = "~/.cache/dllm/zoo/tiny-deer-stage1"  # python -m dllm.zoo.deer --stage1-out DIR
 DEER_STAGE2_ONLY = "~/.cache/dllm/zoo/tiny-deer-stage2-only"  # python -m dllm.zoo.deer --stages 2 --out DIR
 DEER_CONFIGS = [
-    ("ar: tiny-ar-draft, HF heuristic k", "ar", {}, None),
+    ("ar: tiny-ar-draft, former HF heuristic k (+2/-1 from 5)", "ar", {}, None),
     ("ar: tiny-ar-draft, k = 8", "ar", {}, ("fixed", {"k": 8})),
     ("diffuspec tiny-dream (CPS + ADL)", "diffuspec", {"model": "tiny-dream"}, None),
     ("diffuspec tiny-dream, no proxy", "diffuspec", {"model": "tiny-dream", "proxy": "none"}, None),
@@ -185,7 +185,7 @@ BATCH_CONFIGS = [  # (label, drafter name, drafter params, length controller)
     ("deer (tiny-deer), k = 16", "deer", {}, ("fixed", {"k": 16})),
     ("deer (tiny-deer), ADL 4..32", "deer", {}, ("adl", {"k_min": 4, "k_max": 32})),
     ("onepass tiny-dream-draft, k = 16", "onepass", {"model": "tiny-dream-draft"}, ("fixed", {"k": 16})),
-    ("ar tiny-ar-draft, HF heuristic k", "ar", {}, None),
+    ("ar tiny-ar-draft, former HF heuristic k (+2/-1 from 5)", "ar", {}, None),
 ]
 
 

@@ -1,8 +1,10 @@
 """Draft-length controllers: how many tokens each row asks its drafter for in the next round.
 
 - ``fixed``: always ``k``.
-- ``heuristic``: Hugging Face assisted generation's schedule: start at ``start``; +``increase`` after
-  a fully accepted draft, else −``decrease`` (at least ``minimum``).
+- ``heuristic``: transformers' former assisted-generation schedule (+2/−1 from 5; its current
+  default is 20 draft tokens with an adaptive confidence threshold of 0.4, not implemented here):
+  start at ``start_k``; +``increase`` after a fully accepted draft, else −``decrease`` (at least
+  ``minimum``).
 - ``adl``: DiffuSpec's adaptive draft length (Li et al., arXiv 2510.02358, §4.3, Eq. 9–11):
   exponential moving averages (weight ``rho``, from 0) of the EOS-aware length of the raw draft
   ``L_gen`` and of the accepted length ``L_acc``; ``k = clip(G + delta·[A >= G], k_min, k_max)``,
@@ -52,7 +54,7 @@ class FixedLength:
 @register("heuristic")
 @dataclass
 class HeuristicLength:
-    """Hugging Face's schedule: +increase after a fully accepted draft, else -decrease."""
+    """transformers' former schedule: +increase after a fully accepted draft, else -decrease."""
 
     start_k: int = 5
     increase: int = 2
