@@ -731,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, path in shipped_models().items():
                 print(f"{name}\t{path}")
         return 0
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # OSError: a file or folder that cannot be read
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
