@@ -35,9 +35,8 @@ def __getattr__(name: str):
     """``dllm.drafters`` and ``dllm.speculate`` load on first use: every module of dllm runs this
     file first, and the core (the loop, the models, the engine) does not need the drafters."""
     if name in ("drafters", "speculate"):
-        import importlib
+        import dllm.drafters as drafters
 
-        drafters = importlib.import_module("dllm.drafters")
         return drafters if name == "drafters" else drafters.speculate
     raise AttributeError(f"module 'dllm' has no attribute {name!r}")
 
