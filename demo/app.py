@@ -289,9 +289,13 @@ class SpeculativeUI:
                 )
                 with gr.Row():
                     # no precision: Gradio would round 2.5 to 2 before ``widgets.coerce`` could refuse it
-                    self.max_new_tokens = gr.Number(value=48, step=1, label="max_new_tokens", min_width=100)
-                    self.temperature = gr.Number(value=0.0, label="temperature", min_width=100)
-                    self.seed = gr.Number(value=0, step=1, label="seed", min_width=100)
+                    self.max_new_tokens = gr.Number(
+                        value=48, step=1, label="max_new_tokens", min_width=100, elem_id="spec-max-new-tokens"
+                    )
+                    self.temperature = gr.Number(
+                        value=0.0, label="temperature", min_width=100, elem_id="spec-temperature"
+                    )
+                    self.seed = gr.Number(value=0, step=1, label="seed", min_width=100, elem_id="spec-seed")
             with gr.Column(scale=2):
                 self.prompt = gr.Textbox(value=default_prompt, label="prompt", lines=2, elem_id="spec-prompt")
                 gr.Examples(
@@ -312,6 +316,8 @@ class SpeculativeUI:
                 )
                 self.texts = gr.Textbox(label="outputs", interactive=False, lines=3, elem_id="spec-text")
                 self.rounds = gr.HTML("", elem_id="spec-rounds")
+                self.run_id = gr.State("")  # this click's id, for the Stop button (request_stop)
+                self.result = gr.State(None)  # the last update's runs as dicts (for tests and clients)
 
     @property
     def inputs(self) -> list:
@@ -325,59 +331,117 @@ class SpeculativeUI:
                 self.seed,
                 self.prompt,
                 self.newline,
+                self.run_id,
             ]
             + self.drafter.inputs
             + self.length.inputs
         )
 
+    @property
+    def outputs(self) -> list:
+        return [self.status, self.table, self.texts, self.rounds, self.result]
+
+    def settings(
+        self, verifier, drafter, length, max_new_tokens, temperature, seed, *values
+    ) -> runner.SpeculativeSettings:
+        """The settings of the tab's widget values (the drafter's and the controller's widgets last)."""
+        nd = len(self.drafter.inputs)
+        default_length = length == DRAFTER_DEFAULT_LENGTH
+        return runner.SpeculativeSettings(
+            verifier=(verifier or "").strip(),
+            drafter=drafter,
+            drafter_params=self.drafter.params(drafter, values[:nd]),
+            length=None if default_length else length,
+            length_params={} if default_length else self.length.params(length, values[nd:]),
+            max_new_tokens=widgets.coerce(_INT("max_new_tokens"), max_new_tokens),
+            temperature=widgets.coerce(_FLOAT("temperature"), temperature),
+            seed=widgets.coerce(_INT("seed"), seed),
+        )
+
     def handler(self):
         def run_speculative(
-            verifier, drafter, length, max_new_tokens, temperature, seed, prompt, newline, *values
+            verifier, drafter, length, max_new_tokens, temperature, seed, prompt, newline, run_id, *values
         ):
-            nd = len(self.drafter.inputs)
-            yield render.counters_html("running", message=""), [], "", ""
+            yield render.counters_html("running", message=""), [], "", "", None
             try:
-                settings = runner.SpeculativeSettings(
-                    verifier=(verifier or "").strip(),
-                    drafter=drafter,
-                    drafter_params=self.drafter.params(drafter, values[:nd]),
-                    length=None if length == DRAFTER_DEFAULT_LENGTH else length,
-                    length_params={}
-                    if length == DRAFTER_DEFAULT_LENGTH
-                    else self.length.params(length, values[nd:]),
-                    max_new_tokens=widgets.coerce(_INT("max_new_tokens"), max_new_tokens),
-                    temperature=widgets.coerce(_FLOAT("temperature"), temperature),
-                    seed=widgets.coerce(_INT("seed"), seed),
+                settings = self.settings(
+                    verifier, drafter, length, max_new_tokens, temperature, seed, *values
                 )
-                out = runner.speculative(settings, examples.finalize(prompt, newline))
             except Exception as exc:  # noqa: BLE001 — shown in the tab
-                yield render.error_html(runner.error_message(exc)), [], "", ""
+                yield render.error_html(runner.error_message(exc)), [], "", "", None
                 return
-            spec, plain, verifier_model = out["spec"], out["plain"], out["verifier"]
-            rows = render.speculative_table(
-                [
-                    {"name": "plain AR (no drafter)", "result": plain, "speedup": 1.0},
-                    {"name": f"{drafter} ({out['controller']})", "result": spec, "speedup": out["speedup"]},
-                ]
+            text_prompt = examples.finalize(prompt, newline)
+            frames = runner.speculative_stream(
+                settings, text_prompt, should_stop=lambda: stop_requested(run_id)
             )
-            score = examples.score(examples.finalize(prompt, newline), spec.text)
-            verdict = "identical to plain AR" if out["identical"] else "differs from plain AR (sampling)"
-            counters = {"tps": spec.tokens_per_second, "seconds": spec.seconds, "tokens": spec.gen_tokens}
-            message = (
-                f"τ {spec.tau:.2f} · tokens/verifier forward {spec.tokens_per_verifier_forward:.2f} · "
-                f"speedup ×{out['speedup']:.2f} over plain AR · output {verdict}"
-                + (f" · correct: {render.correctness_text(score)}" if score is not None else "")
-            )
-            texts = f"speculative: {spec.text}\nplain AR:    {plain.text}"
-            status = render.counters_html("done", counters).replace(
-                "</div>",
-                f'<div class="dl-spec-summary" data-tau="{spec.tau}" data-speedup="{out["speedup"]}">'
-                f"{render.html.escape(message)}</div></div>",
-                1,
-            )
-            yield status, rows, texts, render.rounds_html(spec.trace, verifier_model.decode)
+            for frame in frames:
+                yield self.frame_outputs(frame, drafter, text_prompt)
 
         return run_speculative
+
+    @staticmethod
+    def frame_outputs(frame: runner.SpeculativeFrame, drafter: str, prompt: str) -> list:
+        """The tab's outputs for one update: status (live counters of the run going on, the summary
+        when done), the table of finished runs, both texts so far, and the rounds (live while the
+        speculative run streams, its trace once it is done)."""
+        if frame.status == "error":
+            return [render.error_html(frame.message), [], "", "", None]
+        spec, plain, decode = frame.spec, frame.plain, frame.verifier.decode
+        speedup = frame.speedup
+        names = {"speculative": f"{drafter} ({frame.controller})", "plain AR": "plain AR (no drafter)"}
+        done = [r for r in (plain, spec) if r.result is not None]
+        rows = render.speculative_table(
+            [
+                {"name": names[r.name], "result": r.result, "speedup": speedup if r is spec else 1.0}
+                for r in done
+            ]
+        )
+        texts = f"speculative: {spec.text}" + (
+            f"\nplain AR:    {plain.text}" if plain.status != "waiting" else ""
+        )
+        rounds = (
+            render.rounds_html(spec.result.trace, decode)
+            if spec.result is not None
+            else render.live_rounds_html(spec.rounds, decode)
+        )
+        state = {
+            "status": frame.status,
+            **{
+                key: {"status": r.status, "text": r.text, "counters": r.counters}
+                | ({"result": r.result.to_dict()} if r.result is not None else {})
+                for key, r in (("spec", spec), ("plain", plain))
+            },
+            "speedup": speedup,
+        }
+        current = frame.current
+        if frame.status != "done":
+            phase = {"speculative": "speculative decoding", "plain AR": "plain AR baseline (for the speedup)"}
+            note = phase[current.name] if current is not None else ""
+            if frame.status == "stopped":
+                note = (
+                    f"stopped by the user during the {note}: what was produced so far is shown"
+                    if current is not None
+                    else "stopped by the user before decoding started"
+                )
+            counters = current.counters if current is not None else {}
+            status = render.counters_html(frame.status, counters, message=note)
+            return [status, rows, texts, rounds, state]
+        result = spec.result
+        score = examples.score(prompt, result.text)
+        identical = plain.result.ids == result.ids
+        verdict = "identical to plain AR" if identical else "differs from plain AR (sampling)"
+        message = (
+            f"τ {result.tau:.2f} · tokens/verifier forward {result.tokens_per_verifier_forward:.2f} · "
+            f"speedup ×{speedup:.2f} over plain AR · output {verdict}"
+            + (f" · correct: {render.correctness_text(score)}" if score is not None else "")
+        )
+        status = render.counters_html("done", runner.speculative_counters(result)).replace(
+            "</div>",
+            f'<div class="dl-spec-summary" data-tau="{result.tau}" data-speedup="{speedup}">'
+            f"{render.html.escape(message)}</div></div>",
+            1,
+        )
+        return [status, rows, texts, rounds, dict(state, identical=identical, score=score)]
 
 
 def _INT(name):
@@ -506,7 +570,8 @@ def build_app(concurrency: int = 4, max_queue: int = 64) -> gr.Blocks:
                 gr.Markdown(
                     "A drafter proposes, the autoregressive verifier checks every draft token "
                     "in one forward. "
-                    "Plain AR decoding runs in the same click for the speedup."
+                    "The rounds stream live; plain AR decoding runs after it, in the same click and "
+                    "through the same batching path, for the speedup."
                 )
                 spec = SpeculativeUI(defaults[0].prompt)
                 spec.newline = newline
@@ -551,15 +616,17 @@ def build_app(concurrency: int = 4, max_queue: int = 64) -> gr.Blocks:
             events.append(event)
         stop.click(request_stop, inputs=run_id, queue=False, **PRIVATE)
 
-        spec_event = spec.run.click(
+        spec.run.click(lambda: uuid.uuid4().hex, outputs=spec.run_id, queue=False, **PRIVATE).then(
             spec.handler(),
             inputs=spec.inputs,
-            outputs=[spec.status, spec.table, spec.texts, spec.rounds],
+            outputs=spec.outputs,
             concurrency_id="decode",
             concurrency_limit=concurrency,
+            show_progress="hidden",
             **PRIVATE,
         )
-        spec.stop.click(None, cancels=[spec_event], **PRIVATE)
+        # the columns' stop: the running request is cancelled, the tab shows "stopped" and the partial run
+        spec.stop.click(request_stop, inputs=spec.run_id, queue=False, **PRIVATE)
 
         gr.api(api_generate, api_name="generate", concurrency_id="decode", concurrency_limit=concurrency)
         app.load(None, js=HEAD_JS, **PRIVATE)

@@ -176,6 +176,9 @@ COUNTERS = (
     ("tps", "tokens/s", "{:.1f}"),
     ("seconds", "seconds", "{:.2f}"),
     ("tokens", "tokens", "{:d}"),
+    ("rounds", "rounds", "{:d}"),
+    ("tau", "τ", "{:.2f}"),
+    ("tpvf", "tokens/verifier forward", "{:.2f}"),
 )
 
 
@@ -204,6 +207,32 @@ def error_html(message: str, title: str = "error") -> str:
 # ---- speculative rounds ---------------------------------------------------------------------
 
 
+def _verifier_span(text: str | None, accepted: int, drafted: int) -> str:
+    """The token the verifier added after ``accepted`` of ``drafted`` draft tokens (None: cut)."""
+    if text is None:
+        return '<span class="dl-tok dl-end" title="the answer ended (stop token or budget)">■</span>'
+    if accepted < drafted:
+        return f'<span class="dl-tok dl-corr" title="verifier correction">→{text}</span>'
+    if drafted:
+        return f'<span class="dl-tok dl-bonus" title="bonus token">+{text}<sup>bonus</sup></span>'
+    return f'<span class="dl-tok dl-own" title="verifier token (no draft)">{text}</span>'
+
+
+def _round_div(number: int, head: str, spans: list[str], accepted: int, drafted: int) -> str:
+    return (
+        f'<div class="dl-round" data-accepted="{accepted}" data-drafted="{drafted}">'
+        f'<span class="dl-round-head">{number:>3} · {head}</span>{"".join(spans)}</div>'
+    )
+
+
+_ROUNDS_LEGEND = (
+    '<div class="dl-legend"><span class="dl-tok dl-acc">accepted</span><span class="dl-tok dl-rej">'
+    'rejected</span><span class="dl-tok dl-rest">rest of draft</span><span class="dl-tok dl-corr">→'
+    'correction</span><span class="dl-tok dl-bonus">+bonus</span><span class="dl-tok dl-own">verifier'
+    '</span><span class="dl-tok dl-end">■</span> answer ended</div>'
+)
+
+
 def rounds_html(trace, decode) -> str:
     """Round by round: accepted draft tokens green, the rejected one red (the rest struck through),
     the verifier's correction (→) or bonus (+, marked) token, ■ where the answer ended."""
@@ -214,32 +243,40 @@ def rounds_html(trace, decode) -> str:
         for i, tok in enumerate(draft):
             cls = "dl-acc" if i < n else ("dl-rej" if i == n else "dl-rest")
             spans.append(f'<span class="dl-tok {cls}">{html.escape(token_text(decode([tok])))}</span>')
-        if record.token is None:
-            spans.append(
-                '<span class="dl-tok dl-end" title="the answer ended (stop token or budget)">■</span>'
-            )
-        else:
-            text = html.escape(token_text(decode([record.token])))
-            if n < len(draft):
-                spans.append(f'<span class="dl-tok dl-corr" title="verifier correction">→{text}</span>')
-            elif draft:
-                spans.append(
-                    f'<span class="dl-tok dl-bonus" title="bonus token">+{text}<sup>bonus</sup></span>'
-                )
-            else:
-                spans.append(f'<span class="dl-tok dl-own" title="verifier token (no draft)">{text}</span>')
+        token = None if record.token is None else html.escape(token_text(decode([record.token])))
+        spans.append(_verifier_span(token, n, len(draft)))
         head = f"k={record.k} {n}/{len(draft)}" if draft or record.k else "no draft"
+        rows.append(_round_div(number, head, spans, n, len(draft)))
+    return f'<div class="dl-rounds" data-rounds="{len(trace)}">{_ROUNDS_LEGEND}{"".join(rows)}</div>'
+
+
+LIVE_ROUNDS = 20  # rounds a live update shows (the latest): the page re-renders the view at every update
+
+
+def live_rounds_html(rounds, decode, last: int = LIVE_ROUNDS) -> str:
+    """The latest ``last`` of the rounds streamed so far (``new``, ``accepted``, ``drafted`` of each):
+    what each committed, its accepted draft tokens green and the verifier's own token after them as in
+    ``rounds_html``; the rejected draft tokens are counted (✗n), their ids come with the final trace.
+    ``data-rounds`` is the number of rounds so far. Only the latest are rendered, so that an update of a
+    long run stays small (a browser re-rendering hundreds of rounds 20 times a second falls behind,
+    and the Stop button with it); the final trace shows every round."""
+    rows = []
+    skipped = max(0, len(rounds) - last)
+    if skipped:
         rows.append(
-            f'<div class="dl-round" data-accepted="{n}" data-drafted="{len(draft)}">'
-            f'<span class="dl-round-head">{number:>3} · {head}</span>{"".join(spans)}</div>'
+            f'<div class="dl-round dl-earlier">… {skipped} earlier rounds (all shown at the end)</div>'
         )
-    legend = (
-        '<div class="dl-legend"><span class="dl-tok dl-acc">accepted</span><span class="dl-tok dl-rej">'
-        'rejected</span><span class="dl-tok dl-rest">rest of draft</span><span class="dl-tok dl-corr">→'
-        'correction</span><span class="dl-tok dl-bonus">+bonus</span><span class="dl-tok dl-own">verifier'
-        '</span><span class="dl-tok dl-end">■</span> answer ended</div>'
-    )
-    return f'<div class="dl-rounds" data-rounds="{len(trace)}">{legend}{"".join(rows)}</div>'
+    for number, r in enumerate(rounds[skipped:], skipped + 1):
+        n, new = r.accepted, list(r.new)
+        spans = [
+            f'<span class="dl-tok dl-acc">{html.escape(token_text(decode([t])))}</span>' for t in new[:n]
+        ]
+        if r.drafted > n:
+            spans.append(f'<span class="dl-tok dl-rej" title="rejected draft tokens">✗{r.drafted - n}</span>')
+        token = html.escape(token_text(decode([new[n]]))) if len(new) > n else None
+        spans.append(_verifier_span(token, n, r.drafted))
+        rows.append(_round_div(number, f"{n}/{r.drafted}" if r.drafted else "no draft", spans, n, r.drafted))
+    return f'<div class="dl-rounds dl-live" data-rounds="{len(rounds)}">{_ROUNDS_LEGEND}{"".join(rows)}</div>'
 
 
 # ---- summary table --------------------------------------------------------------------------
@@ -299,7 +336,8 @@ def summary_rows(entries: list[dict]) -> list[list]:
 
 
 def speculative_table(rows: list[dict]) -> list[list]:
-    """Rows of the speculative comparison: name, result (SpeculativeResult), speedup."""
+    """Rows of the speculative comparison: name, result (SpeculativeResult), speedup (None: not known
+    yet, an empty cell)."""
     out = []
     for row in rows:
         r = row["result"]
@@ -316,7 +354,7 @@ def speculative_table(rows: list[dict]) -> list[list]:
                 r.gen_tokens,
                 round(r.seconds, 3),
                 round(r.tokens_per_second, 1),
-                round(row["speedup"], 2),
+                "" if row["speedup"] is None else round(row["speedup"], 2),
             ]
         )
     return out
@@ -365,6 +403,7 @@ body.dl-conf-mode .dl-legend-step,body:not(.dl-conf-mode) .dl-legend-conf{displa
 .dl-status-stopped .dl-badge{background:#fef3c7;color:#92400e}
 .dl-message{width:100%;font-size:12px;color:#991b1b;white-space:pre-wrap}
 .dl-status-stopped .dl-message{color:#92400e}
+.dl-status-running .dl-message{color:#1d4ed8}
 .dl-heat{margin-top:4px}
 .dl-heat-axis{font-size:11px;color:#6b7280;margin-bottom:2px}
 .dl-heat-grid{display:grid;background:#f3f4f6;border:1px solid #e5e7eb;gap:0}

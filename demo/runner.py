@@ -7,6 +7,14 @@ prompts decode in one batch, joining and leaving it as they come and finish, eac
 its run alone. ``stream`` submits the prompt and yields ``Frame``s built from its row's per-step
 events (``StepEvent``); counts come from ``dllm.metrics`` only. ``run`` is the same generation without
 streaming (the API endpoint and the tests compare it with ``dllm.generate``).
+
+The speculative tab goes the same way: each distinct setting (verifier, drafter, length controller,
+their parameters, max_new_tokens, temperature, seed) has a speculative ``Batcher`` in the same LRU, and
+its plain-AR baseline (``SpeculativeSettings.plain()``) one with no drafter, so both runs of the
+speedup take the same path. ``speculative_stream`` yields a ``SpeculativeFrame`` after every round
+(from its ``RoundEvent``); the prompt is checked by the Batcher's ``submit`` (``dllm.encode_prompts``
+and the verifier's context). Both kinds of run are followed by ``follow``: one listener, the Stop
+button (``should_stop``), throttling and the last outcome in one place.
 """
 
 from __future__ import annotations
@@ -32,6 +40,10 @@ MAX_PROMPT_CHARS = 2000
 DEFAULT_GENERATION = {"gen_length": 64, "block_length": 32}
 MAX_BATCH = 8  # rows of one setting's running batch
 MAX_BATCHERS = 8  # settings whose batch worker is kept
+MIN_INTERVAL = 0.05  # seconds between two streamed updates of a column (the steps between are coalesced)
+# ... and of the speculative tab: its rounds take milliseconds, and a page re-rendering its status, texts
+# and rounds 20 times a second on a busy CPU lags by seconds (the Stop button with it)
+SPECULATIVE_INTERVAL = 0.2
 
 
 @dataclass
@@ -112,21 +124,28 @@ _batchers: collections.OrderedDict = collections.OrderedDict()
 _batchers_lock = threading.Lock()
 
 
-def batcher(settings: ColumnSettings, p: Prepared):
-    """The running batch of these settings (created on first use; the least recently used beyond
-    ``MAX_BATCHERS`` is closed once its requests are done)."""
-    from dllm.serving import Batcher
-
-    key = json.dumps(dataclasses.asdict(settings), sort_keys=True, default=repr)
+def shared_batcher(settings, make: Callable[[], object]):
+    """The running batch of ``settings`` (a column's or the speculative tab's), made by ``make()`` on
+    first use; the least recently used beyond ``MAX_BATCHERS`` is closed once its requests are done."""
+    key = type(settings).__name__ + json.dumps(dataclasses.asdict(settings), sort_keys=True, default=repr)
     with _batchers_lock:
         if key in _batchers:
             _batchers.move_to_end(key)
             return _batchers[key]
-        _batchers[key] = Batcher(p.model, p.sampler, p.cache, p.config, max_batch=MAX_BATCH)
+        _batchers[key] = make()
         while len(_batchers) > MAX_BATCHERS:
             _, old = _batchers.popitem(last=False)
             threading.Thread(target=old.close, name="dllm-demo-close", daemon=True).start()
         return _batchers[key]
+
+
+def batcher(settings: ColumnSettings, p: Prepared):
+    """The denoising ``Batcher`` of a column's settings (``shared_batcher``)."""
+    from dllm.serving import Batcher
+
+    return shared_batcher(
+        settings, lambda: Batcher(p.model, p.sampler, p.cache, p.config, max_batch=MAX_BATCH)
+    )
 
 
 def run(settings: ColumnSettings, prompt: str):
@@ -216,15 +235,97 @@ def empty_canvas(config) -> Canvas:
     )
 
 
+@dataclass
+class Outcome:
+    """What ``follow`` yields: the snapshots taken since the last outcome and, last, how it ended."""
+
+    snapshots: list
+    status: str = "running"  # running | done | stopped | error
+    result: object = None
+    error: Exception | None = None
+
+
+_END = object()
+
+
+def follow(
+    submit: Callable[[Callable], object],
+    snapshot: Callable[[object, int], object],
+    should_stop: Callable[[], bool],
+    min_interval: float,
+) -> Iterator[Outcome]:
+    """Submit one request (``submit(on_step)`` returns it) and follow its row.
+
+    ``snapshot(event, row)`` runs in the engine's thread after every step (it copies what the page
+    needs, and should be cheap: it is inside the request's timed decoding); a ``running`` outcome with
+    the new snapshots is yielded at most every ``min_interval`` s, then one last outcome (``done`` with
+    the result, ``stopped``, or ``error``) with the snapshots not yielded yet. Once ``should_stop()``
+    (the Stop button: read after every step and while waiting) is true the request is cancelled, its row
+    leaves the batch after the current step, and only the last outcome follows. A refused submission is
+    an ``error`` outcome; a consumer that goes away (page closed, generator closed) cancels the request."""
+    updates: queue.Queue = queue.Queue()
+    stopping = threading.Event()
+    submitted: list = []
+
+    def stop():
+        stopping.set()
+        for request in submitted:
+            request.cancel()
+
+    def on_step(event, row):
+        if stopping.is_set() or should_stop():
+            stop()
+            return
+        updates.put(snapshot(event, row))
+
+    try:
+        request = submit(on_step)
+    except Exception as exc:  # noqa: BLE001 — a refused prompt or setting is this run's error
+        yield Outcome([], "error", error=exc)
+        return
+    submitted.append(request)
+    request.when_done(lambda _: updates.put(_END))
+    pending: list = []
+    last_sent = 0.0
+    try:
+        while True:
+            if not stopping.is_set() and should_stop():
+                stop()
+            try:
+                item = updates.get(timeout=0.05)
+            except queue.Empty:
+                item = None
+            if item is _END:
+                try:
+                    result = request.result()
+                except concurrent.futures.CancelledError:
+                    yield Outcome(pending, "stopped")
+                except Exception as exc:  # noqa: BLE001 — any failure is this run's error, not the app's
+                    yield Outcome(pending, "error", error=exc)
+                else:
+                    yield Outcome(pending, "done", result=result)
+                return
+            if item is not None:
+                pending.append(item)
+            now = time.perf_counter()
+            if pending and not stopping.is_set() and now - last_sent >= min_interval:
+                yield Outcome(pending)
+                pending, last_sent = [], now
+    finally:
+        stop()  # the page went away or the handler was cancelled: the row leaves its batch
+
+
 def stream(
     settings: ColumnSettings,
     prompt: str,
     should_stop: Callable[[], bool] = lambda: False,
-    min_interval: float = 0.05,
+    min_interval: float | None = None,
     with_score: bool = True,
 ) -> Iterator[Frame]:
-    """Frames of one column: the empty canvas, one per step (at most every ``min_interval`` s), then the
-    final frame (``done`` with the result, ``error`` or ``stopped``)."""
+    """Frames of one column: the empty canvas, one per step (at most every ``min_interval`` s, default
+    ``MIN_INTERVAL``), then the final frame (``done`` with the result, ``error`` or ``stopped`` with the
+    partial canvas)."""
+    min_interval = MIN_INTERVAL if min_interval is None else min_interval
 
     try:
         p = prepare(settings, prompt)
@@ -232,19 +333,15 @@ def stream(
         yield Frame("error", message=error_message(exc))
         return
     model, config = p.model, p.config
-    yield Frame("running", canvas=empty_canvas(config), counters=live_counters(0, 0, 0, 0.0))
+    shown = Frame("running", canvas=empty_canvas(config), counters=live_counters(0, 0, 0, 0.0))
+    yield shown
 
-    updates: queue.Queue = queue.Queue()
-    local_stop = threading.Event()
     text = _Texts(model)
     steps_at: list = []
     confs_at: list = []
     started = time.perf_counter()
 
-    def on_step(event, row):
-        if local_stop.is_set() or should_stop():
-            request.cancel()
-            return
+    def snapshot(event, row) -> Frame:
         st, view = event.state, event.view
         g0, g1 = st.gen_start, int(st.gen_end[row])
         tokens = st.tokens[row, g0:g1].tolist()
@@ -271,56 +368,29 @@ def stream(
         counters = live_counters(
             step, int(st.nfe[row]), decoded_tokens(tokens, model.eos_ids, model.mask_id), seconds
         )
-        updates.put(Frame("running", canvas=canvas, counters=counters))
+        return Frame("running", canvas=canvas, counters=counters)
 
-    def finished(request):
-        try:
-            result = request.result()
-        except concurrent.futures.CancelledError:
-            updates.put(Frame("stopped", message="stopped by the user"))
-            return
-        except Exception as exc:  # noqa: BLE001 — any failure is this column's error, not the app's
-            updates.put(Frame("error", message=error_message(exc)))
-            return
-        score = examples.score(prompt, result.text) if with_score else None
-        updates.put(
-            Frame(
+    def submit(on_step):
+        return batcher(settings, p).submit(p.prompt_ids, on_step=on_step)
+
+    for out in follow(submit, snapshot, should_stop, min_interval):
+        if out.snapshots:
+            shown = out.snapshots[-1]
+        if out.status == "running":
+            yield shown
+        elif out.status == "stopped":  # the partial canvas stays on screen
+            yield dataclasses.replace(shown, status="stopped", message="stopped by the user")
+        elif out.status == "error":
+            yield Frame("error", message=error_message(out.error))
+        else:
+            result = out.result
+            yield Frame(
                 "done",
                 canvas=final_canvas(model, result),
                 counters=result_counters(result),
                 result=result,
-                score=score,
+                score=examples.score(prompt, result.text) if with_score else None,
             )
-        )
-
-    try:
-        request = batcher(settings, p).submit(p.prompt_ids, on_step=on_step)
-    except Exception as exc:  # noqa: BLE001
-        yield Frame("error", message=error_message(exc))
-        return
-    request.when_done(finished)
-    last_sent, pending, shown = 0.0, None, None
-    try:
-        while True:
-            try:
-                frame = updates.get(timeout=0.05)
-            except queue.Empty:
-                frame = None
-            if frame is not None and frame.status != "running":
-                partial = pending or shown
-                if frame.status == "stopped" and partial is not None:  # keep the partial canvas on screen
-                    frame.canvas, frame.counters = partial.canvas, partial.counters
-                yield frame
-                return
-            if frame is not None:
-                pending = frame
-            now = time.perf_counter()
-            if pending is not None and now - last_sent >= min_interval:
-                yield pending
-                shown, pending, last_sent = pending, None, now
-    finally:
-        local_stop.set()  # the page went away or the handler was cancelled: the row leaves its batch
-        request.cancel()
 
 
 def error_message(exc: Exception) -> str:
@@ -337,7 +407,7 @@ def error_message(exc: Exception) -> str:
 @dataclass
 class SpeculativeSettings:
     verifier: str = "tiny-ar"
-    drafter: str = "diffuspec"
+    drafter: str | None = "diffuspec"  # None: plain AR decoding (the baseline)
     drafter_params: dict = field(default_factory=dict)
     length: str | None = None  # None: the drafter's own controller
     length_params: dict = field(default_factory=dict)
@@ -345,16 +415,27 @@ class SpeculativeSettings:
     temperature: float = 0.0
     seed: int = 0
 
+    def plain(self) -> SpeculativeSettings:
+        """The plain-AR baseline of these settings: the same verifier and generation, no drafter."""
+        return dataclasses.replace(self, drafter=None, drafter_params={}, length=None, length_params={})
 
-def speculative(settings: SpeculativeSettings, prompt: str) -> dict:
-    """Plain AR decoding and speculative decoding of one prompt, in that order, with the same verifier:
-    ``{"plain", "spec", "speedup", "identical", "verifier"}``."""
+
+@dataclass
+class SpeculativePrepared:
+    verifier: object
+    drafter: object  # None: plain AR
+    controller: object  # the draft-length controller (None without a drafter)
+    config: object  # SpeculativeConfig
+
+
+def prepare_speculative(settings: SpeculativeSettings) -> SpeculativePrepared:
+    """The verifier, drafter, length controller and ``SpeculativeConfig`` of the settings, built with
+    the library's own checks (the prompt is checked by the ``Batcher``'s ``submit``)."""
     import dllm
     from dllm.drafters import SpeculativeConfig
     from dllm.drafters import length as lengths
     from dllm.drafters.loop import as_verifier
 
-    check_prompt(prompt)
     config = SpeculativeConfig(
         max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature,
@@ -362,6 +443,10 @@ def speculative(settings: SpeculativeSettings, prompt: str) -> dict:
         trace=True,
     )
     verifier = as_verifier(models.get(settings.verifier))
+    if settings.drafter is None:
+        if settings.length is not None or settings.length_params or settings.drafter_params:
+            raise ValueError("drafter or length-controller parameters given without a drafter")
+        return SpeculativePrepared(verifier, None, None, config)
     params = dict(settings.drafter_params)
     if isinstance(params.get("model"), str):  # the shared, loaded-once model
         params["model"] = models.get(params["model"])
@@ -377,13 +462,205 @@ def speculative(settings: SpeculativeSettings, prompt: str) -> dict:
         raise ValueError(f"length_params {settings.length_params} given without a draft-length controller")
     else:  # the drafter's own, as dllm.speculate picks it (DEER's follows its k)
         controller = drafter.default_length()
-    [plain] = dllm.speculate(verifier, prompt, drafter=None, config=config)
-    [spec] = dllm.speculate(verifier, prompt, drafter=drafter, length=controller, config=config)
+    return SpeculativePrepared(verifier, drafter, controller, config)
+
+
+def speculative_batcher(settings: SpeculativeSettings, p: SpeculativePrepared | None = None):
+    """The speculative ``Batcher`` of these settings (``shared_batcher``: the columns' LRU), shared by
+    every tab run with the same settings; ``settings.plain()`` gives the plain-AR baseline's."""
+    from dllm.serving import Batcher
+
+    p = prepare_speculative(settings) if p is None else p
+    return shared_batcher(
+        settings,
+        lambda: Batcher(
+            p.verifier, drafter=p.drafter, length=p.controller, config=p.config, max_batch=MAX_BATCH
+        ),
+    )
+
+
+def speculative(settings: SpeculativeSettings, prompt: str) -> dict:
+    """The tab's two runs without streaming, through the same Batchers: speculative decoding, then
+    plain AR decoding with the same verifier: ``{"plain", "spec", "speedup", "identical", "verifier",
+    "controller"}``."""
+    check_prompt(prompt)
+    p = prepare_speculative(settings)
+    spec = speculative_batcher(settings, p).submit(prompt).result()
+    plain = speculative_batcher(settings.plain()).submit(prompt).result()
     return {
         "plain": plain,
         "spec": spec,
-        "verifier": verifier,
-        "controller": controller.name,
-        "speedup": plain.seconds / spec.seconds if spec.seconds > 0 else 0.0,
+        "verifier": p.verifier,
+        "controller": p.controller.name if p.controller is not None else "",
+        "speedup": speedup(plain, spec),
         "identical": plain.ids == spec.ids,
     }
+
+
+def speedup(plain, spec) -> float:
+    """Plain AR decoding's seconds over speculative decoding's (0 when there is no time)."""
+    return plain.seconds / spec.seconds if spec.seconds > 0 else 0.0
+
+
+@dataclass
+class Round:
+    """One round of a row, as its ``RoundEvent`` tells it (copied in the engine's thread)."""
+
+    new: list[int]  # the tokens it committed: accepted draft tokens, then the verifier's own one
+    out: list[int]  # the row's output so far (verifier ids)
+    accepted: int  # draft tokens accepted
+    drafted: int  # draft tokens proposed
+    at: float  # perf_counter when the round ended
+
+
+def _round(event, row) -> Round:
+    return Round(event.new[row], event.out[row], event.accepted[row], event.drafted[row], time.perf_counter())
+
+
+def speculative_live_counters(rounds: list[Round], eos_ids, seconds: float) -> dict:
+    """The counters of a run so far, by ``dllm.metrics``' definitions: a round is one verifier forward,
+    τ the accepted draft tokens per round, generated tokens those before the first EOS (the final values
+    are ``speculative_counters(result)``)."""
+    tokens = metrics.answer_length(rounds[-1].out, eos_ids) if rounds else 0
+    forwards = len(rounds)
+    return {
+        "rounds": len(rounds),
+        "tau": metrics.mean_accepted_length(sum(r.accepted for r in rounds), len(rounds)),
+        "tpvf": metrics.tokens_per_forward(tokens, forwards),
+        "tokens": tokens,
+        "tps": metrics.throughput(tokens, seconds),
+        "seconds": seconds,
+    }
+
+
+def speculative_counters(result) -> dict:
+    return {
+        "rounds": result.rounds,
+        "tau": result.tau,
+        "tpvf": result.tokens_per_verifier_forward,
+        "tokens": result.gen_tokens,
+        "tps": result.tokens_per_second,
+        "seconds": result.seconds,
+    }
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One of the tab's runs as far as it got (a new one per update)."""
+
+    name: str  # "speculative" | "plain AR"
+    status: str = "waiting"  # waiting | running | done | stopped | error
+    rounds: tuple = ()  # Round per round streamed
+    text: str = ""  # the output so far (before the first EOS), decoded with the verifier's tokenizer
+    counters: dict = field(default_factory=dict)
+    result: object = None  # SpeculativeResult when done
+    message: str = ""
+
+
+@dataclass
+class SpeculativeFrame:
+    """One update of the speculative tab: both runs as far as they got."""
+
+    status: str  # running | done | error | stopped
+    spec: Progress | None = None
+    plain: Progress | None = None
+    verifier: object = None
+    controller: str = ""
+    message: str = ""
+
+    @property
+    def current(self) -> Progress | None:
+        """The run the status is about: the one running, stopped or failed (else the last)."""
+        started = [r for r in (self.spec, self.plain) if r is not None and r.status != "waiting"]
+        return next((r for r in started if r.status != "done"), started[-1] if started else None)
+
+    @property
+    def speedup(self) -> float | None:
+        if self.spec is None or self.plain is None or self.plain.result is None or self.spec.result is None:
+            return None
+        return speedup(self.plain.result, self.spec.result)
+
+
+def _follow_rounds(
+    progress: Progress, batch, prompt: str, verifier, should_stop, min_interval: float
+) -> Iterator[Progress]:
+    """One run of the tab through its Batcher: its progress after every (throttled) update, the last
+    one ``done``, ``stopped`` or ``error``."""
+    started = time.perf_counter()
+    rounds = list(progress.rounds)
+    eos = verifier.eos_ids
+
+    def submit(on_step):
+        return batch.submit(prompt, on_step=on_step)
+
+    for out in follow(submit, _round, should_stop, min_interval):
+        if out.snapshots:
+            rounds += out.snapshots
+            last = rounds[-1].out
+            progress = dataclasses.replace(
+                progress,
+                rounds=tuple(rounds),
+                text=verifier.decode(last[: metrics.answer_length(last, eos)]),
+                counters=speculative_live_counters(rounds, eos, rounds[-1].at - started),
+            )
+        if out.status == "done":
+            result = out.result
+            progress = dataclasses.replace(
+                progress,
+                status="done",
+                result=result,
+                text=result.text,
+                counters=speculative_counters(result),
+            )
+        elif out.status == "error":
+            progress = dataclasses.replace(progress, status="error", message=error_message(out.error))
+        else:
+            progress = dataclasses.replace(
+                progress,
+                status=out.status,
+                counters=progress.counters or speculative_live_counters([], eos, 0.0),
+                message="stopped by the user" if out.status == "stopped" else "",
+            )
+        yield progress
+
+
+def speculative_stream(
+    settings: SpeculativeSettings,
+    prompt: str,
+    should_stop: Callable[[], bool] = lambda: False,
+    min_interval: float | None = None,
+) -> Iterator[SpeculativeFrame]:
+    """The speculative tab's updates: speculative decoding streamed round by round through the
+    settings' shared ``Batcher``, then the plain-AR baseline (``settings.plain()``'s Batcher, the same
+    path) for the speedup; the last frame is ``done`` (both results), ``stopped`` (what was produced
+    so far; the baseline does not start after a stop) or ``error`` (the library's message). Updates
+    come at most every ``min_interval`` s (default ``SPECULATIVE_INTERVAL``)."""
+    min_interval = SPECULATIVE_INTERVAL if min_interval is None else min_interval
+    try:
+        check_prompt(prompt)
+        p = prepare_speculative(settings)
+        batchers = [speculative_batcher(settings, p), speculative_batcher(settings.plain())]
+    except Exception as exc:  # noqa: BLE001 — any failure is the tab's error, not the app's
+        yield SpeculativeFrame("error", message=error_message(exc))
+        return
+    frame = SpeculativeFrame(
+        "running",
+        Progress("speculative"),
+        Progress("plain AR"),
+        p.verifier,
+        p.controller.name if p.controller is not None else "",
+    )
+    for name, batch in zip(("spec", "plain"), batchers):
+        if should_stop():  # pressed as the speculative run ended: the baseline does not start
+            yield dataclasses.replace(frame, status="stopped", message="stopped by the user")
+            return
+        for progress in _follow_rounds(
+            getattr(frame, name), batch, prompt, p.verifier, should_stop, min_interval
+        ):
+            frame = dataclasses.replace(frame, **{name: progress})
+            if progress.status in ("stopped", "error"):
+                yield dataclasses.replace(frame, status=progress.status, message=progress.message)
+                return
+            if progress.status == "running" or (progress.status == "done" and name == "spec"):
+                yield frame  # the speculative result shows while the baseline runs
+    yield dataclasses.replace(frame, status="done")

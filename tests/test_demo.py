@@ -118,6 +118,27 @@ def test_rounds_html_marks_accepted_rejected_and_bonus():
     assert "dl-end" in rounds[3]
 
 
+def test_live_rounds_html_marks_accepted_and_the_verifiers_token():
+    R = runner.Round
+    rounds = [
+        R(new=[10, 20], out=[10, 20], accepted=1, drafted=3, at=0.0),  # 1 accepted, 2 rejected, correction
+        R(new=[13, 14, 21], out=[], accepted=2, drafted=2, at=0.0),  # all accepted + bonus
+        R(new=[22], out=[], accepted=0, drafted=0, at=0.0),  # no draft: the verifier's own token
+        R(new=[2], out=[], accepted=1, drafted=2, at=0.0),  # the answer ended in the draft
+    ]
+    out = render.live_rounds_html(rounds, lambda ids: f"t{ids[0]}")
+    live = out.split('<div class="dl-round"')[1:]
+    assert len(live) == 4 and 'data-rounds="4"' in out and "dl-live" in out
+    assert live[0].count("dl-acc") == 1 and ">✗2<" in live[0] and "→t20" in live[0] and "dl-corr" in live[0]
+    assert live[1].count("dl-acc") == 2 and "+t21" in live[1] and "dl-bonus" in live[1] and "✗" not in live[1]
+    assert "dl-own" in live[2] and "no draft" in live[2]
+    assert live[3].count("dl-acc") == 1 and "dl-end" in live[3] and ">✗1<" in live[3]
+    many = render.live_rounds_html(rounds * 10, lambda ids: "x")  # a long run: only the latest rounds
+    assert 'data-rounds="40"' in many and "20 earlier rounds" in many
+    assert many.count('<div class="dl-round" data-accepted') == render.LIVE_ROUNDS
+    assert " 21 · " in many and " 40 · " in many and " 20 · " not in many
+
+
 def test_summary_rows():
     done = {
         "column": 1,
@@ -360,7 +381,7 @@ def test_columns_with_the_same_settings_share_one_batch(one_thread):
     def hold(event, row):  # the first step waits until the column's prompt is queued: it joins next
         rows.append(len(event.rows))
         for _ in range(3000):
-            if len(rows) > 1 or batch._waiting:
+            if len(rows) > 1 or batch._waiting.widest():
                 return
             time.sleep(0.01)
 
@@ -632,9 +653,268 @@ def test_speculative_tab_default_length_is_the_drafters_own(app, one_thread):
         id(spec.max_new_tokens): 16,
         id(spec.prompt): prompt,
     }
-    status, _, texts, rounds = last(spec.handler(), *[changes.get(id(c), c.value) for c in spec.inputs])
+    status, _, texts, rounds, _ = last(spec.handler(), *[changes.get(id(c), c.value) for c in spec.inputs])
     assert 'data-status="done"' in status and f'data-rounds="{expected.rounds}"' in rounds
     assert f"speculative: {expected.text}" in texts
+
+
+# ---- issue 27 item 7: the speculative tab through the engine -------------------------------------
+
+SPEC_PROMPT = "copy: Nora Diaz, Oscar Cook, Liam Park, Emma Stone, Ava Reed\n"  # 5 deer rounds, 15 AR ones
+LONG_PROMPT = (
+    "copy: zq xv wk\n"  # greedy tiny-ar repeats a word to the budget: 40 tokens in about 17 deer rounds
+)
+
+
+def spec_values(spec, prompt, drafter="deer", params=None, **fields):
+    """The tab's input values as the page starts, with the drafter (its widgets ``params`` by name),
+    the prompt and the named fields (max_new_tokens, temperature, seed, run_id) set."""
+    changes = {id(spec.drafter.dropdown): drafter, id(spec.prompt): prompt}
+    for name, value in (params or {}).items():
+        box = next(c for c in spec.drafter.inputs if c.elem_id == f"spec-drafter-{drafter}-{name}")
+        changes[id(box)] = value
+    for name, value in fields.items():
+        changes[id(getattr(spec, name))] = value
+    return [changes.get(id(c), c.value) for c in spec.inputs]
+
+
+def spec_settings(spec, values):
+    """The settings the handler builds from ``values`` (all but prompt, newline and run_id)."""
+    return spec.settings(*values[:6], *values[9:])
+
+
+def run_tab(spec, values, limit=500):
+    """Every update of one tab run (bounded: the handler must end within ``limit`` updates)."""
+    outputs = []
+    for out in spec.handler()(*values):
+        outputs.append(out)
+        assert len(outputs) < limit
+    return outputs
+
+
+def alone(prompt, drafter=None, **settings):
+    """``dllm.speculate`` of one prompt on its own verifier and drafter (not the demo's shared ones)."""
+    [result] = dllm.speculate(dllm.load("tiny-ar"), prompt, drafter=drafter, trace=True, **settings)
+    return result
+
+
+@pytest.mark.parametrize(
+    "prompt, temperature, seed",
+    [(SPEC_PROMPT, 0.0, 0), ("copy: zq xv wk\n", 1.0, 7)],  # T=1: seed 8 gives another answer
+    ids=["greedy", "T1-seed7"],
+)
+def test_speculative_tab_streams_rounds_and_equals_speculate(
+    app, one_thread, monkeypatch, prompt, temperature, seed
+):
+    """The tab submits through a speculative Batcher and streams every round (SPECULATIVE_INTERVAL 0: one
+    update per round): the text so far, the live rounds (accepted draft tokens vs the verifier's own one) and
+    counters by dllm.metrics' definitions; the final text and ids are dllm.speculate's, the final
+    rounds its trace, and the plain-AR baseline is dllm.speculate without a drafter."""
+    monkeypatch.setattr(runner, "SPECULATIVE_INTERVAL", 0)
+    spec = app.dllm_speculative
+    settings = dict(max_new_tokens=40, temperature=temperature, seed=seed)
+    outputs = run_tab(spec, spec_values(spec, prompt, "deer", {"k": 2}, **settings))
+    expected = alone(prompt, dllm.drafters.get("deer", k=2), **settings)
+    plain = alone(prompt, **settings)
+    if temperature:
+        assert (
+            alone(prompt, dllm.drafters.get("deer", k=2), **dict(settings, seed=seed + 1)).ids != expected.ids
+        )
+
+    status, rows, texts, rounds, state = outputs[-1]
+    assert state["status"] == "done" and 'data-status="done"' in status
+    assert (state["spec"]["result"]["ids"], state["spec"]["result"]["text"]) == (expected.ids, expected.text)
+    assert (state["plain"]["result"]["ids"], state["plain"]["result"]["text"]) == (plain.ids, plain.text)
+    assert texts == f"speculative: {expected.text}\nplain AR:    {plain.text}"
+    assert rounds == render.rounds_html(expected.trace, models.get("tiny-ar").decode)  # the final rendering
+    final = {k: v for k, v in state["spec"]["counters"].items() if k not in ("tps", "seconds")}
+    assert final == {  # the SpeculativeResult's properties
+        "rounds": expected.rounds,
+        "tau": expected.tau,
+        "tpvf": expected.tokens_per_verifier_forward,
+        "tokens": expected.gen_tokens,
+    }
+    assert f'data-rounds="{expected.rounds}"' in status and f'data-tau="{expected.tau}"' in status
+    assert [r[0] for r in rows] == ["plain AR (no drafter)", "deer (fixed)"] and rows[0][-1] == 1.0
+    assert rows[1][-1] == round(state["speedup"], 2) and state["speedup"] > 0
+
+    live = [out for out in outputs[1:-1] if out[4]["spec"]["status"] == "running"]
+    assert len(live) == expected.rounds >= 3  # every round streamed before the final update
+    shown = [out[4]["spec"] for out in live]
+    assert [s["counters"]["rounds"] for s in shown] == list(range(1, expected.rounds + 1))
+    assert all(
+        'data-status="running"' in out[0] and f'data-rounds="{i}"' in out[0] for i, out in enumerate(live, 1)
+    )
+    assert all(f'class="dl-rounds dl-live" data-rounds="{i}"' in out[3] for i, out in enumerate(live, 1))
+    assert all(out[2].startswith("speculative: ") and "plain AR" not in out[2] for out in live)
+    assert shown[-1]["text"] == expected.text and all(expected.text.startswith(s["text"]) for s in shown)
+    last_live = {k: v for k, v in shown[-1]["counters"].items() if k not in ("tps", "seconds")}
+    assert last_live == final  # the live counters (from the events) end where the result's properties do
+    accepted_live = sum(out[3].split('class="dl-round"')[-1].count("dl-acc") for out in live)
+    assert accepted_live == sum(min(r.accepted, len(r.committed)) for r in expected.trace)
+    plain_live = [out for out in outputs if out[4] and out[4]["plain"]["status"] == "running"]
+    assert len(plain_live) == plain.rounds and plain_live[-1][4]["plain"]["text"] == plain.text
+    assert all(out[4]["spec"]["status"] == "done" for out in plain_live)  # its result stays on screen
+
+
+def test_speculative_tab_stop_shows_what_was_produced(app, one_thread, monkeypatch):
+    """Stop (the columns' request_stop(run_id)) cancels the request in the middle: its row leaves after
+    the current round, the tab shows "stopped" with the text and rounds so far, nothing follows, and
+    the plain-AR baseline does not start."""
+    monkeypatch.setattr(runner, "SPECULATIVE_INTERVAL", 0)
+    calls = []
+    original = runner._round
+
+    def slow_round(event, row):  # rounds slower than the page reacts, so the stop lands mid-run
+        calls.append(event.rows[row])
+        time.sleep(0.1)
+        return original(event, row)
+
+    monkeypatch.setattr(runner, "_round", slow_round)
+    spec = app.dllm_speculative
+    run_id = f"stop-{time.time_ns()}"
+    expected = alone(LONG_PROMPT, dllm.drafters.get("deer", k=2), max_new_tokens=40)
+    assert expected.rounds >= 10
+    outputs, stopped_at, calls_at_stop = [], None, None
+    for out in spec.handler()(
+        *spec_values(spec, LONG_PROMPT, "deer", {"k": 2}, max_new_tokens=40, run_id=run_id)
+    ):
+        outputs.append(out)
+        assert len(outputs) < 100
+        if stopped_at is None and out[4] and out[4]["spec"]["counters"].get("rounds", 0) >= 2:
+            demo_app.request_stop(run_id)
+            stopped_at, calls_at_stop = len(outputs), len(calls)
+    assert stopped_at is not None and len(outputs) == stopped_at + 1  # no update after the stopped one
+    status, rows, texts, rounds, state = outputs[-1]
+    assert state["status"] == "stopped" and 'data-status="stopped"' in status
+    assert "stopped by the user during the speculative decoding" in status
+    assert state["spec"]["status"] == "stopped" and state["plain"]["status"] == "waiting" and rows == []
+    produced = state["spec"]["counters"]["rounds"]
+    assert 2 <= produced < expected.rounds and f'data-rounds="{produced}"' in status
+    assert texts == f"speculative: {state['spec']['text']}" and expected.text.startswith(
+        state["spec"]["text"]
+    )
+    assert state["spec"]["text"] and f'class="dl-rounds dl-live" data-rounds="{produced}"' in rounds
+    time.sleep(0.3)
+    assert len(calls) <= calls_at_stop + 1  # the row left the batch after the round in flight
+
+
+def test_leaving_the_speculative_tab_cancels_its_request(app, one_thread, monkeypatch):
+    """A handler Gradio closes (the page went away) cancels its request: the row leaves its batch."""
+    monkeypatch.setattr(runner, "SPECULATIVE_INTERVAL", 0)
+    calls = []
+    original = runner._round
+
+    def slow_round(event, row):
+        calls.append(event.rows[row])
+        time.sleep(0.1)
+        return original(event, row)
+
+    monkeypatch.setattr(runner, "_round", slow_round)
+    spec = app.dllm_speculative
+    handler = spec.handler()(*spec_values(spec, LONG_PROMPT, "deer", {"k": 2}, max_new_tokens=40))
+    for count, out in enumerate(handler):
+        assert count < 100
+        if out[4] and out[4]["spec"]["counters"].get("rounds", 0) >= 2:
+            break
+    handler.close()
+    closed_at = len(calls)
+    time.sleep(0.5)
+    assert closed_at < 10 and len(calls) <= closed_at + 1  # of about 17 rounds
+
+
+def test_speculative_tab_prompt_goes_through_the_batchers_checks(app, one_thread):
+    """The tab's prompt reaches the speculative Batcher's submit: the mask token's text and a prompt
+    too long for the verifier's context are refused with dllm.speculate's own messages."""
+    spec = app.dllm_speculative
+    verifier = models.get("tiny-ar")
+    for prompt in (MASKED, "x " * 300 + "\n"):
+        with pytest.raises(ValueError) as python:
+            dllm.speculate(verifier, prompt, max_new_tokens=48)
+        status, rows, texts, rounds, state = last(
+            spec.handler(), *spec_values(spec, prompt, max_new_tokens=48)
+        )
+        assert 'data-status="error"' in status and render.html.escape(str(python.value)) in status
+        assert (rows, texts, rounds, state) == ([], "", "", None)
+    assert "exceeds the verifier's context of 512 positions" in str(python.value)
+    status = last(spec.handler(), *spec_values(spec, "x" * (runner.MAX_PROMPT_CHARS + 1)))[0]
+    assert 'data-status="error"' in status and "at most" in status  # the demo's own length limit
+
+
+def test_two_speculative_tab_runs_share_one_batcher(app, one_thread, monkeypatch):
+    """Two users' tab runs with the same settings decode as rows of one speculative Batcher (the
+    columns' LRU), each with the tokens of its run alone; so do their plain-AR baselines."""
+    spec = app.dllm_speculative
+    prompts = [SPEC_PROMPT, "copy: Emma Stone, Liam Park, Noah Reed, Ava Cook\n"]
+    values = [
+        spec_values(spec, p, "deer", {"k": 2}, max_new_tokens=40, run_id=f"share-{i}")
+        for i, p in enumerate(prompts)
+    ]
+    settings = spec_settings(spec, values[0])
+    assert settings == spec_settings(spec, values[1])
+    batch = runner.speculative_batcher(settings)
+    plain_batch = runner.speculative_batcher(settings.plain())
+    widths, first = [], threading.Event()
+    original = runner._round
+
+    def watch(event, row):  # the first round holds until the second run's prompt is queued: it joins next
+        widths.append(len(event.rows))
+        if not first.is_set():
+            first.set()
+            for _ in range(3000):
+                if batch._waiting.widest():
+                    break
+                time.sleep(0.01)
+        return original(event, row)
+
+    monkeypatch.setattr(runner, "_round", watch)
+    outputs = [None, None]
+
+    def run(i):
+        outputs[i] = run_tab(spec, values[i])
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in (0, 1)]
+    threads[0].start()
+    assert first.wait(60)
+    threads[1].start()
+    for thread in threads:
+        thread.join(120)
+        assert not thread.is_alive()
+    assert max(widths) == 2  # both runs' rows in one round
+    assert (
+        runner.speculative_batcher(settings) is batch
+        and runner.speculative_batcher(settings.plain()) is plain_batch
+    )
+    for prompt, out in zip(prompts, outputs):
+        state = out[-1][4]
+        assert state["status"] == "done"
+        assert (
+            state["spec"]["result"]["ids"]
+            == alone(prompt, dllm.drafters.get("deer", k=2), max_new_tokens=40).ids
+        )
+        assert state["plain"]["result"]["ids"] == alone(prompt, max_new_tokens=40).ids
+
+
+def test_speculative_tab_run_and_stop_are_wired_to_a_run_id(app):
+    """Run gives the click a fresh run id before the (queued) handler starts, the handler reads it,
+    and Stop hands it to request_stop (the columns' stop) instead of cancelling the event, so the tab
+    can show "stopped" and the partial run."""
+    spec = app.dllm_speculative
+    fns = list(app.fns.values())
+
+    def on(button):
+        return [f for f in fns if any(target == button._id for target, _ in f.targets)]
+
+    [start] = on(spec.run)
+    [stop] = on(spec.stop)
+    [handler] = [f for f in fns if f.trigger_after == next(k for k, v in app.fns.items() if v is start)]
+    assert [c._id for c in start.outputs] == [spec.run_id._id] and re.fullmatch(r"[0-9a-f]{32}", start.fn())
+    assert (
+        spec.run_id._id in [c._id for c in handler.inputs]
+        and getattr(handler.fn, "__name__", "") == "run_speculative"
+    )
+    assert stop.fn is demo_app.request_stop and [c._id for c in stop.inputs] == [spec.run_id._id]
+    assert not any(f.cancels for f in fns if f is stop)
 
 
 # ---- command line ------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Two columns are set to different samplers through the page's widgets, "Run all" starts both, and
 the counters and final texts the page shows are checked against ``dllm.generate`` with the same
-settings. The canvas must stream (partial canvases with masks seen while running). A screenshot is
+settings. The canvas must stream (partial canvases with masks seen while running). The speculative
+tab's texts are checked against ``dllm.speculate``, its rounds must stream, and its Stop button must
+end a long run mid-way. A screenshot is
 saved to tests/artifacts/demo.png (git-ignored; CI keeps it as an artifact).
 
 Needs Debian's Chromium (``apt-get install -y chromium``) and ``pip install playwright``; Playwright's
@@ -214,3 +216,79 @@ def test_bad_parameter_errors_in_its_column_only(page):
     page.wait_for_selector("#counters-1 .dl-counters[data-status=done]", timeout=120_000)
     assert "fast-dllm.threshold=1.5 is out of range" in page.locator("#counters-0").inner_text()
     fill(page, "sampler-0-fast-dllm-threshold", "0.7")
+
+
+SPEC_WATCH_JS = """
+() => {
+  window.dlSpecSeen = [];
+  const record = () => {
+    const c = document.querySelector('#spec-status .dl-counters');
+    if (c && c.dataset.status === 'running' && c.dataset.rounds) window.dlSpecSeen.push(+c.dataset.rounds);
+  };
+  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, attributes: true});
+}
+"""
+
+
+def spec_status(page) -> str:
+    return page.locator("#spec-status .dl-counters").get_attribute("data-status")
+
+
+def test_speculative_tab_streams_and_stops_in_chromium(page, server):
+    """The speculative tab through the page: a run's texts and rounds are dllm.speculate's (and its
+    plain-AR baseline's); a long run streams its rounds, and Stop ends it mid-run with "stopped" and
+    the text so far, after which nothing changes. In a page of its own: the columns' canvases and
+    heat maps left by the tests above make every streamed update of headless, software-rendered
+    Chromium on a small CPU seconds slower, and the Stop click with it."""
+    verifier = dllm.load("tiny-ar")
+    page = page.context.browser.new_page(viewport={"width": 1500, "height": 1100})
+    try:
+        page.goto(server)
+        page.get_by_role("tab", name="Speculative").click()
+        choose(page, "spec-drafter", "deer")
+        fill(page, "spec-drafter-deer-k", "2")
+        prompt = "copy: Nora Diaz, Oscar Cook, Liam Park, Emma Stone, Ava Reed"  # the newline box adds "\n"
+        fill(page, "spec-prompt", prompt)
+        fill(page, "spec-max-new-tokens", "40")
+        page.click("#spec-run")
+        page.wait_for_selector("#spec-status .dl-counters[data-status=done]", timeout=120_000)
+        drafter = dllm.drafters.get("deer", k=2)
+        [spec] = dllm.speculate(verifier, prompt + "\n", drafter, max_new_tokens=40)
+        [plain] = dllm.speculate(verifier, prompt + "\n", max_new_tokens=40)
+        texts = page.locator("#spec-text textarea").input_value()
+        assert texts == f"speculative: {spec.text}\nplain AR:    {plain.text}"
+        assert page.locator("#spec-status .dl-counters").get_attribute("data-rounds") == str(spec.rounds)
+        assert page.locator("#spec-rounds .dl-rounds").get_attribute("data-rounds") == str(spec.rounds)
+
+        # greedy tiny-ar repeats "rabbit" up to the budget here: about 170 deer rounds, seconds of decoding
+        long_prompt, budget = "copy: zq xv wk", 400
+        fill(page, "spec-prompt", long_prompt)
+        fill(page, "spec-max-new-tokens", str(budget))
+        page.evaluate(SPEC_WATCH_JS)
+        page.click("#spec-run")
+        page.wait_for_function(
+            "() => { const c = document.querySelector('#spec-status .dl-counters');"
+            " return c && c.dataset.status === 'running' && +c.dataset.rounds >= 2; }",
+            timeout=120_000,
+        )
+        page.click("#spec-stop")
+        page.wait_for_selector("#spec-status .dl-counters[data-status=stopped]", timeout=60_000)
+        status = page.locator("#spec-status .dl-counters")
+        rounds = int(status.get_attribute("data-rounds"))
+        assert "stopped by the user" in status.inner_text()
+        shown = page.locator("#spec-text textarea").input_value()
+        [full] = dllm.speculate(verifier, long_prompt + "\n", drafter, max_new_tokens=budget)
+        if "\nplain AR:" not in shown:  # stopped in the speculative run (the usual case): no baseline
+            assert 2 <= rounds < full.rounds and full.text.startswith(shown.removeprefix("speculative: "))
+        else:  # the click came late, in the baseline: the speculative result is whole
+            [full_plain] = dllm.speculate(verifier, long_prompt + "\n", max_new_tokens=budget)
+            spec_line, plain_line = shown.split("\nplain AR:    ")
+            assert spec_line == f"speculative: {full.text}" and full_plain.text.startswith(plain_line)
+            assert rounds < full_plain.rounds
+        seen = page.evaluate("window.dlSpecSeen")
+        assert len(set(seen)) >= 2, seen  # the rounds streamed
+        time.sleep(1.0)  # nothing after the stop
+        assert spec_status(page) == "stopped" and page.locator("#spec-text textarea").input_value() == shown
+        assert int(page.locator("#spec-status .dl-counters").get_attribute("data-rounds")) == rounds
+    finally:
+        page.close()
