@@ -171,6 +171,7 @@ class RoundEvent:
     out: list[list[int]]
     accepted: list[int]
     drafted: list[int]
+    draft: list[list[int]]  # each row's draft this round (its first ``accepted[row]`` tokens were kept)
 
 
 @dataclass
@@ -293,6 +294,7 @@ class Speculative:
             out=[list(row.out) for row in rows],
             accepted=accepted,
             drafted=[len(p.tokens) for p in proposals],
+            draft=[list(p.tokens) for p in proposals],
         )
         return [not (new[-1] in self.stop_ids or len(row.out) >= budget) for row, new in zip(rows, news)]
 
