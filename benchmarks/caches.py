@@ -43,6 +43,8 @@ import sys
 import time
 from pathlib import Path
 
+from dllm.models.config import REFERENCE_LAYOUTS
+
 SAMPLERS = {
     "llada": ("llada", {}),
     "fast-dllm": ("fast-dllm", {"threshold": 0.9}),
@@ -52,47 +54,7 @@ TASKS = ("copy", "reverse", "insert_index", "replace_index", "letters_sort", "wo
 
 
 # Random-weight models of the real checkpoints' shapes, for timing on a GPU (their answers are noise):
-# LLaDA-8B-Instruct and Dream-v0-Instruct-7B (Qwen2.5-7B) attention / MLP / vocabulary sizes and ids.
-FULL_SIZE = {
-    "llada-8b": dict(
-        arch="llada",
-        d_model=4096,
-        n_layers=32,
-        n_heads=32,
-        n_kv_heads=32,
-        head_dim=128,
-        mlp_hidden=12288,
-        vocab_size=126464,
-        rope_theta=500000.0,
-        rms_eps=1e-5,
-        qkv_bias=False,
-        shift_logits=False,
-        rope_fp32=True,
-        max_seq_len=4096,
-        mask_token_id=126336,
-        eos_token_ids=[126081],
-        pad_token_id=126081,
-    ),
-    "dream-7b": dict(
-        arch="dream",
-        d_model=3584,
-        n_layers=28,
-        n_heads=28,
-        n_kv_heads=4,
-        head_dim=128,
-        mlp_hidden=18944,
-        vocab_size=152064,
-        rope_theta=1000000.0,
-        rms_eps=1e-6,
-        qkv_bias=True,
-        shift_logits=True,
-        rope_fp32=False,
-        max_seq_len=4096,
-        mask_token_id=151666,
-        eos_token_ids=[151643],
-        pad_token_id=151643,
-    ),
-}
+FULL_SIZE = REFERENCE_LAYOUTS  # LLaDA-8B and Dream-7B shapes (dllm.models.config)
 
 
 def _full_size_model(name: str, device, dtype):

@@ -54,28 +54,12 @@ import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from dllm.models.config import REFERENCE_LAYOUTS
+
 NEEDS_CUDA = "skipped: needs CUDA"
 
 # LLaDA-8B-Instruct's shapes and special ids (mask 126336, EOS = pad 126081).
-LLADA_8B = dict(
-    arch="llada",
-    d_model=4096,
-    n_layers=32,
-    n_heads=32,
-    n_kv_heads=32,
-    head_dim=128,
-    mlp_hidden=12288,
-    vocab_size=126464,
-    rope_theta=500000.0,
-    rms_eps=1e-5,
-    qkv_bias=False,
-    shift_logits=False,
-    rope_fp32=True,
-    max_seq_len=4096,
-    mask_token_id=126336,
-    eos_token_ids=[126081],
-    pad_token_id=126081,
-)
+LLADA_8B = REFERENCE_LAYOUTS["llada-8b"]
 # Qwen2-0.5B's shapes (the verifier); EOS / pad 151643 as in Qwen2.
 QWEN2_05B = dict(
     vocab_size=151936,

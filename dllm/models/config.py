@@ -344,6 +344,50 @@ def _fast_dllm_v2_native(cfg: ModelConfig, eos) -> dict[str, Any]:
     }
 
 
+# LLaDA-8B-Instruct and Dream-v0-Instruct-7B (Qwen2.5-7B) attention / MLP / vocabulary sizes and
+# special ids: ModelConfig fields of random-weight models at the real shapes (benchmarks, GPU check).
+REFERENCE_LAYOUTS = {
+    "llada-8b": dict(
+        arch="llada",
+        d_model=4096,
+        n_layers=32,
+        n_heads=32,
+        n_kv_heads=32,
+        head_dim=128,
+        mlp_hidden=12288,
+        vocab_size=126464,
+        rope_theta=500000.0,
+        rms_eps=1e-5,
+        qkv_bias=False,
+        shift_logits=False,
+        rope_fp32=True,
+        max_seq_len=4096,
+        mask_token_id=126336,
+        eos_token_ids=[126081],
+        pad_token_id=126081,
+    ),
+    "dream-7b": dict(
+        arch="dream",
+        d_model=3584,
+        n_layers=28,
+        n_heads=28,
+        n_kv_heads=4,
+        head_dim=128,
+        mlp_hidden=18944,
+        vocab_size=152064,
+        rope_theta=1000000.0,
+        rms_eps=1e-6,
+        qkv_bias=True,
+        shift_logits=True,
+        rope_fp32=False,
+        max_seq_len=4096,
+        mask_token_id=151666,
+        eos_token_ids=[151643],
+        pad_token_id=151643,
+    ),
+}
+
+
 def small_layout(arch: str, tokenizer, *, d_model: int, n_layers: int, rms_eps: float) -> ModelConfig:
     """A small LLaDA or Dream layout over ``tokenizer``'s vocabulary and special ids, for
     random-weight models that exercise the plumbing: 4 heads; Dream with 2 K/V heads, QKV bias,
