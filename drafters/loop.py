@@ -227,8 +227,7 @@ class Speculative:
 
     def join(self, batch: _Batch, requests: list[Request]) -> None:
         device = self.verifier.device
-        batch.runner.add(len(requests))
-        batch.rows += [
+        batch.rows += [  # their runner rows come with their first round (Speculative.feed)
             _Row(
                 key=r.index,
                 committed=list(r.ids),
@@ -266,8 +265,10 @@ class Speculative:
         tick = time.perf_counter()
         proposals = self.propose(rows)
         drafted = time.perf_counter()
-        cached = runner.lengths()
-        logits = runner.feed([row.committed[n:] + p.tokens for row, n, p in zip(rows, cached, proposals)])
+        cached = runner.lengths() + [0] * (len(rows) - runner.batch)  # joined rows: nothing yet
+        logits, joined = self.feed(
+            batch, [row.committed[n:] + p.tokens for row, n, p in zip(rows, cached, proposals)]
+        )
         accepted, tokens = verify_rows(
             logits,
             [len(row.committed) - n - 1 for row, n in zip(rows, cached)],  # the column scoring draft[0]
@@ -283,7 +284,11 @@ class Speculative:
             row.out += new
             news.append(new)
             self._record(row, proposal, n, token, new)
-        runner.keep([len(row.committed) - 1 for row in rows])
+        kept = [len(row.committed) - 1 for row in rows]
+        runner.keep(kept[: runner.batch])
+        if joined is not None:
+            joined.keep(kept[runner.batch :])
+            runner.merge(joined)
         verified = time.perf_counter()
         for row in rows:
             row.seconds["draft_seconds"] += drafted - tick
@@ -297,6 +302,22 @@ class Speculative:
             draft=[list(p.tokens) for p in proposals],
         )
         return [not (new[-1] in self.stop_ids or len(row.out) >= budget) for row, new in zip(rows, news)]
+
+    def feed(self, batch: _Batch, feeds: list[list[int]]) -> tuple[torch.Tensor, CausalRunner | None]:
+        """The round's verifier forward: ``feeds[b]`` appended to row b; logits ``[B, F, V]``. Rows
+        that joined since the last round (at the end, nothing cached yet) feed their prompts in a
+        forward of their own, so the running rows' forward is not padded to a prompt's width;
+        their runner is returned, to be merged after the round."""
+        runner = batch.runner
+        if not runner.batch or runner.batch == len(feeds):
+            runner.add(len(feeds) - runner.batch)
+            return runner.feed(feeds), None
+        joined = CausalRunner(self.verifier.net, self.verifier.pad_id)
+        joined.reset(len(feeds) - runner.batch)
+        parts = [runner.feed(feeds[: runner.batch]), joined.feed(feeds[runner.batch :])]
+        width = max(part.shape[1] for part in parts)
+        parts = [torch.nn.functional.pad(part, (0, 0, 0, width - part.shape[1])) for part in parts]
+        return torch.cat(parts), joined
 
     def propose(self, rows: list[_Row]) -> list[Proposal]:
         """Each row's draft (empty without a drafter, or when no draft token fits its budget)."""

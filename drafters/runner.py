@@ -28,6 +28,14 @@ def _empty_cache():
     return DynamicCache()
 
 
+def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
+    """``[B, H, w, D]`` cache entries left-padded with zeros to ``width`` columns."""
+    missing = width - tensor.shape[2]
+    if not missing:
+        return tensor
+    return torch.cat([tensor.new_zeros((*tensor.shape[:2], missing, tensor.shape[3])), tensor], dim=2)
+
+
 def crop_cache(cache, length: int) -> None:
     """Keep the first ``length`` positions of every layer (``DynamicCache.crop`` takes a length in
     transformers 4 and the number of positions to remove, negative, in transformers 5)."""
@@ -87,6 +95,30 @@ class CausalRunner:
         else:  # nothing cached in any row: the stored tensors (if any) may have another batch size
             self.cache = _empty_cache()
         self.ids += [[] for _ in range(rows)]
+
+    def merge(self, other: "CausalRunner") -> None:
+        """Append ``other``'s rows after ours (rows that ran their first forward apart), their
+        caches right-aligned in the common width like ours."""
+        if other.batch == 0:
+            return
+        if self.batch == 0 or not self.width:
+            pad = self.batch
+            self.cache, self.width = other.cache, other.width
+            self.ids = self.ids + other.ids
+            if pad and self.width:  # our rows cache nothing: all padding in the new width
+                for layer in self.cache.layers:
+                    layer.keys = torch.cat([layer.keys.new_zeros((pad, *layer.keys.shape[1:])), layer.keys])
+                    layer.values = torch.cat(
+                        [layer.values.new_zeros((pad, *layer.values.shape[1:])), layer.values]
+                    )
+            return
+        width = max(self.width, other.width)
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+            for name in ("keys", "values"):
+                parts = [_left_pad(getattr(layer, name), width) for layer in (mine, theirs)]
+                setattr(mine, name, torch.cat(parts))
+        self.ids = self.ids + other.ids
+        self.width = width
 
     def feed(self, new: list[list[int]]) -> torch.Tensor:
         """Append ``new[b]`` to each row (a row may get none this time, not all); fp32 logits

@@ -404,6 +404,30 @@ def test_runner_cache_equals_a_fresh_forward_after_ragged_feeds_and_rollbacks():
             seqs = [seqs[2], seqs[0]]
 
 
+def test_runner_rows_added_empty_or_merged_from_another_runner_read_their_own_cache():
+    lm = random_causal_lm(seed=3, layers=2)
+    seqs = [[1, 2, 3, 4, 5, 6], [3, 4], [5, 4, 3], [5, 1, 2, 3, 4, 5, 1, 2, 3]]
+    main, other = CausalRunner(lm.net, PAD), CausalRunner(lm.net, PAD)
+    main.reset(2)
+    main.feed(seqs[:2])
+    main.keep([4, 1])  # ragged rows, right-aligned
+    other.reset(1)
+    other.feed([seqs[2]])  # a batch-1 runner (cropped, unpadded)
+    main.merge(other)
+    main.add(1)  # a row caching nothing yet
+    assert main.lengths() == [4, 1, 3, 0]
+    logits = main.feed([seqs[0][4:], seqs[1][1:], [2], seqs[3]])
+    for row, seq in enumerate([seqs[0], seqs[1], seqs[2] + [2], seqs[3]]):
+        fed = len(seq) - [4, 1, 3, 0][row]
+        with torch.no_grad():
+            fresh = lm.net(input_ids=torch.tensor([seq])).logits[0].float()
+        assert torch.allclose(logits[row, :fed], fresh[-fed:], atol=1e-4), row
+    empty = CausalRunner(lm.net, PAD)
+    empty.reset(0)
+    empty.merge(main)  # a runner with no rows takes the other's as they are
+    assert empty.lengths() == main.lengths()
+
+
 def test_loop_keeps_the_cache_one_token_short_of_the_committed_sequence(
     tiny_ar, held_out_prompts, monkeypatch
 ):
