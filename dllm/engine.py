@@ -128,6 +128,12 @@ class StepKind(Protocol):
 
     joins: bool
     keeps_finished: bool
+    vocabulary: str  # what prompt ids are checked against, named in messages (dllm.prompts)
+
+    def request(
+        self, ids: list[int], on_step: StepListener | None = None, index: int | None = None
+    ) -> Request:
+        """A request for ``ids``, checked against what this kind can decode (the context)."""
 
     def start(self, requests: list[Request], prompt_width: int | None) -> object:
         """A new running batch of ``requests`` (prompts laid out at least ``prompt_width`` wide)."""

@@ -385,11 +385,18 @@ class Denoising:
     CFG finished rows also stay in the batch (computed, ignored), since their unconditional twins
     share the K/V layout."""
 
+    vocabulary = "the vocabulary"  # what prompt ids are checked against (dllm.prompts)
+
     def __init__(self, loop: Loop):
         self.loop = loop
         self.keeps_finished = loop.cfg.cfg_scale > 0
         self.joins = not self.keeps_finished and not loop.sampler.changes_length()
         self.rows_seen = 0  # rows that have been in the running batch (the no-progress guard)
+
+    def request(self, ids: list[int], on_step=None, index: int | None = None) -> Request:
+        """A request for ``ids``, checked against the context and the model's blocks."""
+        canvas.check_prompts(self.loop.model, [ids], self.loop.cfg)
+        return Request(ids, on_step, index=index)
 
     def start(self, requests, prompt_width: int | None) -> DecodeState:
         self.loop.rows = [r.index for r in requests]
@@ -539,10 +546,9 @@ def generate(
     if not isinstance(compile, bool):
         raise TypeError(f"compile={compile!r} must be True or False")
     ids = encode_prompts(model, prompts, chat, allow_special)
-    canvas.check_prompts(model, ids, config)
-    loop = Loop(model, sampler, cache, config, attention_backend, compile)
-    requests = [Request(prompt, index=i) for i, prompt in enumerate(ids)]
-    results = Engine(Denoising(loop), max_batch, callback).run(requests)
+    kind = Denoising(Loop(model, sampler, cache, config, attention_backend, compile))
+    requests = [kind.request(prompt, index=i) for i, prompt in enumerate(ids)]
+    results = Engine(kind, max_batch, callback).run(requests)
     for result in results:  # the call's total (metrics.py), where a Batcher's row gets the running total
-        result.batch_row_forwards = loop.model_step.row_forwards
+        result.batch_row_forwards = kind.loop.model_step.row_forwards
     return results

@@ -89,11 +89,5 @@ class Batcher(_EngineBatcher):
     def _request(self, prompt, *, on_step=None, chat: bool = False, allow_special: bool = False) -> Request:
         """The checked request for one prompt (text or token ids), as ``generate`` / ``speculate``
         check theirs."""
-        if hasattr(self.kind, "request"):  # speculative: the verifier's vocabulary and context
-            ids = encode_prompt(
-                self.model, prompt, chat, allow_special, vocabulary="the verifier's vocabulary"
-            )
-            return self.kind.request(ids, on_step)
-        ids = encode_prompt(self.model, prompt, chat, allow_special)
-        canvas.check_prompts(self.model, [ids], self.config)
-        return Request(ids, on_step)
+        ids = encode_prompt(self.model, prompt, chat, allow_special, vocabulary=self.kind.vocabulary)
+        return self.kind.request(ids, on_step)

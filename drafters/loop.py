@@ -134,10 +134,10 @@ def speculate(
     config = resolve_speculative(config, **settings)
     verifier = as_verifier(verifier)
     check_max_batch(max_batch)
-    kind = Speculative(verifier, drafter, length, config)
     prompts = encode_prompts(
-        verifier, prompts, chat=chat, allow_special=allow_special, vocabulary="the verifier's vocabulary"
+        verifier, prompts, chat=chat, allow_special=allow_special, vocabulary=Speculative.vocabulary
     )
+    kind = Speculative(verifier, drafter, length, config)  # after the prompts: it may load a drafter
     seeds = config.row_seeds(len(prompts))
     requests = [kind.request(ids, index=i, seed=seed) for i, (ids, seed) in enumerate(zip(prompts, seeds))]
     return Engine(kind, max_batch, callback).run(requests)
@@ -190,6 +190,7 @@ class Speculative:
     when they stop; every row draws from its own generators, so its output is its run alone."""
 
     joins, keeps_finished = True, False
+    vocabulary = "the verifier's vocabulary"  # what prompt ids are checked against (dllm.prompts)
 
     def __init__(self, verifier, drafter=None, length=None, config: SpeculativeConfig | None = None):
         from . import get as get_drafter
