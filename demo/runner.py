@@ -19,7 +19,6 @@ button (``should_stop``), throttling and the last outcome in one place.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import dataclasses
 import json
@@ -120,23 +119,20 @@ def prepare(settings: ColumnSettings, prompt: str) -> Prepared:
     return Prepared(model, sampler, cache, config, ids)
 
 
-_batchers: collections.OrderedDict = collections.OrderedDict()
-_batchers_lock = threading.Lock()
+_pool_lock = threading.Lock()
+_batchers = None  # a dllm.serving.BatcherPool of MAX_BATCHERS, made on first use
 
 
 def shared_batcher(settings, make: Callable[[], object]):
     """The running batch of ``settings`` (a column's or the speculative tab's), made by ``make()`` on
     first use; the least recently used beyond ``MAX_BATCHERS`` is closed once its requests are done."""
+    global _batchers
+    from dllm.serving import BatcherPool
+
     key = type(settings).__name__ + json.dumps(dataclasses.asdict(settings), sort_keys=True, default=repr)
-    with _batchers_lock:
-        if key in _batchers:
-            _batchers.move_to_end(key)
-            return _batchers[key]
-        _batchers[key] = make()
-        while len(_batchers) > MAX_BATCHERS:
-            _, old = _batchers.popitem(last=False)
-            threading.Thread(target=old.close, name="dllm-demo-close", daemon=True).start()
-        return _batchers[key]
+    with _pool_lock:
+        _batchers = _batchers or BatcherPool(MAX_BATCHERS)
+    return _batchers.get(key, make)
 
 
 def batcher(settings: ColumnSettings, p: Prepared):

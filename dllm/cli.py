@@ -1,5 +1,5 @@
 """Command line: ``dllm generate``, ``dllm speculate``, ``dllm samplers``, ``dllm caches``, ``dllm drafters``,
-``dllm models``, ``dllm demo``."""
+``dllm models``, ``dllm demo``, ``dllm serve`` (``dllm.server.cli``), ``dllm eval`` (``dllm.eval.cli``)."""
 
 from __future__ import annotations
 
@@ -184,8 +184,10 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     from dllm.eval.cli import add_parser as add_eval_parser
+    from dllm.server.cli import add_parser as add_serve_parser
 
     add_eval_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 
@@ -496,7 +498,6 @@ def _generate(args) -> int:
 def _build_drafter(args):
     """The drafter and length controller the flags name (None, None for plain AR decoding)."""
     import dllm.drafters
-    from dllm.drafters import length as lengths
 
     params = parse_key_values(args.drafter_arg, "--drafter-arg")
     if args.drafter_model is not None:
@@ -522,15 +523,7 @@ def _build_drafter(args):
                 f"{', '.join(given)} given without a drafter; pick one with --drafter (see `dllm drafters`)"
             )
         return None, None
-    try:
-        drafter = dllm.drafters.get(args.drafter, **params)
-        if args.length is not None:
-            controller = lengths.get(args.length, **length_params)
-        else:  # the drafter's own controller, with any -l parameters
-            controller = lengths.get(type(drafter.default_length()), **length_params)
-    except TypeError as exc:  # a parameter value of the wrong type, e.g. a string compared with a number
-        raise ValueError(f"bad drafter or length-controller parameter: {exc}") from exc
-    return drafter, controller
+    return dllm.drafters.build(args.drafter, params, args.length, length_params)
 
 
 def _token_text(model, tok: int) -> str:
@@ -708,6 +701,10 @@ def main(argv: list[str] | None = None) -> int:
             return _speculate(args)
         if args.command == "demo":
             return _demo(args)
+        if args.command == "serve":
+            from dllm.server.cli import run as serve
+
+            return serve(args)
         if args.command == "eval":
             from dllm.eval.cli import run as run_eval
 

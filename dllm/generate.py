@@ -14,6 +14,7 @@ closes finished blocks. Counts (NFE, steps, row-forwards) are defined in ``dllm.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import weakref
 from typing import Callable
 
@@ -45,6 +46,25 @@ class StepEvent:
     def step(self) -> int:
         """Steps taken by the batch's oldest row (a host read: computed only when asked)."""
         return int(self.state.steps.max())
+
+    @functools.cached_property
+    def host(self) -> HostRows:
+        """Every row's generated region, steps and NFE now, in one host read for all listeners."""
+        st = self.state
+        tokens = st.tokens[:, st.gen_start :].tolist()
+        ends = (st.gen_end - st.gen_start).tolist()
+        return HostRows(
+            canvas=[row[:end] for row, end in zip(tokens, ends)], steps=st.steps.tolist(), nfe=st.nfe.tolist()
+        )
+
+
+@dataclasses.dataclass
+class HostRows:
+    """``StepEvent.host``: per row, its generated region (mask ids where undecided), steps and NFE."""
+
+    canvas: list[list[int]]
+    steps: list[int]
+    nfe: list[int]
 
 
 class ModelStep:

@@ -21,7 +21,9 @@ import numbers
 import operator
 from typing import Sequence
 
-__all__ = ["check_text", "encode_prompts", "special_token_ids"]
+__all__ = ["check_text", "encode_chat", "encode_prompts", "special_token_ids"]
+
+CHAT_ROLES = ("system", "user", "assistant")
 
 
 def _label(row: int, count: int) -> str:
@@ -177,3 +179,64 @@ def encode_prompts(
                 raise ValueError(f"{label}: token ids {bad[:5]} are outside {vocabulary} of size {vocab}")
         encoded.append(ids)
     return encoded
+
+
+def _message_text(message, label: str) -> str:
+    """The text of one chat message: a string, or a list of ``{"type": "text", "text": ...}`` parts."""
+    content = message.get("content")
+    if isinstance(content, list):
+        texts = []
+        for i, part in enumerate(content):
+            if (
+                not isinstance(part, dict)
+                or part.get("type") != "text"
+                or not isinstance(part.get("text"), str)
+            ):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise ValueError(
+                    f"{label}.content[{i}] is a {kind!r} part; only text parts"
+                    ' ({"type": "text", "text": ...}) are supported'
+                )
+            texts.append(part["text"])
+        content = "".join(texts)
+    if not isinstance(content, str):
+        raise TypeError(f"{label}.content must be text, got {type(content).__name__}")
+    return content
+
+
+def encode_chat(
+    model, messages, allow_special: bool = False, *, vocabulary: str = "the vocabulary"
+) -> list[int]:
+    """A conversation (``[{"role": "system" | "user" | "assistant", "content": text}, ...]``) in the
+    model's chat template -> its checked token ids. Each message's text follows the rules of text
+    prompts (special-token text refused unless ``allow_special``); the template's own special
+    tokens are fine. The last message must not be the assistant's (the answer is generated)."""
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise ValueError("messages must be a non-empty list of {'role', 'content'} objects")
+    turns = []
+    specials = None
+    for i, message in enumerate(messages):
+        label = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise TypeError(
+                f"{label} must be an object with 'role' and 'content', got {type(message).__name__}"
+            )
+        role = message.get("role")
+        if role not in CHAT_ROLES:
+            raise ValueError(f"{label}.role={role!r} is not supported; the roles are {', '.join(CHAT_ROLES)}")
+        text = _message_text(message, label)
+        if text or role == "user":  # a system or assistant turn may be empty
+            check_text(text, f"{label}.content")
+        if not allow_special and text:
+            specials = special_token_ids(model) if specials is None else specials
+            _refuse_special_text(model, text, f"{label}.content", specials)
+        turns.append({"role": role, "content": text})
+    if turns[-1]["role"] == "assistant":
+        raise ValueError(
+            f"messages[{len(turns) - 1}] is the assistant's; the last message must be the user's"
+            " (or the system's): the assistant's answer is what is generated"
+        )
+    if not any(t["role"] == "user" for t in turns):
+        raise ValueError("messages has no user message")
+    [ids] = encode_prompts(model, [model.encode(turns, chat=True)], vocabulary=vocabulary)
+    return ids

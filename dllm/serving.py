@@ -23,6 +23,10 @@ mid-run: their requests are decoded in consecutive batches of the waiting ones.
 
 from __future__ import annotations
 
+import collections
+import threading
+from typing import Callable
+
 import dllm.caches as cache_registry
 import dllm.canvas as canvas
 import dllm.samplers as sampler_registry
@@ -31,7 +35,7 @@ from dllm.engine import Batcher as _EngineBatcher
 from dllm.engine import Engine, Request, StepListener, check_max_batch
 from dllm.prompts import encode_prompt
 
-__all__ = ["Batcher", "Request", "StepListener"]
+__all__ = ["Batcher", "BatcherPool", "Request", "StepListener"]
 
 
 class Batcher(_EngineBatcher):
@@ -86,8 +90,44 @@ class Batcher(_EngineBatcher):
         self.max_batch = max_batch
         super().__init__(Engine(self.kind, max_batch), self._request)
 
-    def _request(self, prompt, *, on_step=None, chat: bool = False, allow_special: bool = False) -> Request:
+    def _request(
+        self, prompt, *, on_step=None, chat: bool = False, allow_special: bool = False, **row
+    ) -> Request:
         """The checked request for one prompt (text or token ids), as ``generate`` / ``speculate``
-        check theirs."""
+        check theirs. ``row``: the step kind's per-request settings (a speculative row's ``seed``
+        and ``max_new_tokens``)."""
         ids = encode_prompt(self.model, prompt, chat, allow_special, vocabulary=self.kind.vocabulary)
-        return self.kind.request(ids, on_step)
+        return self.kind.request(ids, on_step, **row)
+
+
+class BatcherPool:
+    """Batchers by their settings (a key), made on first use: requests with the same settings share
+    a running batch; the least recently used beyond ``size`` is closed once its requests are done."""
+
+    def __init__(self, size: int):
+        check_max_batch(size, none_ok=False)
+        self.size = size
+        self._batchers: collections.OrderedDict[str, Batcher] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, make: Callable[[], Batcher]) -> Batcher:
+        with self._lock:
+            if key in self._batchers:
+                self._batchers.move_to_end(key)
+                return self._batchers[key]
+            self._batchers[key] = make()
+            while len(self._batchers) > self.size:
+                _, old = self._batchers.popitem(last=False)
+                threading.Thread(target=old.close, name="dllm-batcher-close", daemon=True).start()
+            return self._batchers[key]
+
+    def batchers(self) -> list[Batcher]:
+        with self._lock:
+            return list(self._batchers.values())
+
+    def close(self, timeout: float | None = None) -> None:
+        """Close every Batcher: queued and running requests finish first (within ``timeout`` each)."""
+        with self._lock:
+            batchers, self._batchers = list(self._batchers.values()), collections.OrderedDict()
+        for batcher in batchers:
+            batcher.close(timeout)

@@ -15,6 +15,25 @@ names = _registry.names
 describe = _registry.describe
 
 from . import length  # noqa: E402
+
+
+def build(name: str | None, params: dict | None = None, length_name: str | None = None, length_params=None):
+    """A drafter and its draft-length controller by name (``None`` / ``"none"``: plain AR decoding,
+    ``(None, None)``); the controller is ``length_name``'s, or the drafter's own kind, with
+    ``length_params``. A parameter of the wrong type is a ``ValueError`` naming the parameters."""
+    if name is None or name.lower() == "none":
+        return None, None
+    try:
+        drafter = get(name, **(params or {}))
+        if length_name is not None:
+            controller = length.get(length_name, **(length_params or {}))
+        else:
+            controller = length.get(type(drafter.default_length()), **(length_params or {}))
+    except TypeError as exc:  # a value of the wrong type, e.g. a string compared with a number
+        raise ValueError(f"bad drafter or length-controller parameter: {exc}") from exc
+    return drafter, controller
+
+
 from .ar import ARDrafter  # noqa: E402
 from .base import DiffusionDrafter, Drafter, DraftRequest, Proposal, Sampling, VocabMap  # noqa: E402
 from .deer import DeerDrafter  # noqa: E402
@@ -36,6 +55,7 @@ __all__ = [
     "Sampling",
     "SpeculativeConfig",
     "VocabMap",
+    "build",
     "describe",
     "get",
     "length",

@@ -148,6 +148,7 @@ class _Row:
     """A running speculative row: its tokens, generators, draft-length state and counts."""
 
     key: int  # the request number (the drafter's name for the row)
+    budget: int  # max_new_tokens of this row
     committed: list[int]  # prompt + output
     out: list[int]
     verifier_rng: torch.Generator
@@ -180,6 +181,7 @@ class _Batch:
     runner: CausalRunner
     event: RoundEvent | None = None
     rows_seen: int = 0
+    longest: int = 0  # the largest max_new_tokens of the rows seen
 
 
 class Speculative:
@@ -209,17 +211,27 @@ class Speculative:
         self.run = None if self.drafter is None else self.drafter.start(verifier, self.sampling)
 
     def request(
-        self, ids: list[int], on_step=None, index: int | None = None, seed: int | None = None
+        self,
+        ids: list[int],
+        on_step=None,
+        index: int | None = None,
+        seed: int | None = None,
+        max_new_tokens: int | None = None,
     ) -> Request:
-        """A request for ``ids`` (verifier ids, checked against the context)."""
+        """A request for ``ids`` (verifier ids, checked against the context). ``seed`` and
+        ``max_new_tokens`` are the row's own (default: the config's): rows with other values share
+        a running batch."""
+        budget = self.config.max_new_tokens if max_new_tokens is None else max_new_tokens
+        check_range("SpeculativeConfig", "max_new_tokens", budget, 1)
         limit = self.verifier.max_length
-        if len(ids) + self.config.max_new_tokens > limit:
+        if len(ids) + budget > limit:
             raise ValueError(
-                f"prompt of {len(ids)} tokens + max_new_tokens {self.config.max_new_tokens} exceeds the "
+                f"prompt of {len(ids)} tokens + max_new_tokens {budget} exceeds the "
                 f"verifier's context of {limit} positions"
             )
         seed = self.config.row_seeds(1)[0] if seed is None else seed
-        return Request(ids, on_step, index=index, seed=seed)
+        check_range("SpeculativeConfig", "seed", seed, 0, 2**63 - 1)
+        return Request(ids, on_step, index=index, seed=seed, max_new_tokens=budget)
 
     def start(self, requests: list[Request], prompt_width: int | None) -> _Batch:
         batch = _Batch(rows=[], runner=CausalRunner(self.verifier.net, self.verifier.pad_id))
@@ -231,6 +243,7 @@ class Speculative:
         batch.rows += [  # their runner rows come with their first round (Speculative.feed)
             _Row(
                 key=r.index,
+                budget=r.extra["max_new_tokens"],
                 committed=list(r.ids),
                 out=[],
                 verifier_rng=_generator(r.extra["seed"], device, 0),
@@ -240,6 +253,7 @@ class Speculative:
             for r in requests
         ]
         batch.rows_seen += len(requests)
+        batch.longest = max([batch.longest] + [r.extra["max_new_tokens"] for r in requests])
 
     def active(self, batch: _Batch) -> list[bool]:
         return [True] * len(batch.rows)
@@ -248,7 +262,7 @@ class Speculative:
         return True
 
     def stalled(self, batch: _Batch, steps: int) -> bool:
-        return steps > (self.config.max_new_tokens + 1) * batch.rows_seen
+        return steps > (batch.longest + 1) * batch.rows_seen
 
     def stop(self, batch: _Batch, rows: list[int]) -> None:
         return None  # a cancelled row only leaves
@@ -262,7 +276,7 @@ class Speculative:
 
     def step(self, batch: _Batch) -> list[bool]:
         """One round of every row (module docstring)."""
-        rows, runner, budget = batch.rows, batch.runner, self.config.max_new_tokens
+        rows, runner = batch.rows, batch.runner
         tick = time.perf_counter()
         proposals = self.propose(rows)
         drafted = time.perf_counter()
@@ -280,7 +294,7 @@ class Speculative:
         )
         news = []
         for row, proposal, n, token in zip(rows, proposals, accepted, tokens):
-            new = stop_cut(proposal.tokens[:n] + [token], self.stop_ids)[: budget - len(row.out)]
+            new = stop_cut(proposal.tokens[:n] + [token], self.stop_ids)[: row.budget - len(row.out)]
             row.committed += new
             row.out += new
             news.append(new)
@@ -302,7 +316,7 @@ class Speculative:
             drafted=[len(p.tokens) for p in proposals],
             draft=[list(p.tokens) for p in proposals],
         )
-        return [not (new[-1] in self.stop_ids or len(row.out) >= budget) for row, new in zip(rows, news)]
+        return [not (new[-1] in self.stop_ids or len(row.out) >= row.budget) for row, new in zip(rows, news)]
 
     def feed(self, batch: _Batch, feeds: list[list[int]]) -> tuple[torch.Tensor, CausalRunner | None]:
         """The round's verifier forward: ``feeds[b]`` appended to row b; logits ``[B, F, V]``. Rows
@@ -329,7 +343,7 @@ class Speculative:
         for i, row in enumerate(rows):
             k = min(
                 self.controller.next_length(row.length),
-                self.config.max_new_tokens - len(row.out) - 1,
+                row.budget - len(row.out) - 1,
                 self.drafter.room(self.run, len(row.committed)),
             )
             if k >= 1:

@@ -5,7 +5,7 @@ and from packages of a lower level, never from one above it nor from another pac
 level. Faces may import anything.
 
     70  face          dllm.cli (+ dllm.__main__), dllm.demo, dllm.serving (the Batcher the demo
-                      and the server hand arriving requests to)
+                      and the server hand arriving requests to), dllm.server (``dllm serve``)
     60  tools         dllm.eval (the harness), dllm.zoo (the training recipes); neither imports
                       the other
     50  public API    dllm (``dllm/__init__.py``: load, generate, speculate, the registries)
@@ -100,6 +100,7 @@ LEVELS = [
     (70, "dllm.cli", ("dllm.cli", "dllm.__main__")),
     (70, "dllm.demo", ("dllm.demo",)),
     (70, "dllm.serving", ("dllm.serving",)),
+    (70, "dllm.server", ("dllm.server",)),
     (60, "dllm.eval", ("dllm.eval",)),
     (60, "dllm.zoo", ("dllm.zoo",)),
     (50, "dllm", ()),  # dllm/__init__.py only (see package_of)

@@ -33,13 +33,13 @@ _DTYPES = {
 _EOT_TOKENS = ("<|eot_id|>", "<|im_end|>")
 
 
-def chat_text(tokenizer, name: str, text: str) -> str:
-    """``text`` as one user turn of the tokenizer's chat template, ready for the assistant's answer."""
+def chat_text(tokenizer, name: str, text: str | list[dict]) -> str:
+    """``text`` as one user turn (or a list of ``{"role", "content"}`` messages, a conversation) in
+    the tokenizer's chat template, ready for the assistant's answer."""
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"the tokenizer of {name!r} has no chat template; drop the chat option")
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
-    )
+    messages = [{"role": "user", "content": text}] if isinstance(text, str) else text
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
 @dataclass
@@ -73,8 +73,9 @@ class DiffusionModel:
     def max_length(self) -> int:
         return self.config.max_seq_len
 
-    def encode(self, text: str, add_bos: bool = True, chat: bool = False) -> list[int]:
-        """Token ids of a prompt; ``chat=True`` wraps it as one user turn of the tokenizer's chat template."""
+    def encode(self, text: str | list[dict], add_bos: bool = True, chat: bool = False) -> list[int]:
+        """Token ids of a prompt; ``chat=True`` wraps it as one user turn of the tokenizer's chat template
+        (or, given a list of messages, the conversation: ``chat_text``)."""
         if self.tokenizer is None:
             raise ValueError(
                 f"model {self.name!r} was loaded without a tokenizer; pass token ids instead of text"
@@ -130,7 +131,7 @@ class CausalLM:
         pad = self.tokenizer.pad_token_id if self.tokenizer is not None else None
         return int(pad) if pad is not None else self.eos_ids[0]
 
-    def encode(self, text: str, add_bos: bool = True, chat: bool = False) -> list[int]:
+    def encode(self, text: str | list[dict], add_bos: bool = True, chat: bool = False) -> list[int]:
         if chat:
             text = chat_text(self.tokenizer, self.name, text)
         ids = self.tokenizer.encode(text, add_special_tokens=False)
