@@ -43,6 +43,19 @@ def answer_length(ids: Sequence[int], eos_ids: Sequence[int]) -> int:
     return len(ids)
 
 
+def cut_at_stop(text: str, until) -> tuple[str, str | None]:
+    """``text`` up to its earliest stop string (``until``: one, a list, or None), and which one
+    matched (None: none did). The evaluation and the server cut answers with it."""
+    stops = [until] if isinstance(until, str) else list(until or [])
+    best, which = len(text), None
+    for stop in stops:
+        if stop:
+            idx = text.find(stop)
+            if 0 <= idx < best:
+                best, which = idx, stop
+    return text[:best], which
+
+
 def tokens_per_forward(gen_tokens: int, nfe: int) -> float:
     return gen_tokens / nfe if nfe else 0.0
 

@@ -58,6 +58,7 @@ from dllm import metrics
 from dllm.config import GenerationConfig
 from dllm.eval.distributed import Distributed
 from dllm.eval.spec import plugin_params, steps_for_k
+from dllm.metrics import cut_at_stop  # noqa: F401 — re-exported: the adapter's stop rule
 
 log = logging.getLogger("dllm.eval")
 TASKS_DIR = Path(__file__).parent / "lm_eval_tasks"
@@ -77,18 +78,6 @@ def _value(text):
         return json.loads(text)
     except json.JSONDecodeError:
         return text
-
-
-def cut_at_stop(text: str, until) -> tuple[str, str | None]:
-    """``text`` up to the earliest stop string, and which one matched."""
-    stops = [until] if isinstance(until, str) else list(until or [])
-    best, which = len(text), None
-    for stop in stops:
-        if stop:
-            idx = text.find(stop)
-            if 0 <= idx < best:
-                best, which = idx, stop
-    return text[:best], which
 
 
 @register_model("dllm", "dllm_diffusion")

@@ -26,12 +26,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from dllm.metrics import cut_at_stop
+
 from .protocol import (
     APIError,
     ChatBody,
     CompletionBody,
     Reply,
-    cut_at_stop,
     parse_body,
     prompts_of,
     stop_strings,
@@ -255,7 +256,8 @@ class _Choice:
             return ""
         self.shown = len(tokens)
         text = self.decode(tokens).rstrip("\ufffd")  # an incomplete UTF-8 sequence waits
-        text, self.stopped = cut_at_stop(text, self.stops)
+        text, stop = cut_at_stop(text, self.stops)
+        self.stopped = stop is not None
         if not self.stopped and self.holdback:
             text = text[: len(text) - self.holdback]
         if len(text) <= len(self.sent) or not text.startswith(self.sent):
@@ -265,9 +267,9 @@ class _Choice:
 
     def final(self, result) -> tuple[str, str, str]:
         """(the whole text, what is left to send, finish_reason) of the finished row."""
-        text, stopped = cut_at_stop(result.text, self.stops)
+        text, stop = cut_at_stop(result.text, self.stops)
         rest = text[len(self.sent) :] if text.startswith(self.sent) else ""
-        reason = "stop" if stopped or result.gen_tokens < self.job.max_tokens else "length"
+        reason = "stop" if stop is not None or result.gen_tokens < self.job.max_tokens else "length"
         return text, rest, reason
 
 

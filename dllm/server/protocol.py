@@ -219,12 +219,6 @@ def prompts_of(body: CompletionBody) -> list:
 # ---- responses ------------------------------------------------------------------------------
 
 
-def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    """``text`` up to its first stop string, and whether one was found."""
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
 class Reply:
     """The id, object names and timestamp of one response (and of all its chunks)."""
 
