@@ -209,3 +209,24 @@ def test_diffusion_verifier_is_an_error(capsys):
     assert main(["speculate", "tiny-dream", ARG, "--drafter", "onepass", "--max-new-tokens", TOKENS]) == 2
     err = error_line(capsys.readouterr().err)
     assert "must be an autoregressive (causal) LM" in err and "tiny-dream" in err
+
+
+@pytest.mark.parametrize("drafter", ["deer", "diffuspec", "ar"])
+def test_the_cli_drafts_with_the_drafters_own_length_controller(capsys, drafter):
+    """No --length: the drafter's own controller with its settings (DEER's k=32), as ``dllm.speculate``
+    picks it; the CLI used to build a default instance of its type (DEER drafted with k=8)."""
+    argv = [
+        "speculate",
+        "tiny-ar",
+        ARG,
+        "--drafter",
+        drafter,
+        "--max-new-tokens",
+        "24",
+        "--json",
+        "--no-baseline",
+    ]
+    assert main(argv) == 0
+    [cli] = json.loads(capsys.readouterr().out)
+    [api] = dllm.speculate("tiny-ar", PROMPT, drafter=drafter, max_new_tokens=24)
+    assert (cli["ids"], cli["rounds"], cli["drafted"]) == (api.ids, api.rounds, api.drafted)
