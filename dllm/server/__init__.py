@@ -29,6 +29,7 @@ def serve(
     """Serve until SIGINT / SIGTERM: then stop accepting connections, let running requests finish
     for up to ``shutdown_timeout`` s (then cancel them: their rows leave), stop the engines, return 0.
     A model that fails to load stops the server: returns 2 (the error is logged)."""
+    import signal
     import threading
 
     import uvicorn
@@ -48,6 +49,9 @@ def serve(
         def handle_exit(self, sig, frame):  # a shutdown signal: refuse new requests at once
             service.accepting = False
             super().handle_exit(sig, frame)
+            # uvicorn raises a captured signal again once it has shut down; a SIGTERM'd server that
+            # shut down gracefully exits 0 instead
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
     server = Server(config)
 

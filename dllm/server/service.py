@@ -233,7 +233,7 @@ class Service:
         except APIError:
             raise
         except (ValueError, TypeError) as exc:
-            raise APIError(400, str(exc), param=_param_of(str(exc))) from None
+            raise APIError(400, _named(str(exc)), param=_param_of(str(exc))) from None
 
     def _denoising(self, body: _Body, prompts) -> list[Job]:
         import dllm.caches as cache_registry
@@ -418,8 +418,19 @@ def _param_of(message: str) -> str | None:
     return None
 
 
+def _named(message: str) -> str:
+    """A library message about a setting the request calls by another name, prefixed with that name."""
+    import re
+
+    found = re.search(r"(?:GenerationConfig|SpeculativeConfig)\.(\w+)", message)
+    if found and _FIELD_NAMES.get(found.group(1), found.group(1)) != found.group(1):
+        return f"{_FIELD_NAMES[found.group(1)]} (dllm's {found.group(1)}): {message}"
+    return message
+
+
 def _explain_blocks(message: str, body: _Body) -> str:
     """A GenerationConfig message, with where max_tokens' block size comes from when it is the server's."""
+    message = _named(message)
     if "block_length" in message and body.block_length is None:
         return (
             f"{message} (max_tokens is the canvas length, gen_length; block_length is the server's"
