@@ -240,3 +240,54 @@ def test_two_threads_in_a_fresh_process_load_and_speculate(tmp_path):
         done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.strip() == "[]"
+
+
+def test_speculative_rows_with_their_own_budget_and_seed_share_one_batch(verifier, prompts):
+    """A server's requests differ in max_tokens and seed: as rows of one running batch, each equals
+    ``speculate`` with its own max_new_tokens / seed (the batch's config gives only the default)."""
+    asks = [
+        (p, budget, seed) for p, budget, seed in zip(prompts[:6], (4, 20, 9, 1, 16, 12), (0, 1, 2, 3, 4, 5))
+    ]
+    batcher = Batcher(verifier, drafter="deer", max_batch=6, max_new_tokens=8, temperature=1.0)
+    try:
+        requests = [batcher.submit(p, max_new_tokens=budget, seed=seed) for p, budget, seed in asks]
+        got = [r.result(60) for r in requests]
+    finally:
+        batcher.close()
+    want = [
+        dllm.speculate(verifier, [p], "deer", max_new_tokens=budget, seed=seed, temperature=1.0)[0]
+        for p, budget, seed in asks
+    ]
+    assert _key(got) == _key(want)
+    assert [len(r.ids) <= budget for r, (_, budget, _) in zip(got, asks)] == [True] * 6
+    plain = Batcher(verifier, max_new_tokens=8)
+    with pytest.raises(ValueError, match="max_new_tokens=0 is out of range"):
+        plain.submit(prompts[0], max_new_tokens=0)
+    plain.close()
+
+
+def test_a_batcher_pool_keeps_the_most_recent_and_closes_the_rest(llada, prompts):
+    from dllm.serving import BatcherPool
+
+    pool = BatcherPool(2)
+    made = []
+
+    def make(gen):
+        def build():
+            made.append(Batcher(llada, "llada", max_batch=2, gen_length=gen, block_length=8))
+            return made[-1]
+
+        return build
+
+    first = pool.get("8", make(8))
+    assert pool.get("8", make(8)) is first and len(made) == 1
+    pending = first.submit(prompts[0])
+    pool.get("16", make(16))
+    pool.get("8", make(8))  # used again: "16" is now the least recently used
+    pool.get("24", make(24))
+    assert [b.config.gen_length for b in pool.batchers()] == [8, 24]
+    assert pending.result(60).text == dllm.generate(llada, prompts[0], gen_length=8, block_length=8)[0].text
+    made[1]._worker.join(30)  # the evicted Batcher is closed
+    assert not made[1]._worker.is_alive()
+    pool.close()
+    assert all(not b._worker.is_alive() for b in made)

@@ -136,3 +136,44 @@ def test_generate_opts_in_to_special_token_text(model):
         dllm.generate(model, "copy: <|mask|>\n", gen_length=8, block_length=8)
     [result] = dllm.generate(model, "copy: <|mask|>\n", gen_length=8, block_length=8, allow_special=True)
     assert model.mask_id not in result.canvas
+
+
+def test_a_conversation_in_the_chat_template(model):
+    from dllm.prompts import encode_chat
+
+    model.tokenizer.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    try:
+        messages = [
+            {"role": "system", "content": "Be brief."},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "copy: "}, {"type": "text", "text": "Ava"}],
+            },
+        ]
+        assert encode_chat(model, messages) == model.encode("<system>Be brief.<user>copy: Ava<assistant>")
+        one_turn = [{"role": "user", "content": "copy: Ava"}]
+        assert encode_chat(model, one_turn) == encode_prompts(model, "copy: Ava", chat=True)[0]
+        for messages, error, match in [
+            ([], ValueError, "non-empty list"),
+            ([{"role": "tool", "content": "x"}], ValueError, r"messages\[0\]\.role='tool' is not supported"),
+            ([{"role": "user", "content": "  "}], ValueError, r"messages\[0\]\.content is only whitespace"),
+            ([{"role": "user", "content": 5}], TypeError, r"messages\[0\]\.content must be text"),
+            (
+                [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}],
+                ValueError,
+                "only text parts",
+            ),
+            ([{"role": "user", "content": "a <|mask|>"}], ValueError, "mask token"),
+            ([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}], ValueError, "last"),
+            ([{"role": "system", "content": "x"}], ValueError, "no user message"),
+            (["hello"], TypeError, "must be an object"),
+        ]:
+            with pytest.raises(error, match=match):
+                encode_chat(model, messages)
+    finally:
+        model.tokenizer.chat_template = None
+    with pytest.raises(ValueError, match="has no chat template"):
+        encode_chat(model, [{"role": "user", "content": "x"}])

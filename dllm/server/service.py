@@ -199,6 +199,12 @@ class Service:
             self.gen_config = resolve_generation(None, model, **o.generation, **o.sampling())
             canvas.check_blocks(model, self.gen_config)
         self.model = model
+        from .protocol import CompletionBody
+
+        # the running batch of the server's own settings, made now: a drafter's model loads here,
+        # not inside the first request
+        [job] = self.jobs(CompletionBody(prompt=[0]), [[0]])
+        self.pool.get(job.key, job.make)
 
     @staticmethod
     def _set_chat_template(model, template: str) -> None:
