@@ -263,7 +263,7 @@ def _post(server, body, key=KEY, path="/v1/completions", **kw):
         ({"prompt": "x", "logprobs": 3}, "logprobs", "not returned"),
         ({"prompt": "x", "presence_penalty": 0.5}, "presence_penalty", "not supported"),
         ({"prompt": "x", "n": 0}, "n", "out of range"),
-        ({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "stop", "up to 4"),
+        ({"prompt": "x", "stop": [str(i) for i in range(17)]}, "stop", "up to 16"),
         ({"prompt": "x", "colour": "red"}, "colour", "unknown field 'colour'"),
         ({"prompt": ""}, "prompt", "empty prompt"),
         ({"prompt": "a <|mask|> b"}, "prompt", "mask token"),

@@ -14,7 +14,7 @@ and it reads ``choices[i]["text"]`` by ``index`` (``parse_generations``), cut at
 Tasks: the shipped ``dllm_gsm8k`` on its 6-row offline fixture (tiny-llada scores 0 there), and a task
 that includes that YAML with ``doc_to_text: "{{question}}\\n"`` over 14 ``cumsum`` problems in GSM8K's
 schema, the answer the total (tiny-llada's own prompt format: it answers with numbers, 2 of 14 totals right).
-``dllm_humaneval`` is marked xfail: its 5 stop strings are over the server's limit of 4 (a 400).
+``dllm_humaneval`` sends 5 stop strings (more than OpenAI's limit of 4; the server takes up to 16).
 """
 
 from __future__ import annotations
@@ -31,11 +31,7 @@ for _module in ("aiohttp", "tenacity", "requests"):  # lm-eval's API models need
 for _module in ("fastapi", "uvicorn", "prometheus_client"):
     pytest.importorskip(_module, reason="the serve extra is not installed")
 
-# lm_eval.models: lm-eval imports its own models only when its registry is empty, and the dllm adapter's
-# registration leaves it non-empty ("local-completions" would be unknown to simple_evaluate)
 import _server  # noqa: E402
-import lm_eval.models  # noqa: E402, F401
-import requests  # noqa: E402
 import torch  # noqa: E402
 from lm_eval import simple_evaluate  # noqa: E402
 from lm_eval.tasks import TaskManager  # noqa: E402
@@ -154,12 +150,6 @@ def test_local_completions_against_the_server_scores_like_the_in_process_adapter
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="dllm_humaneval's generation_kwargs.until has 5 stop strings; dllm serve refuses more than 4"
-    " (protocol.MAX_STOPS, OpenAI's own limit) with a 400 on 'stop'",
-    raises=requests.HTTPError,  # lm-eval's model_call: raise_for_status() on the 400
-    strict=False,
-)
 def test_humaneval_through_the_server(server, task_manager):
     remote, local = _both(server, task_manager, ["dllm_humaneval"], confirm_run_unsafe_code=True)
     assert _generations(remote, "dllm_humaneval") == _generations(local, "dllm_humaneval")

@@ -49,6 +49,9 @@ import sys
 import time
 from pathlib import Path
 
+# lm-eval's own models are registered first: lm-eval imports them only into an empty registry, so
+# registering "dllm" before them would hide local-completions and the rest
+import lm_eval.models  # noqa: F401
 import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
