@@ -51,11 +51,14 @@ Import graph by package (generated from the imports: ``python tests/test_layerin
 only inside functions):
 
     dllm.cli            -> dllm*, dllm.caches*, dllm.demo*, dllm.drafters*, dllm.drafters.loop*,
-                           dllm.eval*, dllm.models*, dllm.samplers*, dllm.shipped*, dllm core*
+                           dllm.eval*, dllm.models*, dllm.samplers*, dllm.server*, dllm.shipped*,
+                           dllm core*
     dllm.demo           -> dllm, dllm.caches*, dllm.drafters*, dllm.drafters.loop, dllm.eval*,
                            dllm.models*, dllm.samplers*, dllm.serving*, dllm.zoo*, dllm core
     dllm.serving        -> dllm.caches, dllm.drafters.loop*, dllm.engine, dllm.generate*, dllm.models*,
                            dllm.samplers, dllm core
+    dllm.server         -> dllm*, dllm.caches*, dllm.cli*, dllm.drafters.loop*, dllm.engine*,
+                           dllm.models*, dllm.samplers*, dllm.serving*, dllm core
     dllm.eval           -> dllm, dllm.caches, dllm.drafters, dllm.drafters.loop, dllm.models,
                            dllm.samplers, dllm.shipped, dllm.tasks, dllm core
     dllm.zoo            -> dllm, dllm.generate*, dllm.models, dllm.samplers, dllm.shipped, dllm.tasks,

@@ -520,3 +520,25 @@ def test_a_model_that_cannot_load_stops_the_server(tmp_path):
         timeout=120,
     )
     assert done.returncode == 2 and "cannot serve" in done.stderr, done.stderr
+
+
+def test_an_unexpected_error_is_a_500_in_openais_shape_and_counted():
+    from fastapi.testclient import TestClient
+
+    from dllm.server import ServeOptions, create_app
+
+    app = create_app(ServeOptions(model="tiny-llada", generation={"gen_length": GEN}), load=False)
+    app.state.service.load()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    app.state.service.jobs = broken
+    with TestClient(app, raise_server_exceptions=False) as http:
+        response = http.post("/v1/completions", json={"prompt": PROMPTS[0]})
+        assert response.status_code == 500
+        error = response.json()["error"]
+        assert error["type"] == "server_error" and "RuntimeError" in error["message"]
+        assert "Traceback" not in response.text and "boom" not in response.text
+        metrics = http.get("/metrics").text
+    assert 'dllm_http_requests_total{route="/v1/completions",status="500"} 1.0' in metrics

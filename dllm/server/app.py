@@ -201,6 +201,10 @@ class _CountRequests:
 
         try:
             await self.app(scope, receive, sending)
+        except Exception:  # answered by the app's 500 handler outside this middleware
+            if status["code"] == "disconnected":
+                status["code"] = "500"
+            raise
         finally:
             path = scope.get("path", "")
             route = (

@@ -54,8 +54,10 @@ def add_parser(sub) -> None:
     serve.add_argument(
         "--ray-replicas",
         type=int,
-        help="serve with Ray Serve: N replicas, each its own engine (needs the ray extra)",
+        help="serve with Ray Serve: N replicas, each its own engine (needs the ray extra; docs/serve_ray.md)",
     )
+    serve.add_argument("--ray-num-cpus", type=float, help="CPUs Ray reserves per replica (default 1)")
+    serve.add_argument("--ray-num-gpus", type=float, help="GPUs Ray reserves per replica (default 0)")
     diffusion = serve.add_argument_group("diffusion models (the defaults of every request)")
     diffusion.add_argument("--sampler", help="sampler name (default llada; see `dllm samplers`)")
     diffusion.add_argument(
@@ -157,7 +159,16 @@ def run(args: argparse.Namespace) -> int:
     if args.ray_replicas is not None:
         from .ray_serve import run as run_ray
 
-        return run_ray(options, replicas=args.ray_replicas, host=args.host, port=args.port)
+        return run_ray(
+            options,
+            replicas=args.ray_replicas,
+            host=args.host,
+            port=args.port,
+            num_cpus=args.ray_num_cpus,
+            num_gpus=args.ray_num_gpus,
+        )
+    if args.ray_num_cpus is not None or args.ray_num_gpus is not None:
+        raise ValueError("--ray-num-cpus and --ray-num-gpus need --ray-replicas")
     _check_port(args.host, args.port)
     from . import serve
 
