@@ -119,7 +119,18 @@ def complete(url: str, prompt: str) -> tuple[str, str]:
 def test_dllm_serve_ray_replicas_answers_and_exits_0_on_sigterm(prompts, references):
     """The CLI path (``run``): a Ray of its own (``RAY_ADDRESS`` unset), 1 replica (1 CPU: fits any
     machine), one completion equal to ``dllm.generate``, SIGTERM -> Ray taken down, exit code 0."""
-    flags = ["--sampler", "fast-dllm", "--cache", "dual", "--gen-length", str(GEN), "--ray-replicas", "1"]
+    flags = [
+        "--sampler",
+        "fast-dllm",
+        "--cache",
+        "dual",
+        "--gen-length",
+        str(GEN),
+        "--ray-replicas",
+        "1",
+        "--ray-num-cpus",
+        "0.5",
+    ]
     server = _server.start("tiny-llada", *flags, ready_timeout=DEPLOY_TIMEOUT, env={"RAY_ADDRESS": ""})
     try:
         replica, text = complete(server.url, prompts[0])
