@@ -49,6 +49,7 @@ class Request:
         self.extra = extra  # per-request settings a step kind reads (e.g. a speculative row's seed)
         self.submitted = time.perf_counter()
         self.started: float | None = None  # when its row joined the running batch
+        self.reported = False  # the engine has settled it (result, cancel, or its listener's error)
         self.cancelled = threading.Event()
         self._future: concurrent.futures.Future = concurrent.futures.Future()
 
@@ -194,10 +195,10 @@ class Engine:
         try:
             wider = waiting.widest() if kind.joins else 0
             batch = self._start(rows, max([wider] + [len(r.ids) for r in rows]) if wider else None)
-            active, steps, reported = kind.active(batch), 0, set()
+            active, steps = kind.active(batch), 0
             while True:
                 active = self._cancel(batch, rows, active)
-                rows, active = self._retire(batch, rows, active, reported)
+                rows, active = self._retire(batch, rows, active)
                 if kind.joins and len(rows) < size:
                     joining = waiting.take(size - len(rows), lambda r: kind.fits(batch, r))
                     if joining:
@@ -235,13 +236,15 @@ class Engine:
             active = [on and i not in stopping for i, on in enumerate(active)]
         return active
 
-    def _retire(self, batch, rows: list[Request], active: list[bool], reported: set):
-        """Report the rows that finished; they leave the batch (unless the kind keeps them)."""
+    def _retire(self, batch, rows: list[Request], active: list[bool]):
+        """Report the rows that finished; they leave the batch (unless the kind keeps them).
+        ``Request.reported``, not a set of ids: a request that left and was freed may share its id
+        with one that joins later."""
         now = time.perf_counter()
         for row, request in enumerate(rows):
-            if active[row] or id(request) in reported:
+            if active[row] or request.reported:
                 continue
-            reported.add(id(request))
+            request.reported = True
             if request.done():  # its listener failed
                 continue
             if request.cancelled.is_set():

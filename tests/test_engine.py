@@ -5,6 +5,8 @@ concurrent calls; cancel and failing listeners end only their own request."""
 
 import concurrent.futures
 import threading
+import time
+import types
 
 import pytest
 import torch
@@ -291,3 +293,63 @@ def test_a_batcher_pool_keeps_the_most_recent_and_closes_the_rest(llada, prompts
     assert not made[1]._worker.is_alive()
     pool.close()
     assert all(not b._worker.is_alive() for b in made)
+
+
+class _Countdown:
+    """A step kind whose row i needs ``ids[0]`` steps: the engine's bookkeeping without a model."""
+
+    joins, keeps_finished, vocabulary = True, False, "the countdown's"
+
+    def request(self, ids, on_step=None, index=None):
+        from dllm.engine import Request
+
+        return Request(ids, on_step, index=index)
+
+    def start(self, requests, prompt_width):
+        return [r.ids[0] for r in requests]
+
+    def join(self, batch, requests):
+        batch += [r.ids[0] for r in requests]
+
+    def active(self, batch):
+        return [n > 0 for n in batch]
+
+    def step(self, batch):
+        time.sleep(0.0002)
+        batch[:] = [n - 1 for n in batch]
+        return [n > 0 for n in batch]
+
+    def event(self, batch):
+        return None
+
+    def fits(self, batch, request):
+        return True
+
+    def stop(self, batch, rows):
+        return None
+
+    def leave(self, batch, keep):
+        batch[:] = [batch[i] for i in keep]
+
+    def result(self, batch, row, request):
+        return types.SimpleNamespace(steps=request.ids[0])
+
+    def stalled(self, batch, steps):
+        return False
+
+
+def test_a_request_that_reuses_a_freed_requests_id_still_gets_its_result():
+    """A server drops its requests once answered, and Python may give a new request the address (the
+    id) of a freed one: the running batch must still report it (it once skipped it as reported)."""
+    from dllm.engine import Batcher as EngineBatcher
+    from dllm.engine import Engine
+
+    kind = _Countdown()
+    batcher = EngineBatcher(Engine(kind, max_batch=4), lambda ids, on_step=None: kind.request(ids, on_step))
+    keeper = batcher.submit([10**9])  # keeps the batch running for the whole test
+    try:
+        for i in range(300):
+            assert batcher.submit([1 + i % 3]).result(10).steps == 1 + i % 3
+    finally:
+        keeper.cancel()
+        batcher.close(10)
