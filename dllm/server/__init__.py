@@ -29,6 +29,7 @@ def serve(
     """Serve until SIGINT / SIGTERM: then stop accepting connections, let running requests finish
     for up to ``shutdown_timeout`` s (then cancel them: their rows leave), stop the engines, return 0.
     A model that fails to load stops the server: returns 2 (the error is logged)."""
+    import contextlib
     import signal
     import threading
 
@@ -49,9 +50,25 @@ def serve(
         def handle_exit(self, sig, frame):  # a shutdown signal: refuse new requests at once
             service.accepting = False
             super().handle_exit(sig, frame)
-            # uvicorn raises a captured signal again once it has shut down; a SIGTERM'd server that
-            # shut down gracefully exits 0 instead
-            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            """uvicorn's, except after the shutdown: uvicorn raises a caught SIGTERM again (exit
+            -15) and restores the default handler (a second SIGTERM during the last clean-up kills
+            the process); a SIGTERM'd server that shut down gracefully exits 0, and SIGINT still
+            ends in KeyboardInterrupt."""
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGINT, original[signal.SIGINT])
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # shutting down already
+            if signal.SIGINT in self._captured_signals:
+                signal.raise_signal(signal.SIGINT)
 
     server = Server(config)
 
@@ -65,5 +82,11 @@ def serve(
             server.should_exit = True
 
     threading.Thread(target=load, name="dllm-load", daemon=True).start()
-    server.run()
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        server.run()
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
     return 2 if service.state == "failed" else 0
