@@ -495,10 +495,9 @@ def _generate(args) -> int:
     return 0
 
 
-def _build_drafter(args):
-    """The drafter and length controller the flags name (None, None for plain AR decoding)."""
-    import dllm.drafters
-
+def drafter_params(args) -> dict:
+    """The drafter's parameters from ``--drafter-arg`` and ``--drafter-model`` (``dllm speculate``,
+    ``dllm serve``)."""
     params = parse_key_values(args.drafter_arg, "--drafter-arg")
     if args.drafter_model is not None:
         if "model" in params:
@@ -506,6 +505,14 @@ def _build_drafter(args):
                 "the drafter's model is given twice: --drafter-model and --drafter-arg model=..."
             )
         params["model"] = args.drafter_model
+    return params
+
+
+def _build_drafter(args):
+    """The drafter and length controller the flags name (None, None for plain AR decoding)."""
+    import dllm.drafters
+
+    params = drafter_params(args)
     length_params = parse_key_values(args.length_arg, "--length-arg")
     if args.drafter.lower() == "none":
         given = [

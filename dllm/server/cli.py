@@ -86,32 +86,16 @@ def add_parser(sub) -> None:
     both.add_argument("--seed", type=int)
 
 
-GENERATION_FLAGS = (
-    "gen_length",
-    "block_length",
-    "steps",
-    "sub_block_length",
-    "cfg_scale",
-    "logits_eos_inf",
-    "confidence_eos_eot_inf",
-    "stop_at_eos",
-)
 SPECULATIVE_FLAGS = ("max_new_tokens", "top_k", "top_p")
 
 
 def options_from(args: argparse.Namespace):
     """The ``ServeOptions`` of the parsed flags (checked: a ValueError names the flag)."""
-    from dllm.cli import parse_key_values
+    from dllm.cli import drafter_params, parse_key_values
 
-    from .service import ServeOptions
+    from .service import GENERATION_FIELDS, ServeOptions
 
-    drafter_args = parse_key_values(args.drafter_arg, "--drafter-arg")
-    if args.drafter_model is not None:
-        if "model" in drafter_args:
-            raise ValueError(
-                "the drafter's model is given twice: --drafter-model and --drafter-arg model=..."
-            )
-        drafter_args["model"] = args.drafter_model
+    drafter_args = drafter_params(args)
     options = ServeOptions(
         model=args.model,
         name=args.name,
@@ -121,7 +105,9 @@ def options_from(args: argparse.Namespace):
         sampler_args=parse_key_values(args.sampler_arg, "--sampler-arg"),
         cache=args.cache,
         cache_args=parse_key_values(args.cache_arg, "--cache-arg"),
-        generation={f: getattr(args, f) for f in GENERATION_FLAGS if getattr(args, f) is not None},
+        generation={
+            f: getattr(args, f) for f in ("gen_length", *GENERATION_FIELDS) if getattr(args, f) is not None
+        },
         drafter=None if args.drafter is None or args.drafter.lower() == "none" else args.drafter,
         drafter_args=drafter_args,
         length=args.length,
