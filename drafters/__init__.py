@@ -22,7 +22,8 @@ from . import length  # noqa: E402
 def build(name: str | None, params: dict | None = None, length_name: str | None = None, length_params=None):
     """A drafter and its draft-length controller by name (``None`` / ``"none"``: plain AR decoding,
     ``(None, None)``); the controller is ``length_name``'s, or the drafter's own (``default_length``,
-    what ``speculate`` uses when given none), with ``length_params`` applied. A parameter of the wrong type is a ``ValueError`` naming the parameters."""
+    what ``speculate`` uses when given none), with ``length_params`` applied. A parameter of the
+    wrong type is a ``ValueError`` naming the parameters."""
     if name is None or name.lower() == "none":
         return None, None
     try:
