@@ -4,14 +4,17 @@ Each round the drafter's own KV cache is rolled back to the longest prefix it sh
 committed tokens, the uncached tail is fed, then ``k`` tokens are drafted one forward each: the
 argmax when the verifier is greedy (or ``greedy=True``: then a deterministic proposal), else a
 sample from q = the drafter's distribution under the verifier's logits processors (``sequential``
-proposals: token i is drawn given tokens < i).
+proposals: token i is drawn given tokens < i). A row's draft also ends after its first token whose
+probability (q's, or the softmax of the drafter's logits when drafting the argmax) is below the
+request's ``stop_below``, as transformers' ``ConfidenceCriteria`` ends an assistant's draft; each
+token's probability is reported in ``Proposal.confidence``.
 
 Source: Leviathan et al. 2023 (arXiv 2211.17192), Chen et al. 2023 (arXiv 2302.01318); the same
 loop as ``transformers``' ``generate(assistant_model=...)``. This drafter's default draft length is
 transformers' former heuristic schedule (+2/−1 from 5), ``dllm.drafters.length.HeuristicLength``; not
 transformers' current default for assisted generation, which is 20 draft tokens with an adaptive
-confidence threshold of 0.4 (``num_assistant_tokens=20``, ``assistant_confidence_threshold=0.4``);
-dllm has no such controller yet (issue 29).
+confidence threshold of 0.4 (``num_assistant_tokens=20``, ``assistant_confidence_threshold=0.4``):
+that one is the ``confidence`` length controller (issue 29), ``length="confidence"``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class ARDrafter(Drafter):
 
     model: object = "tiny-ar-draft"
     greedy: bool = False  # draft the argmax even when the verifier samples (a deterministic proposal)
+    stops_on_confidence = True
 
     def start(self, verifier, sampling) -> ARRun:
         from dllm.models import CausalLM
@@ -77,12 +81,15 @@ class ARDrafter(Drafter):
         feeds = [req.context[n:] for req, n in zip(requests, cached)]
         drafts = [[] for _ in requests]
         dists = [[] for _ in requests]
+        confidence = [[] for _ in requests]  # each drafted token's probability
         forwards = [0] * len(requests)
         for _step in range(max(r.k for r in requests)):
             live = [
                 i
                 for i, r in enumerate(requests)
-                if len(drafts[i]) < r.k and not _stopped(drafts[i], run.stop_ids)
+                if len(drafts[i]) < r.k
+                and not _stopped(drafts[i], run.stop_ids)
+                and not (confidence[i] and confidence[i][-1] < r.stop_below)  # the confidence stop
             ]
             if not live:
                 break
@@ -91,10 +98,12 @@ class ARDrafter(Drafter):
                 last = run.vocab.logits(logits[i, len(feeds[i]) - 1][None])
                 if run.sampling.greedy or self.greedy:
                     token = int(last.argmax())
+                    confidence[i].append(float(torch.softmax(last[0], -1)[token]))
                 else:
                     q = run.sampling.probabilities(last, requests[i].context + drafts[i])[0]
                     token = sample(q, requests[i].generator)
                     dists[i].append(q)
+                    confidence[i].append(float(q[token]))
                 drafts[i].append(token)
                 feeds[i] = [token]
                 forwards[i] += 1
@@ -108,6 +117,7 @@ class ARDrafter(Drafter):
                 q=q,
                 raw_len=len(drafts[i]),
                 forwards=forwards[i],
+                confidence=confidence[i][: len(tokens)],
             )
         return out
 

@@ -15,6 +15,9 @@ one instance serves any number of concurrent calls: ``start(verifier, sampling)`
 per run (a ``speculate`` call, a ``Batcher``: load or look up the models, check the vocabulary)
 and returns that run's ``DraftRun``; ``propose(run, requests)`` is called once per round for the
 active rows together (``DraftRequest.row`` names a row for the whole run: rows join and leave).
+A drafter with ``stops_on_confidence`` ends a row's draft after its first token drafted with a
+probability below ``DraftRequest.stop_below`` and reports each token's probability in
+``Proposal.confidence`` (what the ``confidence`` length controller reads).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class DraftRequest:
     context: list[int]  # committed verifier ids: prompt + accepted output
     k: int  # draft length asked for (>= 1)
     generator: torch.Generator  # this row's drafter RNG (never the verifier's)
+    stop_below: float = 0.0  # end the draft after its first token drafted with a lower probability
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Proposal:
     raw_len: int = 0  # tokens drafted before the stop-token cut
     gen_len: int | None = None  # EOS-aware length of the raw draft (DiffuSpec's L_gen), if known
     forwards: int = 0  # drafter model forwards this row took part in
+    confidence: list[float] | None = None  # the drafter's probability of each token, if it reports them
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -168,6 +173,8 @@ class DraftRun:
 @dataclass
 class Drafter:
     """Base class of drafter plugins (see the module docstring)."""
+
+    stops_on_confidence = False  # honours DraftRequest.stop_below (a confidence-stopping controller)
 
     def start(self, verifier, sampling: Sampling) -> DraftRun:
         return DraftRun(sampling=sampling, stop_ids=set(verifier.eos_ids))

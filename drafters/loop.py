@@ -208,6 +208,13 @@ class Speculative:
             self.controller = (
                 length_registry.get(length) if length is not None else self.drafter.default_length()
             )
+        # a controller that stops drafts at a low-confidence token (length.ConfidenceLength)
+        self.stop_below = getattr(self.controller, "stop_below", None)
+        if self.stop_below is not None and not self.drafter.stops_on_confidence:
+            raise ValueError(
+                f"length controller {self.controller.name!r} ends drafts at a low-confidence token;"
+                f" drafter {self.drafter.name!r} cannot (use a drafter with stops_on_confidence, e.g. 'ar')"
+            )
         self.run = None if self.drafter is None else self.drafter.start(verifier, self.sampling)
 
     def request(
@@ -347,9 +354,9 @@ class Speculative:
                 self.drafter.room(self.run, len(row.committed)),
             )
             if k >= 1:
-                asks.append(
-                    (i, DraftRequest(row=row.key, context=row.committed, k=k, generator=row.drafter_rng))
-                )
+                floor = 0.0 if self.stop_below is None else self.stop_below(row.length)
+                request = DraftRequest(row.key, row.committed, k, row.drafter_rng, stop_below=floor)
+                asks.append((i, request))
         proposals = [empty] * len(rows)
         if not asks:
             return proposals

@@ -1,6 +1,7 @@
 """The ``ar`` drafter's default draft length is described as what it is (issue 26): transformers' former
 heuristic schedule (+2/−1 from 5), not transformers' current assisted-generation default (20 draft
-tokens, adaptive confidence threshold 0.4), which dllm has no controller for yet (issue 29)."""
+tokens, adaptive confidence threshold 0.4), which is dllm's ``confidence`` controller (issue 29), not the
+``ar`` drafter's default."""
 
 import re
 from pathlib import Path

@@ -204,6 +204,12 @@ def _chi_square_pvalue(counts: Counter, expected: dict, n: int) -> float:
 
 SAMPLED_DRAFTERS = {
     "sequential (ar)": (lambda: drafters.get("ar", model=random_causal_lm(seed=5)), dict(temperature=1.0)),
+    "sequential (ar), confidence stop": (  # transformers' current default: drafts end at a low-q token
+        lambda: drafters.get("ar", model=random_causal_lm(seed=5)),
+        dict(temperature=1.0),
+        lengths.ConfidenceLength(k=3, threshold=0.5),
+        3,  # outputs of 3 tokens, so that a draft of 2 can stop after its first token
+    ),
     "independent (onepass)": (
         lambda: drafters.get("onepass", model=random_dllm(3)),
         dict(temperature=0.7, top_p=0.9),
@@ -221,23 +227,24 @@ SAMPLED_DRAFTERS = {
 
 @pytest.mark.parametrize("name", sorted(SAMPLED_DRAFTERS))
 def test_speculative_sampling_matches_the_verifier_distribution(name):
-    make, sampling = SAMPLED_DRAFTERS[name]
+    make, sampling, *rest = SAMPLED_DRAFTERS[name]
+    length, horizon = rest or (lengths.FixedLength(k=3), 2)
     verifier = random_causal_lm(seed=1)
     prompt, n = [1, 2, 3], 3000
-    expected = _exact_joint(verifier, prompt, dllm.drafters.SpeculativeConfig(**sampling).sampling)
+    expected = _exact_joint(verifier, prompt, dllm.drafters.SpeculativeConfig(**sampling).sampling, horizon)
     results = dllm.speculate(
         verifier,
         [prompt] * n,
         make(),
-        length=lengths.FixedLength(k=3),
-        max_new_tokens=2,
+        length=length,
+        max_new_tokens=horizon,
         seed=list(range(n)),
         **sampling,
     )
     outputs = Counter()
     for r in results:
         assert r.drafted > 0 or r.rounds == 1
-        outputs[tuple(r.ids + ([EOS] if r.gen_tokens < 2 and len(r.ids) < 2 else []))] += 1
+        outputs[tuple(r.ids + ([EOS] if r.gen_tokens < horizon else []))] += 1
     assert sum(r.accepted for r in results) > 0.01 * n  # the drafts were really used
     assert _chi_square_pvalue(outputs, expected, n) > 1e-3
 
