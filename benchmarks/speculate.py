@@ -11,12 +11,20 @@ round), τ + bonus (committed tokens per round), acceptance by draft position (p
 8), drafter forwards per round, wall-clock speedup over plain AR (summed seconds), and the share of
 outputs identical to plain AR. The last table runs the best dLLM drafter on batches of ``--batch``
 prompts: TPVF and identity must stay those of batch 1 (each row is decoded as it would be alone).
+
+``--suite baselines`` (issue 29, part 3) runs, in the same run and on the same prompts,
+``transformers``' own ``generate(assistant_model=tiny-ar-draft)`` at its defaults (20 draft tokens,
+confidence threshold 0.4, adapted when scikit-learn is installed) and its prompt lookup
+(``prompt_lookup_num_tokens``) beside dllm's ``ar`` drafter at the same defaults (length controller
+``confidence``) and the dLLM drafters; answer tokens per verifier forward are counted for every
+system by a forward hook on the verifier.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
@@ -64,6 +72,35 @@ POSITIONS = (1, 2, 4, 8)
 LOOP_AR = CONFIGS[0][0]
 
 
+HF_SYSTEMS = [  # --suite baselines, transformers' side: (label, extra generate() arguments)
+    ("transformers generate, greedy (plain AR)", {}),
+    (
+        "transformers assisted generation, tiny-ar-draft, its defaults (20, confidence 0.4 adaptive)",
+        {"assistant_model": "tiny-ar-draft"},  # a shipped causal LM, loaded by the suite
+    ),
+    ("transformers prompt lookup, 10 tokens (its default; n-gram <= 2)", {"prompt_lookup_num_tokens": 10}),
+    ("transformers prompt lookup, 20 tokens (n-gram <= 2)", {"prompt_lookup_num_tokens": 20}),
+]
+BASELINE_CONFIGS = [  # --suite baselines, dllm's side: (label, drafter name or None, params, length)
+    (LOOP_AR, None, {}, None),
+    (
+        "ar: tiny-ar-draft, transformers' current default (20, confidence 0.4 adaptive)",
+        "ar",
+        {},
+        ("confidence", {}),
+    ),
+    ("ar: tiny-ar-draft, 20, confidence 0.4 not adapted", "ar", {}, ("confidence", {"adaptive": False})),
+    ("ar: tiny-ar-draft, former HF heuristic k (+2/-1 from 5)", "ar", {}, None),
+    ("deer (tiny-deer), k = 32", "deer", {}, None),
+    (
+        "onepass tiny-dream-draft (2 layers), k = 24",
+        "onepass",
+        {"model": "tiny-dream-draft"},
+        ("fixed", {"k": 24}),
+    ),
+]
+
+
 def prompts_and_budgets(samples: int) -> list[tuple[str, int]]:
     from dllm.eval import tasks
 
@@ -74,24 +111,48 @@ def prompts_and_budgets(samples: int) -> list[tuple[str, int]]:
     return out
 
 
-def plain_ar(verifier, items) -> tuple[list[list[int]], float]:
+class ForwardCount:
+    """Counts a module's forward calls (a forward hook), to give systems that report no counts of
+    their own, transformers' ``generate``, a tokens-per-verifier-forward."""
+
+    def __init__(self, net):
+        self.calls = 0
+        self._hook = net.register_forward_hook(self._count)
+
+    def _count(self, *_):
+        self.calls += 1
+
+    def remove(self):
+        self._hook.remove()
+
+
+def hf_generate(verifier, prompt: str, budget: int, **extra) -> tuple[list[int], float]:
+    """``transformers``' own greedy ``generate`` (KV cache) of one prompt, with ``extra`` arguments
+    (``assistant_model``, ``prompt_lookup_num_tokens``): the answer tokens and wall seconds."""
     from dllm.metrics import answer_length
 
+    ids = torch.tensor([verifier.encode(prompt)])
+    start = time.perf_counter()
+    with torch.no_grad():
+        gen = verifier.net.generate(
+            ids,
+            max_new_tokens=budget,
+            do_sample=False,
+            eos_token_id=verifier.eos_ids,
+            pad_token_id=verifier.pad_id,
+            **extra,
+        )
+    seconds = time.perf_counter() - start
+    tokens = gen[0, ids.shape[1] :].tolist()
+    return tokens[: answer_length(tokens, verifier.eos_ids)], seconds
+
+
+def plain_ar(verifier, items) -> tuple[list[list[int]], float]:
     outputs, seconds = [], []
     for prompt, budget in items:
-        ids = torch.tensor([verifier.encode(prompt)])
-        start = time.perf_counter()
-        with torch.no_grad():
-            gen = verifier.net.generate(
-                ids,
-                max_new_tokens=budget,
-                do_sample=False,
-                eos_token_id=verifier.eos_ids,
-                pad_token_id=verifier.pad_id,
-            )
-        seconds.append(time.perf_counter() - start)
-        tokens = gen[0, ids.shape[1] :].tolist()
-        outputs.append(tokens[: answer_length(tokens, verifier.eos_ids)])
+        tokens, sec = hf_generate(verifier, prompt, budget)
+        outputs.append(tokens)
+        seconds.append(sec)
     return outputs, sum(seconds), seconds
 
 
@@ -323,6 +384,143 @@ def deer_suite(verifier, items, reference, args) -> int:
     return 0
 
 
+def baselines_systems(verifier, args) -> list[tuple]:
+    """(label, run) of the baselines suite; ``run(prompt, budget)`` returns the answer tokens, wall
+    seconds, drafter forwards and dllm's result (None for transformers)."""
+    import dllm
+    from dllm.drafters import length as lengths
+
+    systems = []
+    for label, extra in HF_SYSTEMS:
+        counter = None
+        if "assistant_model" in extra:
+            extra = {**extra, "assistant_model": dllm.load(extra["assistant_model"]).net}
+            counter = ForwardCount(extra["assistant_model"])
+
+        def hf_run(p, b, extra=extra, counter=counter):
+            before = counter.calls if counter else 0
+            tokens, seconds = hf_generate(verifier, p, b, **extra)
+            return tokens, seconds, (counter.calls - before if counter else 0), None
+
+        systems.append((label, hf_run))
+    for label, name, params, length in BASELINE_CONFIGS:
+        drafter = None if name is None else dllm.drafters.get(name, **params)
+        controller = None if length is None else lengths.get(length[0], **length[1])
+
+        def run(p, b, drafter=drafter, controller=controller):
+            [r] = dllm.speculate(verifier, [p], drafter, length=controller, max_new_tokens=b)
+            return r.ids, dllm.metrics.batch_seconds([r]), r.drafter_forwards, r
+
+        systems.append((label, run))
+    keep = (HF_SYSTEMS[0][0], LOOP_AR)  # the plain-greedy reference and baselines always run
+    return [
+        s for s in systems if args.configs is None or s[0] in keep or any(c in s[0] for c in args.configs)
+    ]
+
+
+def baselines_suite(verifier, items, args) -> int:
+    """transformers' own assisted generation (at its defaults) and prompt lookup beside dllm's AR
+    drafter at the same defaults and its dLLM drafters, greedy, batch 1, in one run. The prompts are
+    interleaved (every system decodes prompt i before any decodes prompt i + 1, so a load change on a
+    shared machine hits all alike) and each prompt's time is the best of ``--repeats``. Verifier
+    forwards are counted the same way for every system, by a forward hook on the verifier's net."""
+    import importlib.util
+
+    import transformers
+
+    systems = baselines_systems(verifier, args)
+    verifier_calls = ForwardCount(verifier.net)
+    for _, run in systems:
+        run(*items[0])  # warm-up (model loads)
+    n = len(items)
+    stats = {
+        label: dict(outputs=[None] * n, forwards=[0] * n, drafts=[0] * n, seconds=[math.inf] * n)
+        for label, _ in systems
+    }
+    for _repeat in range(args.repeats):
+        for i, (prompt, budget) in enumerate(items):
+            for label, run in systems:
+                before = verifier_calls.calls
+                tokens, seconds, drafts, result = run(prompt, budget)
+                row = stats[label]
+                row["outputs"][i], row["forwards"][i] = tokens, verifier_calls.calls - before
+                row["drafts"][i], row["seconds"][i] = drafts, min(row["seconds"][i], seconds)
+                if result is not None and result.verifier_forwards != row["forwards"][i]:
+                    print(
+                        f"{label}: dllm counts {result.verifier_forwards} verifier forwards, the hook "
+                        f"{row['forwards'][i]}",
+                        file=sys.stderr,
+                    )
+    reference = stats[HF_SYSTEMS[0][0]]["outputs"]
+    baseline = min(sum(stats[label]["seconds"]) for label in (HF_SYSTEMS[0][0], LOOP_AR))
+
+    def summary(row, part=slice(None)):
+        tokens = sum(len(o) for o in row["outputs"][part])
+        return dict(
+            tpvf=tokens / sum(row["forwards"][part]),
+            answer_tokens=tokens,
+            verifier_forwards=sum(row["forwards"][part]),
+            drafter_forwards=sum(row["drafts"][part]),
+            seconds=sum(row["seconds"][part]),
+            identical=sum(o == r for o, r in zip(row["outputs"][part], reference[part]))
+            / len(reference[part]),
+        )
+
+    rows = []
+    for label, _ in systems:
+        row = {"system": label, **summary(stats[label])}
+        row["speedup"] = baseline / row["seconds"]
+        row["per_task_tpvf"] = {
+            task: summary(stats[label], slice(t * args.samples, (t + 1) * args.samples))["tpvf"]
+            for t, task in enumerate(TASKS)
+        }
+        rows.append(row)
+    sklearn = importlib.util.find_spec("sklearn") is not None
+    print(
+        f"# The strongest AR baseline: transformers {transformers.__version__}'s assisted generation and"
+        f" prompt lookup beside dllm, verifier tiny-ar, greedy, batch 1: {n} held-out prompts"
+        f" ({args.samples} per task), {args.threads} CPU thread(s), best of {args.repeats}\n"
+    )
+    print(
+        "transformers adapts its confidence threshold (ROC) only when scikit-learn is installed: it is"
+        f" {'installed' if sklearn else 'not installed, so its threshold stays 0.4'} here.\n"
+    )
+    print(
+        "| system | answer tokens / verifier forward | verifier forwards | drafter forwards / verifier"
+        " forward | seconds | vs plain greedy | identical to greedy |\n|---|---:|---:|---:|---:|---:|---:|"
+    )
+    for r in rows:
+        print(
+            f"| {r['system']} | {r['tpvf']:.2f} | {r['verifier_forwards']} |"
+            f" {r['drafter_forwards'] / r['verifier_forwards']:.2f} | {r['seconds']:.2f} |"
+            f" {r['speedup']:.2f}× | {100 * r['identical']:.0f} % |"
+        )
+    print(
+        "\nvs plain greedy: the faster of transformers' greedy generate and dllm's loop without a drafter"
+        f" ({baseline:.2f} s) / the system's seconds (summed over the prompts).\n"
+    )
+    print("## Answer tokens per verifier forward, per task\n")
+    print("| system | " + " | ".join(TASKS) + " |\n|---|" + "---:|" * len(TASKS))
+    for r in rows:
+        print(f"| {r['system']} | " + " | ".join(f"{r['per_task_tpvf'][t]:.2f}" for t in TASKS) + " |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {
+                    "prompts": n,
+                    "repeats": args.repeats,
+                    "threads": args.threads,
+                    "transformers": transformers.__version__,
+                    "sklearn": sklearn,
+                    "baseline_seconds": baseline,
+                    "rows": rows,
+                },
+                f,
+                indent=2,
+            )
+    return 0
+
+
 def _plot(curves: dict, path: str) -> None:
     import matplotlib
 
@@ -356,15 +554,17 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="write the rows to this file")
     parser.add_argument(
         "--suite",
-        choices=["drafters", "deer", "batch"],
+        choices=["drafters", "deer", "batch", "baselines"],
         default="drafters",
         help="deer: the DEER ablation (greedy and T = 1) and its acceptance plot; batch: tokens/s of"
-        " continuous speculative batching against batched plain AR at each --batch size",
+        " continuous speculative batching against batched plain AR at each --batch size; baselines:"
+        " transformers' assisted generation and prompt lookup beside dllm's drafters",
     )
+    parser.add_argument("--repeats", type=int, default=1, help="--suite baselines: best of this many runs")
     parser.add_argument("--plot", default="docs/deer_acceptance.png", help="--suite deer: the plot's file")
     args = parser.parse_args(argv)
-    if args.samples < 1 or args.threads < 1 or min(args.batch) < 1:
-        parser.error("--samples, --threads and --batch must be >= 1")
+    if args.samples < 1 or args.threads < 1 or min(args.batch) < 1 or args.repeats < 1:
+        parser.error("--samples, --threads, --batch and --repeats must be >= 1")
     torch.set_num_threads(args.threads)
     import dllm
 
@@ -372,6 +572,8 @@ def main(argv=None) -> int:
     items = prompts_and_budgets(args.samples)
     if args.suite == "batch":
         return batch_suite(verifier, items, args)
+    if args.suite == "baselines":
+        return baselines_suite(verifier, items, args)
     plain_ar(verifier, items[:4])  # warm-up
     reference, generate_seconds, ar_seconds = plain_ar(verifier, items)
     if args.suite == "deer":

@@ -353,22 +353,39 @@ def test_always_right_drafter_accepts_everything(tiny_ar, held_out_prompts):
         assert r.tau_with_bonus > 4
 
 
-def test_ar_drafter_matches_transformers_assisted_generation(tiny_ar, held_out_prompts):
-    draft = dllm.load("tiny-ar-draft")
-    ours = dllm.speculate(tiny_ar, held_out_prompts[:4], drafters.get("ar", model=draft), max_new_tokens=48)
-    for prompt, r in zip(held_out_prompts[:4], ours):
-        ids = torch.tensor([tiny_ar.encode(prompt)])
+def _assisted_generation(verifier, draft, prompt: str, max_new_tokens: int = 48) -> tuple[list[int], int]:
+    """``transformers``' ``generate(assistant_model=...)`` at its defaults: the answer tokens and the
+    verifier forwards it took (counted with a forward hook)."""
+    forwards = []
+    hook = verifier.net.register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        ids = torch.tensor([verifier.encode(prompt)])
         with torch.no_grad():
-            hf = tiny_ar.net.generate(
+            out = verifier.net.generate(
                 ids,
                 assistant_model=draft.net,
-                max_new_tokens=48,
+                max_new_tokens=max_new_tokens,
                 do_sample=False,
-                eos_token_id=tiny_ar.eos_ids,
-                pad_token_id=tiny_ar.pad_id,
+                eos_token_id=verifier.eos_ids,
+                pad_token_id=verifier.pad_id,
             )
-        tokens = hf[0, ids.shape[1] :].tolist()
-        assert r.ids == tokens[: dllm.metrics.answer_length(tokens, tiny_ar.eos_ids)]
+    finally:
+        hook.remove()
+    tokens = out[0, ids.shape[1] :].tolist()
+    return tokens[: dllm.metrics.answer_length(tokens, verifier.eos_ids)], len(forwards)
+
+
+@pytest.mark.parametrize("length", [None, "confidence"])
+def test_ar_drafter_matches_transformers_assisted_generation(length, tiny_ar, held_out_prompts):
+    """The same output; with the ``confidence`` controller (transformers' current defaults: 20 tokens,
+    adaptive confidence 0.4) also the same drafts, so as many verifier forwards per prompt."""
+    draft, prompts = dllm.load("tiny-ar-draft"), held_out_prompts[::2]  # one prompt per task
+    ours = dllm.speculate(tiny_ar, prompts, drafters.get("ar", model=draft), length=length, max_new_tokens=48)
+    for prompt, r in zip(prompts, ours):
+        tokens, forwards = _assisted_generation(tiny_ar, draft, prompt)
+        assert r.ids == tokens
+        if length == "confidence":
+            assert r.verifier_forwards == forwards, prompt
 
 
 def test_max_new_tokens_and_trace(tiny_ar, held_out_prompts):
