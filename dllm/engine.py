@@ -67,8 +67,11 @@ class Request:
         self._future.add_done_callback(lambda _: callback(self))
 
     def cancel(self) -> None:
-        """Stop this request: its row leaves the batch after the current step."""
+        """Stop this request: its row leaves the batch after the current step; a request still
+        waiting for a row is settled (cancelled) at once, so nothing counts it as waiting."""
         self.cancelled.set()
+        if self.started is None:
+            self._future.cancel()
 
     def fail(self, error: BaseException) -> None:
         if not self._future.done():

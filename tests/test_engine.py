@@ -353,3 +353,25 @@ def test_a_request_that_reuses_a_freed_requests_id_still_gets_its_result():
     finally:
         keeper.cancel()
         batcher.close(10)
+
+
+def test_cancelling_a_waiting_request_settles_it_at_once():
+    """A request still waiting for a row is cancelled at once (a server's queue depth and admission
+    count it no more), and the running batch never takes it."""
+    from dllm.engine import Batcher as EngineBatcher
+    from dllm.engine import Engine
+
+    kind = _Countdown()
+    batcher = EngineBatcher(Engine(kind, max_batch=1), lambda ids, on_step=None: kind.request(ids, on_step))
+    running = batcher.submit([10**9])  # holds the only row
+    waiting = batcher.submit([3])
+    try:
+        waiting.cancel()
+        assert waiting.done()
+        with pytest.raises(concurrent.futures.CancelledError):
+            waiting.result(0)
+        after = batcher.submit([2])
+        running.cancel()
+        assert after.result(10).steps == 2
+    finally:
+        batcher.close(10)

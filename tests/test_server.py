@@ -345,7 +345,7 @@ def test_a_client_that_disconnects_frees_its_row(server, client, model):
     def other():
         text, _ = streamed(
             client.completions.create(
-                model="tiny-llada", prompt=PROMPTS[1], max_tokens=512, stream=True, extra_body=slow
+                model="tiny-llada", prompt=PROMPTS[1], max_tokens=256, stream=True, extra_body=slow
             )
         )
         other_result["text"] = text
@@ -370,7 +370,7 @@ def test_a_client_that_disconnects_frees_its_row(server, client, model):
     if thread.is_alive():
         assert metric(server, "dllm_running_rows") <= 1
     thread.join(120)
-    ref = reference(model, PROMPTS[1], sampler="llada", cache="none", gen_length=512)
+    ref = reference(model, PROMPTS[1], sampler="llada", cache="none", gen_length=256)
     assert other_result["text"] == ref.text
     assert metric(server, "dllm_running_rows") == 0 and metric(server, "dllm_queue_depth") == 0
 
@@ -379,6 +379,8 @@ def test_a_client_that_disconnects_frees_its_row(server, client, model):
 
 
 def test_a_full_queue_is_a_429_with_retry_after():
+    """One row, one place in the queue: a third request is refused with 429 and Retry-After. The
+    waiting request's client then gives up: a non-streaming request's disconnect cancels it too."""
     with _server.running(
         "tiny-llada", "--gen-length", "896", "--max-batch", "1", "--max-queue", "1", "--threads", "1"
     ) as server:
@@ -387,9 +389,15 @@ def test_a_full_queue_is_a_429_with_retry_after():
             model="tiny-llada", prompt=PROMPTS[0], stream=True, extra_body={"dllm_canvas": True}
         )
         next(iter(running))  # the first request holds the only row
-        waiting = threading.Thread(
-            target=lambda: client.completions.create(model="tiny-llada", prompt=PROMPTS[1])
-        )
+        gave_up = []
+
+        def wait_then_give_up():
+            try:
+                httpx.post(server.url + "/v1/completions", json={"prompt": PROMPTS[1]}, timeout=4)
+            except httpx.TimeoutException:
+                gave_up.append(True)
+
+        waiting = threading.Thread(target=wait_then_give_up)
         waiting.start()
         deadline = time.monotonic() + 30
         while json.loads(server.get("/health")[1])["waiting"] < 1:
@@ -398,8 +406,17 @@ def test_a_full_queue_is_a_429_with_retry_after():
         full = httpx.post(server.url + "/v1/completions", json={"prompt": PROMPTS[2]}, timeout=30)
         assert full.status_code == 429 and full.headers["retry-after"] == "1"
         assert full.json()["error"]["code"] == "queue_full"
+        waiting.join(30)
+        assert gave_up
+        deadline = time.monotonic() + 10
+        while json.loads(server.get("/health")[1])["waiting"]:  # its request left the queue
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         running.close()
-        waiting.join(120)
+        deadline = time.monotonic() + 10
+        while json.loads(server.get("/health")[1])["running"]:
+            assert time.monotonic() < deadline, "the closed stream's row is still running"
+            time.sleep(0.05)
 
 
 # ---- speculative decoding --------------------------------------------------------------------
