@@ -31,6 +31,7 @@ from typing import Callable, Iterator
 from dllm import metrics
 from dllm.config import check_fields, resolve_generation
 from dllm.prompts import check_text
+from dllm.serving import BatcherPool
 
 from . import examples, models
 from .render import Canvas
@@ -119,19 +120,13 @@ def prepare(settings: ColumnSettings, prompt: str) -> Prepared:
     return Prepared(model, sampler, cache, config, ids)
 
 
-_pool_lock = threading.Lock()
-_batchers = None  # a dllm.serving.BatcherPool of MAX_BATCHERS, made on first use
+_batchers = BatcherPool(MAX_BATCHERS)
 
 
 def shared_batcher(settings, make: Callable[[], object]):
     """The running batch of ``settings`` (a column's or the speculative tab's), made by ``make()`` on
     first use; the least recently used beyond ``MAX_BATCHERS`` is closed once its requests are done."""
-    global _batchers
-    from dllm.serving import BatcherPool
-
     key = type(settings).__name__ + json.dumps(dataclasses.asdict(settings), sort_keys=True, default=repr)
-    with _pool_lock:
-        _batchers = _batchers or BatcherPool(MAX_BATCHERS)
     return _batchers.get(key, make)
 
 

@@ -54,7 +54,7 @@ only inside functions):
                            dllm.eval*, dllm.models*, dllm.samplers*, dllm.server*, dllm.shipped*,
                            dllm core*
     dllm.demo           -> dllm, dllm.caches*, dllm.drafters*, dllm.drafters.loop, dllm.eval*,
-                           dllm.models*, dllm.samplers*, dllm.serving*, dllm.zoo*, dllm core
+                           dllm.models*, dllm.samplers*, dllm.serving, dllm.zoo*, dllm core
     dllm.serving        -> dllm.caches, dllm.drafters.loop*, dllm.engine, dllm.generate*, dllm.models*,
                            dllm.samplers, dllm core
     dllm.server         -> dllm*, dllm.caches*, dllm.cli*, dllm.drafters.loop*, dllm.engine*,

@@ -26,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from dllm.metrics import cut_at_stop
+from dllm.metrics import answer_length, cut_at_stop
 
 from .protocol import (
     APIError,
@@ -296,7 +296,7 @@ class _Run:
         self.started = time.perf_counter()
         self.canvas = bool(body.dllm_canvas)
         self.mask_id = getattr(model, "mask_id", None)
-        self.stop_ids = set(model.eos_ids)
+        self.eos_ids = model.eos_ids
 
     def _post(self, item) -> None:  # from the engine's thread
         try:
@@ -305,22 +305,22 @@ class _Run:
             pass
 
     def _listener(self, index: int):
+        eos_ids = self.eos_ids
         if self.service.speculative:
 
             def on_round(event, row):
                 out = event.out[row]
-                cut = next((i for i, t in enumerate(out) if t in self.stop_ids), len(out))
-                self._post((index, "tokens", out[:cut], None))
+                self._post((index, "tokens", out[: answer_length(out, eos_ids)], None))
 
             return on_round
 
-        mask_id, stop_ids, canvas = self.mask_id, self.stop_ids, self.canvas
+        mask_id, canvas = self.mask_id, self.canvas
 
         def on_step(event, row):
             host = event.host
             tokens = host.canvas[row]
-            decided = next((i for i, t in enumerate(tokens) if t == mask_id), len(tokens))
-            prefix = next((i for i, t in enumerate(tokens[:decided]) if t in stop_ids), decided)
+            decided = tokens.index(mask_id) if mask_id in tokens else len(tokens)
+            prefix = answer_length(tokens[:decided], eos_ids)
             state = None
             if canvas:
                 state = {
@@ -355,8 +355,7 @@ class _Run:
                     _, kind, _, _ = await asyncio.wait_for(self.updates.get(), timeout=0.5)
                     left -= kind == "done"
                 except asyncio.TimeoutError:
-                    if await request.is_disconnected():
-                        self.cancel()
+                    if await request.is_disconnected():  # the rows are cancelled below
                         return JSONResponse({}, status_code=499)
         finally:
             if left:
@@ -400,11 +399,7 @@ class _Run:
                 _, rest, reason = choice.final(result)
                 if rest:
                     yield _sse(self.reply.chunk(choice.job.index, rest))
-                yield _sse(
-                    self.reply.chunk(
-                        choice.job.index, "" if not self.reply.chat else None, reason, dllm=result.stats()
-                    )
-                )
+                yield _sse(self.reply.chunk(choice.job.index, None, reason, dllm=result.stats()))
             else:
                 if (self.body.stream_options or {}).get("include_usage"):
                     yield _sse(self.reply.usage_chunk(self._usage(results)))

@@ -164,7 +164,7 @@ def parse_body(kind: type[_Body], data) -> _Body:
         raise APIError(400, f"{field}={got!r}: {what}", param=field) from None
     for field, (default, why) in _UNSUPPORTED.items():
         value = getattr(body, field, None)
-        if value is not None and value != default and not (field == "logprobs" and value in (0, False)):
+        if value is not None and value != default:
             raise APIError(400, f"{field}={value!r}: {why} by dllm serve", param=field)
     _check_common(body)
     return body

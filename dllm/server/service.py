@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -125,8 +126,8 @@ def settings_key(*parts) -> str:
 
 @dataclass
 class Job:
-    """One choice of a request: its prompt ids, the Batcher that decodes it, its row settings, and
-    what the same run is through the Python API (``reference``: kwargs of generate / speculate)."""
+    """One choice of a request: its prompt ids, the key and maker of the Batcher that decodes it, its
+    row settings, its token budget and its index among the request's choices."""
 
     ids: list[int]
     key: str
@@ -331,7 +332,7 @@ class Service:
         with self._lock:
             if not self.accepting:
                 raise APIError(503, "the server is shutting down; no new requests are taken")
-            waiting = sum(1 for r in self._live if r.started is None)
+            waiting = self._waiting()
             if waiting + len(jobs) > self.options.max_queue:
                 raise APIError(
                     429,
@@ -364,12 +365,14 @@ class Service:
         for callback in self.on_finished:
             callback(request)
 
+    def _waiting(self) -> int:  # under self._lock
+        return sum(1 for r in self._live if r.started is None)
+
     def counts(self) -> tuple[int, int]:
         """(requests waiting for a row, rows running)."""
         with self._lock:
-            live = list(self._live)
-        waiting = sum(1 for r in live if r.started is None)
-        return waiting, len(live) - waiting
+            waiting = self._waiting()
+            return waiting, len(self._live) - waiting
 
     def close(self, cancel: bool = False, timeout: float | None = None) -> None:
         """Stop taking requests; cancel the live ones (``cancel``) or let them finish; stop the Batchers."""
@@ -398,39 +401,28 @@ def _max_tokens(body: _Body) -> int | None:
     return getattr(body, "max_completion_tokens", None) or body.max_tokens
 
 
-_FIELD_NAMES = {  # a library message's field -> the request's field
-    "gen_length": "max_tokens",
-    "max_new_tokens": "max_tokens",
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "top_k": "top_k",
-    "seed": "seed",
-    "block_length": "block_length",
-    "steps": "steps",
-    "sub_block_length": "sub_block_length",
-    "cfg_scale": "cfg_scale",
-}
+_RENAMED = {"gen_length": "max_tokens", "max_new_tokens": "max_tokens"}  # dllm's name -> the request's
+
+
+def _config_field(message: str) -> str | None:
+    """The config field a library message names (``GenerationConfig.gen_length=...`` -> gen_length)."""
+    found = re.search(r"(?:GenerationConfig|SpeculativeConfig)\.(\w+)", message)
+    return found.group(1) if found else None
 
 
 def _param_of(message: str) -> str | None:
     """The request field a library message is about (``GenerationConfig.gen_length=...`` -> max_tokens)."""
-    import re
-
-    found = re.search(r"(?:GenerationConfig|SpeculativeConfig)\.(\w+)", message)
-    if found:
-        return _FIELD_NAMES.get(found.group(1), found.group(1))
-    if "prompt" in message:
-        return "prompt"
-    return None
+    field = _config_field(message)
+    if field is not None:
+        return _RENAMED.get(field, field)
+    return "prompt" if "prompt" in message else None
 
 
 def _named(message: str) -> str:
     """A library message about a setting the request calls by another name, prefixed with that name."""
-    import re
-
-    found = re.search(r"(?:GenerationConfig|SpeculativeConfig)\.(\w+)", message)
-    if found and _FIELD_NAMES.get(found.group(1), found.group(1)) != found.group(1):
-        return f"{_FIELD_NAMES[found.group(1)]} (dllm's {found.group(1)}): {message}"
+    field = _config_field(message)
+    if field in _RENAMED:
+        return f"{_RENAMED[field]} (dllm's {field}): {message}"
     return message
 
 
