@@ -95,6 +95,8 @@ def encode_prompt(
 ) -> list[int]:
     """One prompt (text or token ids) -> its checked token ids, as ``encode_prompts`` checks a batch;
     a list of prompts or a bare number is a ``TypeError`` (a server's request is one prompt)."""
+    if isinstance(prompt, (list, tuple)) and not prompt:
+        raise ValueError("empty prompt: the prompt has no tokens; a prompt needs at least one token")
     if isinstance(prompt, (list, tuple)) and prompt and not isinstance(prompt[0], numbers.Integral):
         raise TypeError(
             f"one prompt expected (text or a list of token ids), got a list of {len(prompt)} prompts"

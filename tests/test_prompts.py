@@ -177,3 +177,10 @@ def test_a_conversation_in_the_chat_template(model):
         model.tokenizer.chat_template = None
     with pytest.raises(ValueError, match="has no chat template"):
         encode_chat(model, [{"role": "user", "content": "x"}])
+
+
+def test_one_empty_token_list_is_an_empty_prompt(model):
+    from dllm.prompts import encode_prompt
+
+    with pytest.raises(ValueError, match="empty prompt: the prompt has no tokens"):
+        encode_prompt(model, [])

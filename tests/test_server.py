@@ -247,7 +247,11 @@ def test_models_route(client):
 
 
 def _post(server, body, key=KEY, path="/v1/completions", **kw):
+    """``body``: an object, or JSON text (NaN and Infinity, which clients do not send, but can)."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if isinstance(body, str):
+        headers["Content-Type"] = "application/json"
+        return httpx.post(server.url + path, content=body, headers=headers, timeout=60, **kw)
     return httpx.post(server.url + path, json=body, headers=headers, timeout=60, **kw)
 
 
@@ -256,6 +260,9 @@ def _post(server, body, key=KEY, path="/v1/completions", **kw):
     [
         ({"prompt": "x", "max_tokens": "many"}, "max_tokens", "valid integer"),
         ({"prompt": "x", "temperature": -1}, "temperature", "out of range"),
+        ('{"prompt": "x", "temperature": NaN}', "temperature", "not a finite number"),  # Python's JSON
+        ('{"prompt": "x", "cfg_scale": Infinity}', "cfg_scale", "not a finite number"),
+        ({"prompt": "x", "max_tokens": 0}, "max_tokens", "out of range"),
         ({"prompt": "x", "sampler": "nope"}, "sampler", "unknown sampler 'nope'"),
         ({"prompt": "x", "sampler_args": {"threshold": 2}}, "sampler_args", "threshold=2 is out of range"),
         ({"prompt": "x", "cache": "nope"}, "cache", "unknown cache"),
@@ -266,6 +273,7 @@ def _post(server, body, key=KEY, path="/v1/completions", **kw):
         ({"prompt": "x", "stop": [str(i) for i in range(17)]}, "stop", "up to 16"),
         ({"prompt": "x", "colour": "red"}, "colour", "unknown field 'colour'"),
         ({"prompt": ""}, "prompt", "empty prompt"),
+        ({"prompt": [[]]}, "prompt", "empty prompt: the prompt has no tokens"),
         ({"prompt": "a <|mask|> b"}, "prompt", "mask token"),
         ({"prompt": [1, 2, 10**9]}, "prompt", "outside the vocabulary"),
         ({"prompt": "x", "top_k": 5}, "top_k", "speculative"),
@@ -471,6 +479,10 @@ def test_speculative_serving_equals_speculate(speculative_server):
         assert choice.text == ref[0].text
     with pytest.raises(openai.BadRequestError, match="diffusion"):
         client.completions.create(model="tiny-ar", prompt="x", extra_body={"sampler": "llada"})
+    with pytest.raises(openai.BadRequestError, match=r"max_tokens \(dllm's max_new_tokens\).*out of range"):
+        client.completions.create(model="tiny-ar", prompt="x", max_tokens=0)  # 0 is not "not given"
+    nan = _post(speculative_server, '{"prompt": "x", "top_p": NaN}', key=None)
+    assert nan.status_code == 400 and "not a finite number" in nan.json()["error"]["message"]
     assert metric(speculative_server, "dllm_acceptance_rate_count") >= 1
 
 

@@ -311,7 +311,7 @@ class Service:
             if getattr(body, name) is not None
         }
         config = resolve_speculative(self.spec_config, **settings)
-        budget = _max_tokens(body) or config.max_new_tokens
+        budget = config.max_new_tokens if _max_tokens(body) is None else _max_tokens(body)
         base_seed = config.row_seeds(1)[0] if body.seed is None else body.seed
         key = settings_key("speculative", config.temperature, config.top_k, config.top_p)
         o = self.options
@@ -349,7 +349,7 @@ class Service:
             except (ValueError, TypeError) as exc:
                 for request in requests:
                     request.cancel()
-                raise APIError(400, str(exc), param=_param_of(str(exc))) from None
+                raise APIError(400, _named(str(exc)), param=_param_of(str(exc))) from None
             except RuntimeError as exc:  # a Batcher closed beside us (shutdown)
                 for request in requests:
                     request.cancel()
@@ -398,7 +398,10 @@ def _plugin(registry, field: str, name, default: str, server_args: dict, request
 
 
 def _max_tokens(body: _Body) -> int | None:
-    return getattr(body, "max_completion_tokens", None) or body.max_tokens
+    """``max_tokens``, or chat's ``max_completion_tokens`` (None when neither is given; 0 is refused
+    later, not taken for "not given")."""
+    chat = getattr(body, "max_completion_tokens", None)
+    return chat if chat is not None else body.max_tokens
 
 
 _RENAMED = {"gen_length": "max_tokens", "max_new_tokens": "max_tokens"}  # dllm's name -> the request's
